@@ -1,0 +1,28 @@
+# The two commands of the README. Both create ./.venv on first use and install the package into it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+WORKDIR ?= runs/synthetic
+TEST_WORKERS ?= 2
+
+.PHONY: demo test install clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job: the paper's synthetic experiment on its default config (CPU, a few minutes).
+demo: $(STAMP)
+	$(PY) -m experiments.synthetic --config=experiments/configs/synthetic.py --workdir=$(WORKDIR)
+
+# The test suite (toy sizes; what CI runs).
+test: $(STAMP)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
+
+clean:
+	rm -rf $(VENV) runs
