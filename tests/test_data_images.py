@@ -236,6 +236,42 @@ def test_iterator_state_round_trip_mid_epoch(mock_cifar10):
     np.testing.assert_array_equal(got['label'], want['label'])
 
 
+def test_iterator_state_saves_with_orbax(mock_cifar10, tmp_path):
+  import grain.python as grain_python  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  def loader():
+    return images.make_loader(
+        mock_cifar10, global_batch_size=8, seed=1, process_index=0, process_count=1
+    )
+
+  it = iter(loader())
+  next(it)
+  with ocp.CheckpointManager(tmp_path, item_names=('data',)) as manager:
+    manager.save(1, args=ocp.args.Composite(data=grain_python.PyGrainCheckpointSave(it)))
+    manager.wait_until_finished()
+    expected = [next(it) for _ in range(3)]
+    restored = iter(loader())
+    manager.restore(
+        1, args=ocp.args.Composite(data=grain_python.PyGrainCheckpointRestore(restored))
+    )
+  for want in expected:
+    np.testing.assert_array_equal(next(restored)['image'], want['image'])
+
+
+def test_one_worker_process_gives_the_in_process_batches(mock_cifar10):
+  def batches(worker_count):
+    loader = images.make_loader(
+        mock_cifar10, global_batch_size=8, seed=0, process_index=0, process_count=1,
+        worker_count=worker_count,
+    )
+    return _images(loader, 4)
+
+  for got, want in zip(batches(1), batches(0)):
+    np.testing.assert_array_equal(got['image'], want['image'])
+    np.testing.assert_array_equal(got['label'], want['label'])
+
+
 def test_loader_rejects_bad_arguments(mock_cifar10):
   def make(**kwargs):
     args = dict(global_batch_size=8, seed=0, process_index=0, process_count=1) | kwargs

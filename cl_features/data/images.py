@@ -32,6 +32,7 @@ import os
 import pathlib
 from typing import Any, Mapping, Protocol
 
+from absl import flags
 import grain
 import numpy as np
 from PIL import Image, ImageOps
@@ -275,7 +276,8 @@ def make_loader(
   Same seed -> same batches; each epoch is shuffled differently. `num_epochs=None` repeats
   forever. `image_size=None` keeps the records' size (they must all agree to batch).
   `worker_count > 0` decodes in that many child processes: still deterministic, but the batches
-  are then built per worker, so they differ from `worker_count=0` ones.
+  are then built per worker, so they differ from `worker_count=0` ones (1 worker gives the same
+  ones); the caller's main module needs an `if __name__ == '__main__':` guard (spawned workers).
   See the module docstring for sharding and iterator checkpoints.
   """
   global_batch_size = _check_positive_int(global_batch_size, 'global_batch_size')
@@ -310,6 +312,9 @@ def make_loader(
         f'process_count={process_count}'
     )
   batch_size = global_batch_size // process_count
+  if worker_count and not flags.FLAGS.is_parsed():
+    # grain's worker processes read an absl flag; outside `app.run` nothing parsed them.
+    flags.FLAGS.mark_as_parsed()
   num_records = len(source)
   if num_records < 1:
     raise ValueError('source is empty')
