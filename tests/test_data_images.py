@@ -133,6 +133,9 @@ def test_prepared_array_record_dataset_reads_without_tensorflow(tiny_dir):
   assert info.split_sizes == {'train': 10, 'test': 4}
   source = images.open_source('cl_features_tiny_grey', 'test', tiny_dir)
   assert len(source) == 4
+  assert len(images.open_source('cl_features_tiny_grey', 'train[:50%]', tiny_dir)) == 5
+  with pytest.raises(ValueError, match="Unknown split 'validation'"):  # tfds's own error
+    images.open_source('cl_features_tiny_grey', 'validation', tiny_dir)
   loader = images.make_loader(
       source, global_batch_size=4, seed=0, shuffle=False, num_epochs=1, image_size=4,
       process_index=0, process_count=1,

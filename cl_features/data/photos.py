@@ -55,7 +55,7 @@ def split_columns(width: int, split: str) -> tuple[int, int]:
 def _check(value: Any, field: str, low: float, kind: type = int) -> None:
   ok = isinstance(value, kind) or (kind is float and isinstance(value, int))
   if isinstance(value, bool) or not ok or value < low:
-    raise ValueError(f'{field} must be a {kind.__name__} >= {low}, got {value!r}')
+    raise ValueError(f'{field} must be {kind.__name__} >= {low}, got {value!r}')
 
 
 def photo_crop_boxes(
