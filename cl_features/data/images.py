@@ -20,7 +20,7 @@ Checkpointing the iterator (grain 0.2.x):
     state: bytes = it.get_state()   # JSON; store it next to the model checkpoint
     it = iter(loader)               # a loader built with the same arguments
     it.set_state(state)             # continues with exactly the batches that would have followed
-With orbax, save `grain.python.PyGrainCheckpointSave(it)` / restore
+With orbax (`import grain.python`), save `grain.python.PyGrainCheckpointSave(it)` / restore
 `grain.python.PyGrainCheckpointRestore(it)` as one item of `ocp.args.Composite`.
 """
 
