@@ -23,7 +23,8 @@ name = os.path.basename(sys.argv[0])
 with open(os.environ["STUB_RECORD"], "a") as f:
   f.write(json.dumps({{"name": name, "argv": sys.argv[1:], "cwd": os.getcwd(),
                       "env": {{k: os.environ.get(k) for k in
-                              ("JAX_PLATFORMS", "XLA_FLAGS", "JAX_COORDINATOR_ADDRESS")}}}}) + "\\n")
+                              ("JAX_PLATFORMS", "XLA_FLAGS", "JAX_COORDINATOR_ADDRESS",
+                               "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")}}}}) + "\\n")
 if name == "scontrol" and sys.argv[1:3] == ["show", "hostnames"]:
   print("node7\\nnode8")
 """
@@ -39,7 +40,8 @@ def stubs(tmp_path):
     path.write_text(STUB.format(python=sys.executable))
     path.chmod(0o755)
   record = tmp_path / "calls.jsonl"
-  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")
+         and not k.startswith(("JAX_COORDINATOR", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "SLURM_"))}
   env.update(PATH=f"{bin_dir}:{os.environ['PATH']}", STUB_RECORD=str(record))
 
   def calls():
@@ -91,6 +93,26 @@ def test_local_runs_what_dry_run_prints(stubs, tmp_path):
   assert call["cwd"] == str(ROOT)
   assert call["env"]["JAX_PLATFORMS"] == "cpu"
   assert call["env"]["XLA_FLAGS"] == "--xla_force_host_platform_device_count=3"
+
+
+def test_local_processes_dry_run_exact_and_run(stubs, tmp_path):
+  env, calls = stubs
+  args = ["--processes=2", "--port", "23456", f"--python={tmp_path / 'bin' / 'fakepython'}", "synthetic",
+          "--", "--workdir=runs/a b"]
+  r = run("local.sh", "--dry-run", *args, env=env)
+  assert r.returncode == 0, r.stderr
+  py = tmp_path / "bin" / "fakepython"
+  assert r.stdout.splitlines() == [f"cd {ROOT}"] + [
+      f"env JAX_COORDINATOR_ADDRESS=127.0.0.1:23456 JAX_NUM_PROCESSES=2 JAX_PROCESS_ID={i} "
+      f"{py} -m experiments.synthetic '--workdir=runs/a b' &" for i in range(2)] + ["wait"]
+  assert calls() == []
+  r = run("local.sh", *args, env=env)
+  assert r.returncode == 0, r.stderr
+  got = sorted(calls(), key=lambda c: c["env"]["JAX_PROCESS_ID"])
+  assert [c["env"]["JAX_PROCESS_ID"] for c in got] == ["0", "1"]
+  for c in got:
+    assert c["argv"] == ["-m", "experiments.synthetic", "--workdir=runs/a b"]
+    assert (c["env"]["JAX_COORDINATOR_ADDRESS"], c["env"]["JAX_NUM_PROCESSES"]) == ("127.0.0.1:23456", "2")
 
 
 # --- tpu_vm.sh -----------------------------------------------------------------------------------------
@@ -214,6 +236,7 @@ def test_slurm_submits_and_the_job_script_sets_the_coordinator(stubs, tmp_path):
     ("local.sh", ["--bogus", "synthetic"], "unknown option '--bogus'"),
     ("local.sh", ["synthetic", "--workdir=x"], "unknown option '--workdir=x'"),
     ("local.sh", ["synthetic", "extra"], "unexpected argument 'extra'"),
+    ("local.sh", ["--processes=0", "synthetic"], "--processes must be an integer >= 1"),
     ("local.sh", ["experiments/synthetic.py"], "EXPERIMENT must be a module name"),
     ("tpu_vm.sh", ["--zone=z", "synthetic"], "missing --name"),
     ("tpu_vm.sh", ["--name=t", "synthetic"], "missing --zone"),
