@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import jax
 import numpy as np
@@ -212,8 +213,9 @@ def _run_two(tmp_path, per_process):
     procs.append((subprocess.Popen(
         [sys.executable, str(script), f"--out={tmp_path / f'out{i}.json'}", *argv],
         env={**base_env, **env}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT), log))
+  deadline = time.monotonic() + 60  # both processes together
   try:
-    codes = [p.wait(timeout=60) for p, _ in procs]
+    codes = [p.wait(timeout=max(1.0, deadline - time.monotonic())) for p, _ in procs]
   finally:
     for p, log in procs:
       if p.poll() is None:
