@@ -1,0 +1,150 @@
+"""Augmentations of sparse-coding vectors (paper.md section 4), applied to the parts of x = Mz + xi.
+
+Each augmentation maps one example's parts (sparse = Mz: [d1], dense = xi: [d1]) to two views, each split into
+its sparse and dense part, so that view = sparse_part + dense_part and the decoupling measurement can look at
+the parts separately. Every augmentation here is a per-coordinate random scaling plus additive noise:
+
+    view_k = s_k * x + e_k            (s_k, e_k random; k = 1, 2)
+
+so its effect on the cross-view correlation of <w, view> is fixed by a few moments (`Moments`):
+mean of s (mu), E[s_1i^2] (k11), E[s_1i s_2i] (k12) and the variance of e (noise_var). These give the analytic
+decoupling prediction in `cl_features.measure.decoupling`.
+
+Names: complementary_mask (the paper's: x+ = 2Dx, x++ = 2(I-D)x), independent_mask (keep prob q, rescaled by
+1/q), gaussian_noise (x + N(0, s^2)), none (x+ = x++ = x), dense_mask (oracle: complementary masks on the dense
+part only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+AUGMENTATIONS = ("complementary_mask", "independent_mask", "gaussian_noise", "none", "dense_mask")
+
+
+class Views(NamedTuple):
+    """Two views of a batch, split into parts: view_k = sparse_k + dense_k, each [batch, d1]."""
+
+    sparse1: jax.Array
+    dense1: jax.Array
+    sparse2: jax.Array
+    dense2: jax.Array
+
+    @property
+    def view1(self) -> jax.Array:
+        return self.sparse1 + self.dense1
+
+    @property
+    def view2(self) -> jax.Array:
+        return self.sparse2 + self.dense2
+
+
+@dataclasses.dataclass(frozen=True)
+class Moments:
+    """Per-coordinate moments of view_k = s_k * x + e_k (coordinates independent)."""
+
+    mu: float = 1.0  # E[s_ki]
+    k11: float = 1.0  # E[s_ki^2]
+    k12: float = 1.0  # E[s_1i s_2i]
+    noise_var: float = 0.0  # Var[e_ki] per coordinate
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentParams:
+    """Parameters of the vector augmentations (config: `augment.*`)."""
+
+    keep_prob: float = 0.5  # independent_mask: P(keep a coordinate), views rescaled by 1/keep_prob
+    noise_std: float = 1.0  # gaussian_noise: std of the added noise, in units of data.sigma
+    sigma: float = 1.0  # data.sigma (the noise std above is noise_std * sigma)
+
+    def validate(self) -> None:
+        if not 0.0 < self.keep_prob <= 1.0:
+            raise ValueError(f"augment.keep_prob must be in (0, 1], got {self.keep_prob}")
+        if self.noise_std < 0:
+            raise ValueError(f"augment.noise_std must be >= 0, got {self.noise_std}")
+
+
+def _complementary(key, sparse, dense, params):
+    mask = jax.random.bernoulli(key, 0.5, sparse.shape).astype(sparse.dtype)
+    s1, s2 = 2.0 * mask, 2.0 * (1.0 - mask)
+    return (s1 * sparse, s1 * dense), (s2 * sparse, s2 * dense)
+
+
+def _independent(key, sparse, dense, params):
+    q = params.keep_prob
+    k1, k2 = jax.random.split(key)
+    s1 = jax.random.bernoulli(k1, q, sparse.shape).astype(sparse.dtype) / q
+    s2 = jax.random.bernoulli(k2, q, sparse.shape).astype(sparse.dtype) / q
+    return (s1 * sparse, s1 * dense), (s2 * sparse, s2 * dense)
+
+
+def _gaussian(key, sparse, dense, params):
+    std = params.noise_std * params.sigma
+    k1, k2 = jax.random.split(key)
+    e1 = std * jax.random.normal(k1, dense.shape, dense.dtype)
+    e2 = std * jax.random.normal(k2, dense.shape, dense.dtype)
+    return (sparse, dense + e1), (sparse, dense + e2)
+
+
+def _identity(key, sparse, dense, params):
+    del key, params
+    return (sparse, dense), (sparse, dense)
+
+
+def _dense_mask(key, sparse, dense, params):
+    mask = jax.random.bernoulli(key, 0.5, dense.shape).astype(dense.dtype)
+    return (sparse, 2.0 * mask * dense), (sparse, 2.0 * (1.0 - mask) * dense)
+
+
+_FNS: dict[str, Callable] = {
+    "complementary_mask": _complementary,
+    "independent_mask": _independent,
+    "gaussian_noise": _gaussian,
+    "none": _identity,
+    "dense_mask": _dense_mask,
+}
+
+
+def check_name(name: str, field: str = "augmentation") -> str:
+    if name not in _FNS:
+        raise ValueError(f"{field} must be one of {AUGMENTATIONS}, got {name!r}")
+    return name
+
+
+def augment_parts(name: str, keys: jax.Array, sparse: jax.Array, dense: jax.Array,
+                  params: AugmentParams = AugmentParams()) -> Views:
+    """Two views of a batch. keys: [batch] (one per example); sparse, dense: [batch, d1]."""
+    fn = functools.partial(_FNS[check_name(name)], params=params)
+    (a1, b1), (a2, b2) = jax.vmap(fn)(keys, sparse, dense)
+    return Views(a1, b1, a2, b2)
+
+
+def two_views(name: str, keys: jax.Array, x: jax.Array,
+              params: AugmentParams = AugmentParams()) -> tuple[jax.Array, jax.Array]:
+    """Two views of plain vectors x: [batch, d1] (x treated as its own dense part)."""
+    if name == "dense_mask":
+        raise ValueError("augmentation 'dense_mask' needs the parts of x: use augment_parts")
+    views = augment_parts(name, keys, jnp.zeros_like(x), x, params)
+    return views.view1, views.view2
+
+
+def moments(name: str, params: AugmentParams = AugmentParams()) -> dict[str, Moments]:
+    """Moments of the scaling/noise applied to the sparse and the dense part ({'sparse', 'dense'})."""
+    check_name(name)
+    ident = Moments()
+    if name == "complementary_mask":
+        m = Moments(mu=1.0, k11=2.0, k12=0.0)
+        return {"sparse": m, "dense": m}
+    if name == "independent_mask":
+        m = Moments(mu=1.0, k11=1.0 / params.keep_prob, k12=1.0)
+        return {"sparse": m, "dense": m}
+    if name == "gaussian_noise":
+        return {"sparse": ident, "dense": Moments(noise_var=(params.noise_std * params.sigma) ** 2)}
+    if name == "dense_mask":
+        return {"sparse": ident, "dense": Moments(mu=1.0, k11=2.0, k12=0.0)}
+    return {"sparse": ident, "dense": ident}

@@ -1,0 +1,138 @@
+"""One training loop for every experiment: a jitted, sharded step over a TrainState pytree.
+
+The task supplies the model (Flax NNX), an optax transformation and
+`loss_fn(model, batch, key, step) -> (loss, metrics)`; data either comes from a host iterator of batches
+(images) or is sampled inside the step from the key (synthetic: `batches=None`). Each call of the compiled
+function runs `steps_per_call` steps with `lax.scan` and returns their mean metrics, so the host only
+dispatches once per call. The PRNG key of step s is fold_in(rng, s): the same seed gives the same numbers
+whatever the number of devices or where a run was resumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Iterator, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+from cl_features.train import mesh as mesh_lib
+
+LossFn = Callable[[nnx.Module, Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
+
+
+class TrainState(NamedTuple):
+    step: jax.Array  # [] int32
+    params: Any  # nnx.State of nnx.Param
+    rest: Any  # nnx.State of everything else (BatchNorm statistics, ...)
+    opt_state: Any
+    rng: jax.Array  # [2] uint32 raw key data
+
+
+def init_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int) -> tuple[nnx.GraphDef, TrainState]:
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest,
+                       opt_state=tx.init(params), rng=jax.random.key_data(jax.random.key(seed)))
+    return graphdef, state
+
+
+def merge(graphdef: nnx.GraphDef, state: TrainState) -> nnx.Module:
+    return nnx.merge(graphdef, state.params, state.rest)
+
+
+@dataclasses.dataclass
+class StepFn:
+    """The compiled multi-step function and what it was built for."""
+
+    fn: Callable[[TrainState, Any], tuple[TrainState, dict]]
+    steps_per_call: int
+
+
+def make_step_fn(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, loss_fn: LossFn, *,
+                 mesh: Mesh, steps_per_call: int = 1, host_batches: bool = False) -> StepFn:
+    """jit(state, batches) -> (state, mean metrics) running `steps_per_call` steps.
+
+    With host_batches, `batches` is a pytree whose leaves are [steps_per_call, global_batch, ...], sharded on
+    the batch axis; otherwise it is None and the loss samples its own data from the key.
+    """
+
+    def one_step(state: TrainState, batch):
+        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+        def objective(params):
+            model = nnx.merge(graphdef, params, state.rest)
+            loss, metrics = loss_fn(model, batch, key, state.step)
+            _, _, rest = nnx.split(model, nnx.Param, ...)
+            return loss, (metrics, rest)
+
+        (loss, (metrics, rest)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, **metrics}
+        return TrainState(state.step + 1, params, rest, opt_state, state.rng), metrics
+
+    def many_steps(state: TrainState, batches):
+        if batches is None:
+            state, metrics = jax.lax.scan(lambda s, _: one_step(s, None), state, None, length=steps_per_call)
+        else:
+            state, metrics = jax.lax.scan(one_step, state, batches)
+        return state, jax.tree_util.tree_map(lambda m: jnp.mean(m, axis=0), metrics)
+
+    repl = mesh_lib.replicated(mesh)
+    batch_in = mesh_lib.batch_sharding(mesh, batch_axis=1) if host_batches else None
+    fn = jax.jit(many_steps, in_shardings=(repl, batch_in), out_shardings=(repl, repl), donate_argnums=0)
+    return StepFn(fn=fn, steps_per_call=steps_per_call)
+
+
+def place_state(state: TrainState, mesh: Mesh) -> TrainState:
+    return jax.device_put(state, mesh_lib.replicated(mesh))
+
+
+def stack_batches(batch_iter: Iterator, n: int, mesh: Mesh):
+    """Stacks n host batches into [n, batch, ...] leaves placed on the mesh (batch axis sharded)."""
+    batches = [next(batch_iter) for _ in range(n)]
+    stacked = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *batches)
+    sharding = mesh_lib.batch_sharding(mesh, batch_axis=1)
+    if jax.process_count() == 1:
+        return jax.device_put(stacked, sharding)
+    return jax.tree_util.tree_map(
+        lambda x: jax.make_array_from_process_local_data(sharding, x), stacked)
+
+
+def fit(step_fn: StepFn, state: TrainState, *, mesh: Mesh, total_steps: int, log_every: int,
+        batch_iter: Iterator | None = None, on_log: Callable[[int, TrainState], dict] | None = None,
+        metrics_log=None, progress=None, checkpointer=None) -> tuple[TrainState, list[dict]]:
+    """Runs the compiled step until `total_steps`, logging every `log_every` steps.
+
+    on_log(step, state) adds measurements (e.g. atom recovery) to the logged row. A non-finite loss stops the
+    run with the step number (the last checkpoint, if any, is kept). Returns (state, logged rows).
+    """
+    spc = step_fn.steps_per_call
+    if log_every % spc:
+        raise ValueError(f"train.log_every={log_every} must be a multiple of train.steps_per_call={spc}")
+    history = []
+    step = int(jax.device_get(state.step))
+    while step < total_steps:
+        batches = stack_batches(batch_iter, spc, mesh) if batch_iter is not None else None
+        state, metrics = step_fn.fn(state, batches)
+        step += spc
+        last = step >= total_steps
+        if step % log_every == 0 or last:
+            row = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            if not np.isfinite(row["loss"]):
+                raise FloatingPointError(
+                    f"non-finite loss {row['loss']} at step {step}; the last good checkpoint is kept")
+            if on_log is not None:
+                row.update(on_log(step, state))
+            history.append({"step": step, **row})
+            if metrics_log is not None:
+                metrics_log.write(step, row)
+            if progress is not None:
+                progress.update(step, row)
+        if checkpointer is not None:
+            checkpointer.maybe_save(step, state, force=last)
+    return state, history

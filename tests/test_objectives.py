@@ -1,0 +1,80 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cl_features import objectives
+
+
+def _np_info_nce(h1, h2, tau):
+    h1, h2 = np.asarray(h1, np.float64), np.asarray(h2, np.float64)
+    logits = h1 @ h2.T / tau
+    mx = logits.max(1, keepdims=True)
+    lse = np.log(np.exp(logits - mx).sum(1)) + mx[:, 0]
+    return np.mean(lse - np.diag(logits))
+
+
+def _np_nt_xent(z1, z2, tau):
+    z = np.concatenate([z1, z2]).astype(np.float64)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    n = len(z1)
+    sim = z @ z.T / tau
+    losses = []
+    for i in range(2 * n):
+        j = (i + n) % (2 * n)
+        others = [k for k in range(2 * n) if k != i]
+        losses.append(-sim[i, j] + np.log(np.exp(sim[i, others]).sum()))
+    return np.mean(losses)
+
+
+@pytest.mark.parametrize("tau", [0.1, 0.5, 2.0])
+def test_info_nce_matches_float64_reference(tau):
+    k1, k2 = jax.random.split(jax.random.key(0))
+    h1, h2 = jax.random.normal(k1, (16, 8)), jax.random.normal(k2, (16, 8))
+    loss, logits = objectives.info_nce(h1, h2, tau)
+    np.testing.assert_allclose(loss, _np_info_nce(h1, h2, tau), rtol=1e-5)
+    assert logits.shape == (16, 16)
+
+
+def test_info_nce_analytic_values():
+    # Identical orthonormal rows: logits = I / tau, loss = log(e^{1/tau} + n - 1) - 1/tau.
+    n, tau = 4, 0.5
+    h = jnp.eye(n)
+    loss, _ = objectives.info_nce(h, h, tau)
+    np.testing.assert_allclose(loss, np.log(np.exp(1 / tau) + n - 1) - 1 / tau, rtol=1e-6)
+    # All-zero features: uniform logits, loss = log n.
+    loss, _ = objectives.info_nce(jnp.zeros((n, 3)), jnp.zeros((n, 3)), tau)
+    np.testing.assert_allclose(loss, np.log(n), rtol=1e-6)
+
+
+def test_info_nce_stops_gradient_through_second_view():
+    k1, k2 = jax.random.split(jax.random.key(1))
+    h1, h2 = jax.random.normal(k1, (8, 4)), jax.random.normal(k2, (8, 4))
+    g1, g2 = jax.grad(lambda a, b: objectives.info_nce(a, b, 0.5)[0], argnums=(0, 1))(h1, h2)
+    assert np.abs(np.asarray(g1)).sum() > 0
+    np.testing.assert_array_equal(g2, 0.0)
+
+
+@pytest.mark.parametrize("tau", [0.1, 0.5])
+def test_nt_xent_matches_optax_and_float64(tau):
+    k1, k2 = jax.random.split(jax.random.key(2))
+    z1, z2 = jax.random.normal(k1, (12, 6)), jax.random.normal(k2, (12, 6))
+    ours = objectives.nt_xent(z1, z2, tau)
+    ref = optax.losses.ntxent(jnp.concatenate([z1, z2]), jnp.tile(jnp.arange(12), 2), tau)
+    np.testing.assert_allclose(ours, ref, rtol=1e-5)
+    np.testing.assert_allclose(ours, _np_nt_xent(np.asarray(z1), np.asarray(z2), tau), rtol=1e-5)
+
+
+def test_cross_entropy_and_l2_penalty():
+    logits = jnp.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    labels = jnp.array([0, 2])
+    ref = np.mean([np.log(np.exp([2.0, 0.0, -1.0]).sum()) - 2.0, np.log(3.0)])
+    np.testing.assert_allclose(objectives.cross_entropy(logits, labels), ref, rtol=1e-6)
+    params = {"a": jnp.ones((2, 3)), "b": jnp.full((4,), 2.0)}
+    np.testing.assert_allclose(objectives.l2_penalty(params, 0.1), 0.05 * (6 + 16), rtol=1e-6)
+
+
+def test_instance_accuracy():
+    logits = jnp.array([[3.0, 1.0], [4.0, 2.0]])
+    assert float(objectives.instance_accuracy(logits)) == 0.5
