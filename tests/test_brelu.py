@@ -17,7 +17,7 @@ def test_bias_schedule_values_and_ramp():
 def test_symmetric_thresholded_relu_formula():
     model = brelu.SymmetricReLUNet(5, 3, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (7, 5))
-    w = np.asarray(model.w.value, np.float64)
+    w = np.asarray(model.w[...], np.float64)
     b = 0.8 * np.linalg.norm(w, axis=1)
     pre = np.asarray(x, np.float64) @ w.T
     ref = np.maximum(pre - b, 0) - np.maximum(-pre - b, 0)
@@ -30,7 +30,7 @@ def test_symmetric_thresholded_relu_formula():
 def test_no_gradient_through_scheduled_bias():
     model = brelu.SymmetricReLUNet(4, 2, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(2), (16, 4))
-    w0 = model.w.value
+    w0 = model.w[...]
     b_fixed = 0.5 * jnp.linalg.norm(w0, axis=1)
 
     graphdef, state = nnx.split(model)
@@ -48,13 +48,13 @@ def test_no_gradient_through_scheduled_bias():
 def test_learned_bias_and_relu_variants():
     model = brelu.SymmetricReLUNet(4, 3, rngs=nnx.Rngs(0), bias="learned", bias_scale_init=1.0,
                                    activation="relu")
-    np.testing.assert_allclose(model.b.value, jnp.linalg.norm(model.w.value, axis=1), rtol=1e-6)
+    np.testing.assert_allclose(model.b[...], jnp.linalg.norm(model.w[...], axis=1), rtol=1e-6)
     assert len(jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))) == 2
     x = jax.random.normal(jax.random.key(3), (5, 4))
-    pre = x @ model.w.value.T
-    np.testing.assert_allclose(model(x), np.maximum(pre - model.b.value, 0), rtol=1e-6)
+    pre = x @ model.w[...].T
+    np.testing.assert_allclose(model(x), np.maximum(pre - model.b[...], 0), rtol=1e-6)
     none = brelu.SymmetricReLUNet(4, 3, rngs=nnx.Rngs(0), bias="none")
-    np.testing.assert_allclose(none(x, 5.0), x @ none.w.value.T, rtol=1e-6)
+    np.testing.assert_allclose(none(x, 5.0), x @ none.w[...].T, rtol=1e-6)
 
 
 def test_bad_model_arguments():

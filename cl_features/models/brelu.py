@@ -43,21 +43,21 @@ class SymmetricReLUNet(nnx.Module):
         self.bias_kind = bias
         self.w = nnx.Param(init_scale * jax.random.normal(rngs.params(), (width, d1), jnp.float32))
         if bias == "learned":
-            norms = jnp.linalg.norm(self.w.value, axis=1)
+            norms = jnp.linalg.norm(self.w[...], axis=1)
             self.b = nnx.Param(bias_scale_init * norms)
 
     def thresholds(self, bias_scale: jax.Array | float = 0.0) -> jax.Array:
         """b: [width]."""
-        w = self.w.value
+        w = self.w[...]
         if self.bias_kind == "schedule":
             return bias_scale * jax.lax.stop_gradient(jnp.linalg.norm(w, axis=1))
         if self.bias_kind == "learned":
-            return self.b.value
+            return self.b[...]
         return jnp.zeros((w.shape[0],), w.dtype)
 
     def __call__(self, x: jax.Array, bias_scale: jax.Array | float = 0.0) -> jax.Array:
         """x: [batch, d1] -> h: [batch, width]."""
-        return activate(x @ self.w.value.T, self.thresholds(bias_scale), self.activation)
+        return activate(x @ self.w[...].T, self.thresholds(bias_scale), self.activation)
 
 
 def activate(pre: jax.Array, b: jax.Array, activation: str = "symmetric") -> jax.Array:

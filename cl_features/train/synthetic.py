@@ -157,7 +157,7 @@ def make_loss_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, 
 def measure(c: ml_collections.ConfigDict, arm: str, model: brelu.SymmetricReLUNet,
             dictionary: jax.Array) -> dict:
     """Final measurements on fresh samples: recovery, decoupling (measured and predicted), probes."""
-    w = model.w.value
+    w = model.w[...]
     rec = recovery.recovery(w, dictionary, c.measure.threshold)
     key = jax.random.fold_in(jax.random.key(c.seed), _MEASURE_STREAM)
     k_data, k_aug, k_u = jax.random.split(key, 3)
@@ -207,7 +207,7 @@ def train_arm(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, *, 
                                 steps_per_call=c.train.steps_per_call)
 
     def on_log(step, st):
-        rec = recovery.recovery(st.params["w"].value, dictionary, c.measure.threshold)
+        rec = recovery.recovery(st.params["w"][...], dictionary, c.measure.threshold)
         return {"recovered_fraction": float(rec["recovered_fraction"]),
                 "span_share": float(rec["span_share_mean"])}
 
@@ -220,7 +220,7 @@ def train_arm(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, *, 
     results["final_loss"] = history[-1]["contrastive_loss"]
     results["steps"] = c.train.steps
     results["seconds"] = round(time.perf_counter() - t0, 2)
-    return results, np.asarray(model.w.value), history
+    return results, np.asarray(model.w[...]), history
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool = True) -> dict:
