@@ -2,6 +2,7 @@
 
 import warnings
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.fft
@@ -211,7 +212,7 @@ def test_dense_statistics_shapes_and_chunking():
     stats = S.dense_statistics(x, bins=5, k=3, chunk_size=4)
     assert {k: v.shape for k, v in stats.items()} == {
         "mean_colour": (11, 3), "colour_histogram": (11, 15), "low_frequency_energy": (11, 9)}
-    whole = S.dense_statistics(x, bins=5, k=3, chunk_size=100)
+    whole = S.dense_statistics(jnp.asarray(x), bins=5, k=3, chunk_size=100)  # JAX arrays work too
     for name in stats:
         np.testing.assert_allclose(stats[name], whole[name], rtol=1e-12)
 
@@ -374,6 +375,10 @@ def test_image_stats_bad_arguments(gray_dictionary):
         S.sparse_codes(x, gray_dictionary.atoms)
     with pytest.raises(ValueError, match="dictionary.patch_size=6 exceeds"):
         S.sparse_codes(x[:, :4, :4], gray_dictionary)
+    with pytest.raises(ValueError, match="patch_size must be <= min"):
+        S.extract_patches(x, 9)
+    with pytest.raises(ValueError, match="stride must be an integer"):
+        S.extract_patches(x, 3, stride=1.5)
     with pytest.raises(ValueError, match="views1 and views2 must have the same shape"):
         S.decoupling_table(x, x[:3], gray_dictionary)
     with pytest.raises(ValueError, match="atoms must be"):
