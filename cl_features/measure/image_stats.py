@@ -226,10 +226,11 @@ def spherical_kmeans(data, n_atoms: int, *, iters: int = 30, seed: int = 0) -> t
     """Spherical k-means (Dhillon & Modha 2001; the dictionary step of Coates & Ng 2011/2012).
 
     data: [n, d]. Finds unit atoms D: [n_atoms, d] maximising sum_i max_j <D_j, x_i>: each point is
-    assigned to the atom with the largest (signed) projection, and each atom is set to the normalised sum
-    of its points. Initialised by spherical k-means++ (sampling points with probability proportional to
-    ||x|| - max_j <D_j, x> over the atoms chosen so far). An atom that ends up with no points is moved to the
-    worst-explained point. Both steps never increase the loss, so it is non-increasing.
+    assigned to the atom with the largest projection <D_j, x> (signed, not its absolute value, so an atom and
+    its negative are different atoms), and each atom is set to the normalised sum of its points, which
+    maximises that cluster's sum. Initialised by greedy spherical k-means++ (as sklearn's k-means++, with the
+    squared distance to the nearest atom ray). An atom left with no points moves to the worst-explained
+    point. Neither step increases the loss, so it is non-increasing.
 
     Returns (atoms: [n_atoms, d], loss: [iters + 1]) with loss = mean_i (||x_i|| - max_j <D_j, x_i>), the
     first entry after initialisation.
