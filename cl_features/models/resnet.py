@@ -2,26 +2,27 @@
 
 Every encoder maps images `x: [batch, height, width, channels]` (float) to the globally average-pooled
 representation `[batch, feat_dim]` (no classifier; see `heads.py`). With `return_intermediates=True` it
-also returns a dict `name -> activation [batch, h, w, c]` for the stem and each stage, in call order, for
-activation-density measurements.
+also returns a dict `name -> activation [batch, h, w, c]` for the stem and each stage (eager calls keep
+call order; a dict returned through `jax.jit` has sorted keys), for activation-density measurements.
 
 Conventions (those of torchvision / the CIFAR ResNet of kuangliu, so parameter counts match theirs):
-    * convolutions have no bias, kernels are Kaiming-normal with fan_out (std = sqrt(2 / (k*k*c_out))),
-        padding is symmetric k // 2 (as PyTorch; not 'SAME', which pads stride-2 convs asymmetrically);
-    * ResNet v1.5: a Bottleneck strides on its 3x3 conv, not the first 1x1; projection shortcuts are
-        1x1 conv + BN, used where the shape changes;
-    * stems: 'cifar' = 3x3 conv stride 1, no max-pool; 'imagenet' = 7x7 conv stride 2 + 3x3 max-pool
-        stride 2 (so the 'imagenet' stem downsamples by 4 before stage 1).
+  * convolutions have no bias, kernels are Kaiming-normal with fan_out (std = sqrt(2 / (k*k*c_out))),
+    padding is symmetric k // 2 (as PyTorch; not 'SAME', which pads stride-2 convs asymmetrically);
+  * ResNet v1.5: a Bottleneck strides on its 3x3 conv, not the first 1x1; projection shortcuts are
+    1x1 conv + BN, used where the shape changes;
+  * stems: 'cifar' = 3x3 conv stride 1, no max-pool; 'imagenet' = 7x7 conv stride 2 + 3x3 max-pool
+    stride 2 (so the 'imagenet' stem downsamples by 4 before stage 1).
 
-BatchNorm: `nnx.BatchNorm`, built in train mode (`use_running_average=False`); switch with
-`model.train()` / `model.eval()` (or `nnx.view(model, use_running_average=...)`). In train mode it
-normalises with the batch mean and the biased batch variance and moves the running stats by
-`running <- momentum * running + (1 - momentum) * batch` (momentum 0.9 = PyTorch's 0.1; PyTorch keeps the
-unbiased variance in its running var, flax the biased one). In eval mode it uses the running stats, so
-each example's output is independent of the rest of the batch. Under `jax.jit` with the batch sharded
-over a `jax.sharding.Mesh`, the batch statistics are the global ones: the mean over the batch axis is an
-ordinary `jnp.mean` of a global array and the compiler inserts the cross-device reduction itself, so no
-`axis_name` is needed (that argument is only for `shard_map`/`pmap`).
+BatchNorm: `nnx.BatchNorm`, built in train mode (`use_running_average=False`, passed explicitly since
+newer flax releases drop that default); switch with `model.train()` / `model.eval()` (or
+`nnx.view(model, use_running_average=...)`). In train mode it normalises with the batch mean and the
+biased batch variance and moves the running stats by `running <- momentum * running + (1 - momentum) *
+batch` (momentum 0.9 = PyTorch's 0.1; PyTorch keeps the unbiased variance in its running var, flax the
+biased one). In eval mode it uses the running stats, so each example's output is independent of the
+rest of the batch. Under `jax.jit` with the batch sharded over a `jax.sharding.Mesh`, the batch
+statistics are the global ones: the mean over the batch axis is an ordinary `jnp.mean` of a global array
+and the compiler inserts the cross-device reduction itself, so no `axis_name` is needed (that argument
+is only for `shard_map`/`pmap`). Per-device ("ghost") BN would need an explicit shard_map.
 
 Dtypes: `dtype` is the compute dtype (e.g. `jnp.bfloat16` on accelerators): activations and the
 returned representation have it; `param_dtype` (float32 by default) is the storage dtype of parameters,
@@ -157,7 +158,8 @@ class ResNet(nnx.Module):
         dtype: compute dtype; param_dtype: parameter dtype.
 
     Call: `model(x: [batch, h, w, in_channels], *, return_intermediates=False)` -> `[batch, feat_dim]`,
-    or `(features, {'stem': ..., 'stage1': ..., ...})`; every intermediate is post-ReLU.
+    or `(features, {'stem': ..., 'stage1': ..., ...})`; every intermediate is post-ReLU ('stem' is taken
+    after the max-pool for the 'imagenet' stem).
     """
 
     def __init__(self, block: str, stage_sizes: Sequence[int], *, width: int = 64,
