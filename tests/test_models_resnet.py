@@ -305,6 +305,7 @@ def test_train_mode_uses_batch_stats_and_moves_running_stats_with_momentum():
 def test_eval_mode_is_per_example_and_leaves_running_stats(name):
     model = tiny(name)
     run(model, images(7))  # one train step so the running stats are not the initial (0, 1)
+    eval_view = nnx.view(model, use_running_average=True)  # shares the state, model stays in train mode
     model.eval()
     stats = jax.tree.map(np.asarray, nnx.state(model, nnx.BatchStat))
     x = images(2)
@@ -313,6 +314,7 @@ def test_eval_mode_is_per_example_and_leaves_running_stats(name):
     mixed = features(model, jnp.concatenate([5.0 + images(9)[:3], x[1:2]]))
     np.testing.assert_allclose(mixed[-1], full[1], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(features(model, x), full)
+    np.testing.assert_array_equal(features(eval_view, x), full)
     after = jax.tree.map(np.asarray, nnx.state(model, nnx.BatchStat))
     jax.tree.map(np.testing.assert_array_equal, after, stats)
     if name == "resnet_tiny":  # eval BN uses the running stats: float64 check of the stem
@@ -339,6 +341,18 @@ def test_bf16_compute_keeps_f32_params(name):
     ref = np.asarray(features(tiny(name), x))  # same seed -> same parameters, float32 compute
     rel = np.linalg.norm(np.asarray(feats, np.float32) - ref) / np.linalg.norm(ref)
     assert rel < 0.05  # bf16 rounding only
+
+
+def test_every_parameter_gets_a_gradient_in_train_mode():
+    model = tiny("resnet_tiny")
+
+    @nnx.jit
+    def grads(model, x):
+        return nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)
+
+    norms = [float(jnp.linalg.norm(g)) for g in jax.tree.leaves(grads(model, images(4)))]
+    assert len(norms) == len(jax.tree.leaves(nnx.state(model, nnx.Param)))
+    assert all(np.isfinite(norms)) and min(norms) > 0
 
 
 def test_jit_matches_eager_in_train_and_eval():
