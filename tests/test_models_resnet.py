@@ -84,9 +84,19 @@ def features(model, x):
     return run(model, x)[0]
 
 
-def images(key, batch=4, size=16):
+def key(seed):
+    """PRNG key of the 'rbg' implementation: the default threefry costs ~1 s of XLA compile per new
+    shape on a loaded CPU, rbg ~0.2 s. The models take any key type; nothing here depends on the impl."""
+    return jax.random.key(seed, impl="rbg")
+
+
+def rngs(seed):
+    return nnx.Rngs(key(seed))
+
+
+def images(seed, batch=4, size=16):
     """x: [batch, size, size, 3] standard normal; tests share (4, 16, 16) so jit compiles are reused."""
-    return jax.random.normal(jax.random.key(key), (batch, size, size, 3), jnp.float32)
+    return jax.random.normal(key(seed), (batch, size, size, 3), jnp.float32)
 
 
 TINY = ("resnet_tiny", "wrn_tiny")
@@ -94,11 +104,11 @@ TINY = ("resnet_tiny", "wrn_tiny")
 
 @functools.cache
 def _pristine(name):
-    return R.build_encoder(name, rngs=nnx.Rngs(0))
+    return R.build_encoder(name, rngs=rngs(0))
 
 
 def tiny(name):
-    """A fresh copy of build_encoder(name, rngs=nnx.Rngs(0)) (built once: init compiles are slow on CPU)."""
+    """A fresh copy of build_encoder(name, rngs=rngs(0)) (built once, cloned per test)."""
     return nnx.clone(_pristine(name))
 
 
@@ -164,8 +174,8 @@ PUBLISHED = [
 
 @pytest.mark.parametrize("name,published,classes", PUBLISHED)
 def test_resnet_param_counts_match_published_and_formula(name, published, classes):
-    model = abstract(lambda: R.build_encoder(name, rngs=nnx.Rngs(0)))
-    head = abstract(lambda: LinearClassifier(model.feat_dim, classes, rngs=nnx.Rngs(0)))
+    model = abstract(lambda: R.build_encoder(name, rngs=rngs(0)))
+    head = abstract(lambda: LinearClassifier(model.feat_dim, classes, rngs=rngs(0)))
     block = "bottleneck" if name.startswith("resnet50") else "basic"
     sizes = (2, 2, 2, 2) if name.startswith("resnet18") else (3, 4, 6, 3)
     ref, feat_dim = ref_resnet_params(block, sizes, 7 if name.endswith("imagenet") else 3)
@@ -175,7 +185,7 @@ def test_resnet_param_counts_match_published_and_formula(name, published, classe
 
 
 def test_wrn34x5_param_count():
-    model = abstract(lambda: R.build_encoder("wrn34x5", rngs=nnx.Rngs(0)))
+    model = abstract(lambda: R.build_encoder("wrn34x5", rngs=rngs(0)))
     ref, feat_dim = ref_wrn_params(34, 5)
     assert (model.feat_dim, feat_dim) == (320, 320)
     assert num_params(model) == ref == 11_550_864  # backbone; + 3,210 with a 10-class fc = 11,554,074
@@ -184,7 +194,7 @@ def test_wrn34x5_param_count():
 @pytest.mark.parametrize("depth,widen,published_millions", [(28, 10, 36.5), (16, 8, 11.0), (40, 4, 8.9)])
 def test_wrn_param_count_formula_reproduces_published_sizes(depth, widen, published_millions):
     # Zagoruyko & Komodakis 2016, Table 4 (CIFAR-10, 10-class fc included).
-    model = abstract(lambda: R.wide_resnet(depth, widen, rngs=nnx.Rngs(0)))
+    model = abstract(lambda: R.wide_resnet(depth, widen, rngs=rngs(0)))
     ref, feat_dim = ref_wrn_params(depth, widen)
     assert num_params(model) == ref
     assert round((ref + fc_p(feat_dim, 10)) / 1e6, 1) == published_millions
@@ -205,7 +215,7 @@ def test_factory_names_are_the_documented_ones():
 
 @pytest.mark.parametrize("name", sorted(FEAT_DIMS))
 def test_output_and_intermediate_shapes_at_32x32(name):
-    model = abstract(lambda: R.build_encoder(name, rngs=nnx.Rngs(0)))
+    model = abstract(lambda: R.build_encoder(name, rngs=rngs(0)))
     feats, inter = abstract_forward(model, (2, 32, 32, 3))
     assert model.feat_dim == FEAT_DIMS[name]
     assert feats.shape == (2, FEAT_DIMS[name]) and feats.dtype == jnp.float32
@@ -227,7 +237,7 @@ def test_output_and_intermediate_shapes_at_32x32(name):
 
 
 def test_imagenet_stem_tiny_at_64x64_matches_numpy():
-    model = R.ResNet("basic", (1, 1, 1, 1), width=8, stem="imagenet", rngs=nnx.Rngs(3))
+    model = R.ResNet("basic", (1, 1, 1, 1), width=8, stem="imagenet", rngs=rngs(3))
     model.eval()  # running stats (0, 1) -> BN is the affine map gamma * x / sqrt(1 + eps) + beta
     x = images(1, 2, size=64)
     feats, inter = run(model, x)
@@ -261,7 +271,7 @@ def test_conv_init_is_kaiming_normal_fan_out():
 
 
 def test_zero_init_residual_makes_blocks_start_as_their_shortcut():
-    model = R.ResNet("basic", (1, 1, 1, 1), width=8, zero_init_residual=True, rngs=nnx.Rngs(0))
+    model = R.ResNet("basic", (1, 1, 1, 1), width=8, zero_init_residual=True, rngs=rngs(0))
     for stage in model.stages:
         for blk in stage:
             assert np.all(np.asarray(blk.bn2.scale[...]) == 0)
@@ -269,7 +279,7 @@ def test_zero_init_residual_makes_blocks_start_as_their_shortcut():
     _, inter = run(model, images(0))
     # stage1 is an identity-shortcut block: relu(0 + x) = x for the post-ReLU stem output
     np.testing.assert_array_equal(inter["stage1"], inter["stem"])
-    bottleneck = R.ResNet("bottleneck", (1,), width=8, zero_init_residual=True, rngs=nnx.Rngs(0))
+    bottleneck = R.ResNet("bottleneck", (1,), width=8, zero_init_residual=True, rngs=rngs(0))
     assert np.all(np.asarray(bottleneck.stages[0][0].bn3.scale[...]) == 0)
     assert np.all(np.asarray(tiny("resnet_tiny").stages[0][0].bn2.scale[...]) == 1)  # default: off
 
@@ -331,7 +341,7 @@ def test_eval_mode_is_per_example_and_leaves_running_stats(name):
 
 @pytest.mark.parametrize("name", TINY)
 def test_bf16_compute_keeps_f32_params(name):
-    model16 = R.build_encoder(name, rngs=nnx.Rngs(0), dtype=jnp.bfloat16)
+    model16 = R.build_encoder(name, rngs=rngs(0), dtype=jnp.bfloat16)
     assert {leaf.dtype for leaf in jax.tree.leaves(nnx.state(model16, nnx.Param))} == {jnp.dtype(jnp.float32)}
     assert {leaf.dtype for leaf in jax.tree.leaves(nnx.state(model16, nnx.BatchStat))} == {jnp.dtype(jnp.float32)}
     x = images(0)
@@ -381,9 +391,10 @@ def test_sharded_batch_under_jit_uses_global_batch_statistics():
         from cl_features.models.resnet import ResNet
         # shard k gets offset 2k, so per-shard statistics would differ from the global ones
         offsets = jnp.repeat(2.0 * jnp.arange(4), 2)[:, None, None, None]
-        x = jax.random.normal(jax.random.key(0), (8, 8, 8, 3)) + offsets
+        x = jax.random.normal(jax.random.key(0, impl="rbg"), (8, 8, 8, 3)) + offsets
         forward = nnx.jit(lambda m, x: m(x))
-        ref_model = ResNet("basic", (1, 1), width=4, rngs=nnx.Rngs(0))  # few shapes: few compiles
+        # a small ResNet and rbg keys: few, cheap compiles in this fresh process
+        ref_model = ResNet("basic", (1, 1), width=4, rngs=nnx.Rngs(jax.random.key(0, impl="rbg")))
         sharded_model = nnx.clone(ref_model)
         y_ref = forward(ref_model, x)
         mesh = jax.make_mesh((4,), ("data",))
@@ -413,16 +424,16 @@ def test_sharded_batch_under_jit_uses_global_batch_statistics():
 
 
 def test_wrn_dropout_follows_key_in_train_and_is_off_in_eval():
-    model = R.WideResNet(10, 1, dropout=0.3, rngs=nnx.Rngs(0))
+    model = R.WideResNet(10, 1, dropout=0.3, rngs=rngs(0))
     forward = nnx.jit(lambda model, x, key: model(x, dropout_key=key))
     x = images(0)
-    a = forward(model, x, jax.random.key(1))
-    b = forward(model, x, jax.random.key(1))
-    c = forward(model, x, jax.random.key(2))
+    a = forward(model, x, key(1))
+    b = forward(model, x, key(1))
+    c = forward(model, x, key(2))
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c, atol=1e-4)
     model.eval()
-    np.testing.assert_array_equal(forward(model, x, jax.random.key(1)), forward(model, x, jax.random.key(2)))
+    np.testing.assert_array_equal(forward(model, x, key(1)), forward(model, x, key(2)))
 
 
 # ------------------------------------------------------------------------------------ bad input
@@ -430,26 +441,26 @@ def test_wrn_dropout_follows_key_in_train_and_is_off_in_eval():
 
 def test_bad_input_raises_value_error_naming_the_field():
     with pytest.raises(ValueError, match=r"encoder name must be one of \[.*'resnet18'.*'wrn_tiny'"):
-        R.build_encoder("resnet101", rngs=nnx.Rngs(0))
+        R.build_encoder("resnet101", rngs=rngs(0))
     with pytest.raises(ValueError, match="stem must be one of"):
-        R.resnet18(stem="tiny", rngs=nnx.Rngs(0))
+        R.resnet18(stem="tiny", rngs=rngs(0))
     with pytest.raises(ValueError, match="depth must be 6n \\+ 4"):
-        R.wide_resnet(33, 5, rngs=nnx.Rngs(0))
+        R.wide_resnet(33, 5, rngs=rngs(0))
     with pytest.raises(ValueError, match="block must be one of"):
-        R.ResNet("preact", (1,), rngs=nnx.Rngs(0))
+        R.ResNet("preact", (1,), rngs=rngs(0))
     with pytest.raises(ValueError, match="dropout must be in"):
-        R.wide_resnet(10, 1, dropout=1.0, rngs=nnx.Rngs(0))
-    model = abstract(lambda: R.build_encoder("resnet_tiny", rngs=nnx.Rngs(0)))
+        R.wide_resnet(10, 1, dropout=1.0, rngs=rngs(0))
+    model = abstract(lambda: R.build_encoder("resnet_tiny", rngs=rngs(0)))
     with pytest.raises(ValueError, match=r"x must be images \[batch, height, width, 3\]"):
         abstract_forward(model, (2, 32, 32, 1))
     with pytest.raises(ValueError, match="x must be a float array"):
-        R.build_encoder("resnet_tiny", rngs=nnx.Rngs(0))(jnp.zeros((1, 8, 8, 3), jnp.uint8))
+        tiny("resnet_tiny")(jnp.zeros((1, 8, 8, 3), jnp.uint8))
     with pytest.raises(ValueError, match="num_layers must be >= 1"):
-        ProjectionHead(8, 8, 4, num_layers=0, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"ProjectionHead input must be \[batch, 8\]"):
-        ProjectionHead(8, 8, 4, rngs=nnx.Rngs(0))(jnp.zeros((2, 9)))
+        ProjectionHead(8, 8, 4, num_layers=0, rngs=rngs(0))
+    with pytest.raises(ValueError, match=r"ProjectionHead input must be \[batch, 6\]"):
+        ProjectionHead(6, 16, 4, rngs=rngs(0))(jnp.zeros((2, 9)))
     with pytest.raises(ValueError, match="num_classes must be >= 2"):
-        LinearClassifier(8, 1, rngs=nnx.Rngs(0))
+        LinearClassifier(8, 1, rngs=rngs(0))
 
 
 # ------------------------------------------------------------------------------------------ heads
@@ -457,8 +468,8 @@ def test_bad_input_raises_value_error_naming_the_field():
 
 @pytest.mark.parametrize("num_layers", [2, 3])
 def test_projection_head_matches_numpy_linear_bn_relu_linear(num_layers):
-    head = ProjectionHead(6, 16, 4, num_layers, rngs=nnx.Rngs(0))
-    h = jax.random.normal(jax.random.key(0), (32, 6))
+    head = ProjectionHead(6, 16, 4, num_layers, rngs=rngs(0))
+    h = jax.random.normal(key(0), (32, 6))
     z = head(h)
     a = np.asarray(h, np.float64)
     for linear, bn in zip(head.hidden, head.norms):
@@ -474,20 +485,20 @@ def test_projection_head_matches_numpy_linear_bn_relu_linear(num_layers):
 
 
 def test_projection_head_without_bn_and_in_eval():
-    head = ProjectionHead(6, 16, 4, 2, use_bn=False, rngs=nnx.Rngs(0))
+    head = ProjectionHead(6, 16, 4, 2, use_bn=False, rngs=rngs(0))
     assert len(head.norms) == 0 and head.hidden[0].bias is not None
     assert num_params(head) == 6 * 16 + 16 + 16 * 4 + 4
-    bn_head = ProjectionHead(6, 16, 4, 2, rngs=nnx.Rngs(0))
-    h = jax.random.normal(jax.random.key(0), (8, 6))
+    bn_head = ProjectionHead(6, 16, 4, 2, rngs=rngs(0))
+    h = jax.random.normal(key(0), (8, 6))
     bn_head.eval()
     np.testing.assert_allclose(bn_head(h[:1]), bn_head(h)[:1], rtol=1e-5, atol=1e-6)
 
 
 def test_linear_classifier_zero_init_and_affine():
-    clf = LinearClassifier(16, 4, rngs=nnx.Rngs(0))
-    h = jax.random.normal(jax.random.key(0), (4, 16))
+    clf = LinearClassifier(16, 4, rngs=rngs(0))
+    h = jax.random.normal(key(0), (4, 16))
     np.testing.assert_array_equal(clf(h), np.zeros((4, 4)))
     assert num_params(clf) == 16 * 4 + 4
-    clf = LinearClassifier(16, 4, zero_init=False, rngs=nnx.Rngs(0))
+    clf = LinearClassifier(16, 4, zero_init=False, rngs=rngs(0))
     ref = np.asarray(h, np.float64) @ np.asarray(clf.linear.kernel[...]) + np.asarray(clf.linear.bias[...])
     np.testing.assert_allclose(clf(h), ref, rtol=1e-5, atol=1e-6)
