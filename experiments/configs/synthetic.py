@@ -33,7 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.activation = "symmetric"  # or "relu"
     c.model.bias = "schedule"  # b_i = c * sigma * ||w_i|| ("learned", "none" for comparison)
     c.model.bias_c = 2.0  # c in the bias schedule
-    c.model.bias_ramp_steps = 0  # ramp c from 0 over this many steps (0: no ramp)
+    c.model.bias_ramp_steps = 2000  # ramp c from 0 over this many steps (0: no ramp)
 
     c.objective = ml_collections.ConfigDict()
     c.objective.name = "info_nce"  # paper form; or "nt_xent"
@@ -45,7 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.augment.noise_std = 1.0  # gaussian_noise, in units of data.sigma
 
     c.train = ml_collections.ConfigDict()
-    c.train.steps = 6000
+    c.train.steps = 16000
     c.train.batch_size = 512
     c.train.learning_rate = 0.2
     c.train.optimizer = "sgd"  # sgd | momentum | adam | adamw | lars
@@ -53,7 +53,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.schedule = "constant"  # or warmup_cosine
     c.train.warmup_steps = 0
     c.train.steps_per_call = 50  # steps per compiled call (lax.scan); log_every must be a multiple
-    c.train.log_every = 250
+    c.train.log_every = 500
     c.train.num_devices = ml_collections.config_dict.placeholder(int)  # None: all devices
 
     c.measure = ml_collections.ConfigDict()
