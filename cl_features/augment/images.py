@@ -12,8 +12,8 @@ The crop samples boxes like torchvision's RandomResizedCrop (area fraction unifo
 aspect ratio w/h log-uniform in `ratio`, 10 attempts, centre-crop fallback); colour jitter is SimCLR
 v2's `color_jitter_rand` (random order, clip after every op; see `color.py` for the op definitions).
 
-Keys: op keys are split from the example key in a fixed layout, so turning one op on or off does not
-change the random draws of the others.
+Randomness: one `jax.random.uniform` call per example feeds every op from fixed slots (cheap to
+compile and run; turning one op on or off does not change the draws of the others).
 """
 
 import math
@@ -47,7 +47,6 @@ _FIELDS = {
     "blur": ("enabled", "prob", "sigma", "kernel_frac", "padding"),
     "solarize": ("enabled", "prob", "threshold"),
 }
-_KEY_SLOTS = ("crop", "flip", "color_jitter", "grayscale", "blur", "solarize")
 
 
 # --------------------------------------------------------------------------- config
@@ -169,6 +168,9 @@ def validate(cfg) -> dict:
 # --------------------------------------------------------------------------- geometry
 
 
+CROP_UNIFORMS = 2 * CROP_ATTEMPTS + 2  # area and ratio per attempt, then top and left
+
+
 def crop_box(key, height: int, width: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
   """Samples a crop box in a `height x width` image; returns int32 scalars (top, left, h, w).
 
@@ -177,18 +179,22 @@ def crop_box(key, height: int, width: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 
   CROP_ATTEMPTS draws that fits is kept, with a uniform position. If none fits: the largest centred
   box whose aspect ratio is clamped into `ratio`.
   """
-  k_area, k_ratio, k_top, k_left = jax.random.split(key, 4)
-  area = height * width * jax.random.uniform(k_area, (CROP_ATTEMPTS,), minval=scale[0],
-                                             maxval=scale[1])
-  log_r = jax.random.uniform(k_ratio, (CROP_ATTEMPTS,), minval=math.log(ratio[0]),
-                             maxval=math.log(ratio[1]))
-  aspect = jnp.exp(log_r)
+  return crop_box_from_uniforms(jax.random.uniform(key, (CROP_UNIFORMS,)), height, width, scale,
+                                ratio)
+
+
+def crop_box_from_uniforms(u, height: int, width: int, scale, ratio):
+  """`crop_box` driven by u: [CROP_UNIFORMS] uniforms in [0, 1) (one RNG call for the pipeline)."""
+  n = CROP_ATTEMPTS
+  area = height * width * (scale[0] + (scale[1] - scale[0]) * u[:n])
+  log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+  aspect = jnp.exp(log_lo + (log_hi - log_lo) * u[n:2 * n])
   ws = jnp.round(jnp.sqrt(area * aspect)).astype(jnp.int32)
   hs = jnp.round(jnp.sqrt(area / aspect)).astype(jnp.int32)
   fits = (ws > 0) & (ws <= width) & (hs > 0) & (hs <= height)
   first = jnp.argmax(fits)
 
-  in_ratio = width / height  # fallback box is static
+  in_ratio = width / height  # the fallback box is static
   if in_ratio < ratio[0]:
     fw, fh = width, int(round(width / ratio[0]))
   elif in_ratio > ratio[1]:
@@ -199,8 +205,12 @@ def crop_box(key, height: int, width: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 
   found = fits[first]
   h = jnp.where(found, hs[first], fh)
   w = jnp.where(found, ws[first], fw)
-  top = jnp.where(found, jax.random.randint(k_top, (), 0, height - h + 1), (height - fh) // 2)
-  left = jnp.where(found, jax.random.randint(k_left, (), 0, width - w + 1), (width - fw) // 2)
+
+  def uniform_int(v, count):  # uniform in {0, ..., count - 1}
+    return jnp.minimum(jnp.floor(v * count).astype(jnp.int32), count - 1)
+
+  top = jnp.where(found, uniform_int(u[2 * n], height - h + 1), (height - fh) // 2)
+  left = jnp.where(found, uniform_int(u[2 * n + 1], width - w + 1), (width - fw) // 2)
   return top.astype(jnp.int32), left.astype(jnp.int32), h.astype(jnp.int32), w.astype(jnp.int32)
 
 
@@ -283,28 +293,39 @@ def jitter_colors(img, params, order, ops=(0, 1, 2, 3)):
   ops: static tuple of the slots in use (indices into JITTER_OPS); order: [len(ops)] ints, a
   permutation of range(len(ops)): step i applies ops[order[i]].
   """
-  branches = [lambda x, p, j=j: _JITTER_FNS[j](x, p[j]) for j in ops]
-  for i in range(len(ops)):
-    img = jax.lax.switch(order[i], branches, img, params) if len(ops) > 1 else branches[0](img, params)
-    img = jnp.clip(img, 0.0, 1.0)
-  return img
+  branches = [lambda x, j=j: _JITTER_FNS[j](x, params[j]) for j in ops]
+  if len(ops) == 1:
+    return jnp.clip(branches[0](img), 0.0, 1.0)
+
+  def step(i, x):  # a loop keeps one copy of the ops in the compiled program
+    return jnp.clip(jax.lax.switch(order[i], branches, x), 0.0, 1.0)
+
+  return jax.lax.fori_loop(0, len(ops), step, img)
+
+
+JITTER_UNIFORMS = 8  # 4 parameters, then 4 order keys
 
 
 def sample_jitter(key, brightness, contrast, saturation, hue, random_order=True):
   """Draws SimCLR's jitter parameters for magnitudes already scaled by strength.
 
   Returns (params [4], order [n], ops): factors U[max(0, 1-b), 1+b], U[1-c, 1+c], U[1-s, 1+s],
-  hue delta U[-h, h]; ops with zero magnitude are left out statically.
+  hue delta U[-h, h]; ops with zero magnitude are left out statically; order is a uniformly random
+  permutation of range(n) (or the identity without random_order).
   """
+  return sample_jitter_from_uniforms(jax.random.uniform(key, (JITTER_UNIFORMS,)), brightness,
+                                     contrast, saturation, hue, random_order)
+
+
+def sample_jitter_from_uniforms(u, brightness, contrast, saturation, hue, random_order=True):
+  """`sample_jitter` driven by u: [JITTER_UNIFORMS] uniforms in [0, 1)."""
   mags = (brightness, contrast, saturation, hue)
   ops = tuple(j for j in range(4) if mags[j] > 0)
-  k_order, k_params = jax.random.split(key)
-  u = jax.random.uniform(k_params, (4,))
   lo = jnp.asarray([max(0.0, 1.0 - brightness), 1.0 - contrast, 1.0 - saturation, -hue])
   hi = jnp.asarray([1.0 + brightness, 1.0 + contrast, 1.0 + saturation, hue])
-  params = lo + u * (hi - lo)
+  params = lo + u[:4] * (hi - lo)
   if random_order and len(ops) > 1:
-    order = jax.random.permutation(k_order, len(ops))
+    order = jnp.argsort(u[4:4 + len(ops)])  # ranks of iid uniforms: a uniform permutation
   else:
     order = jnp.arange(len(ops))
   return params, order, ops
@@ -313,13 +334,27 @@ def sample_jitter(key, brightness, contrast, saturation, hue, random_order=True)
 # --------------------------------------------------------------------------- pipeline
 
 
-def _maybe(key, prob: float, fn, img):
-  """fn(img) with probability prob, else img (both computed: this runs under vmap)."""
+# One uniform draw per example feeds every op, in fixed slots (so switching an op on or off does
+# not change the others' draws): name -> number of uniforms.
+_SLOTS = (("crop", CROP_UNIFORMS), ("flip", 1), ("color_jitter", 1 + JITTER_UNIFORMS),
+          ("grayscale", 1), ("blur", 2), ("solarize", 1))
+
+
+def _split_uniforms(key):
+  u = jax.random.uniform(key, (sum(n for _, n in _SLOTS),))
+  out, at = {}, 0
+  for name, n in _SLOTS:
+    out[name], at = u[at:at + n], at + n
+  return out
+
+
+def _maybe(u, prob: float, fn, img):
+  """fn(img) if the uniform u < prob, else img (both computed: this runs under vmap)."""
   if prob <= 0.0:
     return img
   if prob >= 1.0:
     return fn(img)
-  return jnp.where(jax.random.uniform(key) < prob, fn(img), img)
+  return jnp.where(u < prob, fn(img), img)
 
 
 def augment_image(key, img, cfg: dict, out_size: int):
@@ -327,42 +362,41 @@ def augment_image(key, img, cfg: dict, out_size: int):
 
   cfg: the plain dict returned by `validate`.
   """
-  keys = dict(zip(_KEY_SLOTS, jax.random.split(key, len(_KEY_SLOTS))))
+  u = _split_uniforms(key)
   height, width = img.shape[0], img.shape[1]
   c = cfg["crop"]
   if c["enabled"]:
-    box = crop_box(keys["crop"], height, width, tuple(c["scale"]), tuple(c["ratio"]))
+    box = crop_box_from_uniforms(u["crop"], height, width, tuple(c["scale"]), tuple(c["ratio"]))
     img = resized_crop(img, box, out_size, c["antialias"])
   elif (height, width) != (out_size, out_size):
     img = resized_crop(img, (0, 0, height, width), out_size, c["antialias"])
 
   if cfg["flip"]["enabled"]:
-    img = _maybe(keys["flip"], cfg["flip"]["prob"], hflip, img)
+    img = _maybe(u["flip"][0], cfg["flip"]["prob"], hflip, img)
 
   j = cfg["color_jitter"]
   if j["enabled"]:
     s = j["strength"]
-    params, order, ops = sample_jitter(
-        jax.random.fold_in(keys["color_jitter"], 1), j["brightness"] * s, j["contrast"] * s,
-        j["saturation"] * s, j["hue"] * s, j["random_order"])
+    params, order, ops = sample_jitter_from_uniforms(
+        u["color_jitter"][1:], j["brightness"] * s, j["contrast"] * s, j["saturation"] * s,
+        j["hue"] * s, j["random_order"])
     if ops:
-      img = _maybe(keys["color_jitter"], j["prob"], lambda x: jitter_colors(x, params, order, ops),
+      img = _maybe(u["color_jitter"][0], j["prob"], lambda x: jitter_colors(x, params, order, ops),
                    img)
 
   if cfg["grayscale"]["enabled"]:
-    img = _maybe(keys["grayscale"], cfg["grayscale"]["prob"], to_grayscale, img)
+    img = _maybe(u["grayscale"][0], cfg["grayscale"]["prob"], to_grayscale, img)
 
   b = cfg["blur"]
   if b["enabled"]:
     size = blur_kernel_size(b["kernel_frac"], out_size)
-    sigma = jax.random.uniform(jax.random.fold_in(keys["blur"], 1), minval=b["sigma"][0],
-                               maxval=b["sigma"][1])
-    img = _maybe(keys["blur"], b["prob"], lambda x: gaussian_blur(x, sigma, size, b["padding"]),
+    sigma = b["sigma"][0] + (b["sigma"][1] - b["sigma"][0]) * u["blur"][1]
+    img = _maybe(u["blur"][0], b["prob"], lambda x: gaussian_blur(x, sigma, size, b["padding"]),
                  img)
 
   t = cfg["solarize"]
   if t["enabled"]:
-    img = _maybe(keys["solarize"], t["prob"], lambda x: solarize(x, t["threshold"]), img)
+    img = _maybe(u["solarize"][0], t["prob"], lambda x: solarize(x, t["threshold"]), img)
   return jnp.clip(img, 0.0, 1.0)
 
 
