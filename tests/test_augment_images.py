@@ -127,11 +127,14 @@ def test_jitter_colors_applies_ops_in_order_with_clipping():
     np.testing.assert_allclose(ours, ref, atol=1e-5)
     outs.append(np.asarray(ours))
   assert np.abs(outs[0] - outs[1]).max() > 0.01  # the order matters
-  # A subset of ops: order indexes into `ops`.
-  ref = np.clip(ref_op(1, np.clip(ref_op(3, x), 0, 1)), 0, 1)
-  ours = A.jitter_colors(jnp.asarray(x, jnp.float32), jnp.asarray(params, jnp.float32),
-                         jnp.asarray([1, 0]), ops=(1, 3))
-  np.testing.assert_allclose(ours, ref, atol=1e-5)
+  # Subsets of ops (affine only, HSV only, mixed, single): order indexes into `ops`.
+  for ops, order in (((1, 3), [1, 0]), ((0, 1), [1, 0]), ((2, 3), [0, 1]), ((2,), [0])):
+    ref = x
+    for i in order:
+      ref = np.clip(ref_op(ops[i], ref), 0.0, 1.0)
+    ours = A.jitter_colors(jnp.asarray(x, jnp.float32), jnp.asarray(params, jnp.float32),
+                           jnp.asarray(order), ops=ops)
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
 
 
 def test_sample_jitter_ranges_and_orders():

@@ -24,14 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cl_features.augment.color import (
-    adjust_brightness,
-    adjust_contrast,
-    adjust_hue,
-    adjust_saturation,
-    solarize,
-    to_grayscale,
-)
+from cl_features.augment.color import hsv_to_rgb, rgb_to_hsv, solarize, to_grayscale
 
 NAMED_SETS = ("none", "crop", "crop_flip", "crop_flip_color", "simclr")
 BLUR_PADDINGS = ("constant", "reflect")
@@ -283,22 +276,35 @@ def gaussian_blur(img, sigma, kernel_size: int, padding: str = "constant"):
 # --------------------------------------------------------------------------- colour
 
 
-_JITTER_FNS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
-
-
 def jitter_colors(img, params, order, ops=(0, 1, 2, 3)):
   """Applies colour ops in a given order, clipping to [0, 1] after each (SimCLR color_jitter_rand).
 
   img: [H, W, 3]; params: [4] (brightness factor, contrast factor, saturation factor, hue delta);
   ops: static tuple of the slots in use (indices into JITTER_OPS); order: [len(ops)] ints, a
   permutation of range(len(ops)): step i applies ops[order[i]].
-  """
-  branches = [lambda x, j=j: _JITTER_FNS[j](x, params[j]) for j in ops]
-  if len(ops) == 1:
-    return jnp.clip(branches[0](img), 0.0, 1.0)
 
-  def step(i, x):  # a loop keeps one copy of the ops in the compiled program
-    return jnp.clip(jax.lax.switch(order[i], branches, x), 0.0, 1.0)
+  Same maths as chaining adjust_brightness / adjust_contrast / adjust_saturation / adjust_hue, but
+  fused for vmap (where the op of a step differs between examples, so every candidate is computed):
+  brightness and contrast are one affine map x * a + b, saturation and hue one HSV round trip.
+  """
+  slots = jnp.asarray(ops, jnp.int32)
+  affine = any(j in (0, 1) for j in ops)
+  hsv = any(j in (2, 3) for j in ops)
+
+  def step(i, x):
+    op = slots[order[i]]
+    p = params[op]
+    candidates = []
+    if affine:  # brightness: x * p; contrast: x * p + mean * (1 - p)
+      mean = jnp.mean(x, axis=(0, 1))
+      candidates.append(x * p + jnp.where(op == 1, mean * (1.0 - p), 0.0))
+    if hsv:
+      h, s, v = jnp.moveaxis(rgb_to_hsv(x), -1, 0)
+      s = jnp.where(op == 2, jnp.clip(s * p, 0.0, 1.0), s)
+      h = jnp.where(op == 3, jnp.mod(h + p, 1.0), h)
+      candidates.append(hsv_to_rgb(jnp.stack([h, s, v], axis=-1)))
+    out = candidates[0] if len(candidates) == 1 else jnp.where(op <= 1, *candidates)
+    return jnp.clip(out, 0.0, 1.0)
 
   return jax.lax.fori_loop(0, len(ops), step, img)
 
