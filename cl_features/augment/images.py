@@ -1,7 +1,9 @@
 """SimCLR image augmentations in JAX, run on device inside the jitted step.
 
-Every op is a pure function of one image `img: [H, W, 3]` float32 in [0, 1] and its own key; the
-per-example pipeline `augment_image` composes them and `augment_images` vmaps it over the batch.
+Every op is a pure function of one image `img: [H, W, 3]` float32 in [0, 1] and explicit
+parameters (`resized_crop(img, box, out)`, `gaussian_blur(img, sigma, k)`, `color.adjust_*`); the
+random parameters come from the example's key (`crop_box`, `sample_jitter`). The per-example
+pipeline `augment_image` composes them and `augment_images` vmaps it over the batch.
 Shapes are static throughout (the crop is a pair of interpolation matrices, not a dynamic slice),
 there is no Python loop over examples and no host round trip.
 
