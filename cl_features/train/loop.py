@@ -64,7 +64,8 @@ def make_step_fn(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, loss_
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
         def objective(params):
-            model = nnx.merge(graphdef, params, state.rest)
+            # copy=True: fresh Variables at this trace level, so BatchNorm may update its statistics.
+            model = nnx.merge(graphdef, params, state.rest, copy=True)
             loss, metrics = loss_fn(model, batch, key, state.step)
             _, _, rest = nnx.split(model, nnx.Param, ...)
             return loss, (metrics, rest)
