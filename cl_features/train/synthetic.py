@@ -37,7 +37,7 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if c.data.sparsity is None:
         c.data.sparsity = min(1.0, 3.0 / c.data.d)
     if c.model.width is None:
-        c.model.width = 2 * c.data.d
+        c.model.width = 4 * c.data.d
     if c.model.init_scale is None:
         c.model.init_scale = 1.0 / float(np.sqrt(c.data.d1))
     return c
@@ -90,6 +90,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _require(t.optimizer in optim.OPTIMIZERS, "train.optimizer", f"one of {optim.OPTIMIZERS}", t.optimizer)
     _require(t.schedule in optim.SCHEDULES, "train.schedule", f"one of {optim.SCHEDULES}", t.schedule)
     _require(t.warmup_steps >= 0, "train.warmup_steps", ">= 0", t.warmup_steps)
+    _require(0 < t.decay_fraction <= 1, "train.decay_fraction", "in (0, 1]", t.decay_fraction)
     _require(isinstance(t.steps_per_call, int) and t.steps_per_call >= 1, "train.steps_per_call", "an int >= 1",
              t.steps_per_call)
     _require(isinstance(t.log_every, int) and t.log_every >= 1 and t.log_every % t.steps_per_call == 0,
@@ -198,7 +199,7 @@ def train_arm(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, *, 
     t0 = time.perf_counter()
     model = make_model(c)
     lr = optim.schedule(learning_rate=c.train.learning_rate, kind=c.train.schedule, steps=c.train.steps,
-                        warmup_steps=c.train.warmup_steps)
+                        warmup_steps=c.train.warmup_steps, decay_fraction=c.train.decay_fraction)
     tx = optim.make_optimizer(name=c.train.optimizer, learning_rate=lr, momentum=c.train.momentum)
     train_seed = int(jax.random.randint(jax.random.fold_in(jax.random.key(c.seed), _TRAIN_STREAM), (), 0, 2**31 - 1))
     graphdef, state = loop.init_state(model, tx, train_seed)
