@@ -151,6 +151,54 @@ def read_jsonl(path: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def event_files(logdir: str) -> list[str]:
+    """The TensorBoard event files directly inside `logdir`, in name order."""
+    return sorted(os.path.join(logdir, f) for f in os.listdir(logdir) if ".tfevents." in f)
+
+
+def read_events(path: str) -> list:
+    """Every Event proto in an event file, or in all event files directly inside a directory.
+
+    Reads the TFRecord framing (length, masked CRC32C of the length, payload, masked CRC32C of the payload)
+    and checks both CRCs: a corrupt record raises ValueError; a truncated last record (a run killed while
+    writing) ends the file quietly. No TensorFlow or TensorBoard needed.
+    """
+    import struct
+
+    from tensorboardX.proto import event_pb2
+    from tensorboardX.record_writer import masked_crc32c
+
+    files = event_files(path) if os.path.isdir(path) else [path]
+    events = []
+    for name in files:
+        with open(name, "rb") as f:
+            data = f.read()
+        pos = 0
+        while pos + 12 <= len(data):
+            header, (header_crc,) = data[pos:pos + 8], struct.unpack("<I", data[pos + 8:pos + 12])
+            (length,) = struct.unpack("<Q", header)
+            end = pos + 12 + length + 4
+            if end > len(data):
+                break
+            payload = data[pos + 12:pos + 12 + length]
+            (payload_crc,) = struct.unpack("<I", data[end - 4:end])
+            if masked_crc32c(header) != header_crc or masked_crc32c(payload) != payload_crc:
+                raise ValueError(f"corrupt record at byte {pos} of {name}")
+            events.append(event_pb2.Event.FromString(payload))
+            pos = end
+    return events
+
+
+def read_scalars(path: str) -> dict[str, list[tuple[int, float]]]:
+    """{tag: [(step, value), ...]} of the scalar summaries in read_events(path), in file order."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for event in read_events(path):
+        for value in event.summary.value:
+            if value.WhichOneof("value") == "simple_value":
+                out.setdefault(value.tag, []).append((int(event.step), float(value.simple_value)))
+    return out
+
+
 class Progress:
     """Prints `[name] step s/N  loss ...  steps/s  ETA` lines (process 0 only)."""
 
