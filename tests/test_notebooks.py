@@ -68,7 +68,7 @@ def text_of(cell) -> str:
 
 def test_notebooks_are_clean_and_parameterised():
     names = sorted(f for f in os.listdir(NOTEBOOKS) if f.endswith(".ipynb"))
-    assert "synthetic.ipynb" in names
+    assert names == ["decoupling.ipynb", "synthetic.ipynb"]
     for name in names:
         nb = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
         nbformat.validate(nb)
@@ -100,3 +100,26 @@ def test_synthetic_notebook(tmp_path, monkeypatch):
     assert markdown == [table]
     assert table.splitlines()[2].startswith("| complementary_mask |") and len(table.splitlines()) == 3
     assert os.path.exists(os.path.join(workdir, "complementary_mask", "metrics.jsonl"))
+
+
+def test_decoupling_notebook(tmp_path, monkeypatch):
+    sets = ("none", "crop_flip_color")
+    nb = execute("decoupling.ipynb", {
+        "CROPS_PER_IMAGE": 8, "SETS": ",".join(sets), "N_SHOW": 3, "PATCH_SIZE": 5, "N_ATOMS": 8,
+        "N_PATCHES": 1000, "STRIDE": 3}, tmp_path, monkeypatch)
+    photos, views, bars = images_shown(nb)
+    assert views.shape[0] > photos.shape[0]  # one row of crops plus one row per set
+    (markdown,) = [o.data["text/markdown"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                   if "text/markdown" in o.get("data", {})]
+    header, _, *rows = markdown.splitlines()
+    columns = [h.strip() for h in header.strip("|").split("|")]
+    table = {r.strip("|").split("|")[0].strip(): dict(zip(columns[1:], map(float, r.strip("|").split("|")[1:])))
+             for r in rows}
+    assert list(table) == list(sets)
+    # Identical views: every statistic correlates perfectly.
+    assert all(v == 1.0 for v in table["none"].values())
+    # Colour jitter and crops decorrelate the views' colour statistics.
+    assert table["crop_flip_color"]["mean_colour"] < 0.9
+    assert table["crop_flip_color"]["dense_mean"] == pytest.approx(np.mean(
+        [table["crop_flip_color"][s] for s in ("mean_colour", "colour_histogram", "low_frequency_energy")]),
+        abs=2e-3)
