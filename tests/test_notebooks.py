@@ -77,6 +77,7 @@ def test_notebooks_are_clean_and_parameterised():
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{name}: outputs saved"
 
 
+@pytest.mark.slow
 def test_synthetic_notebook(tmp_path, monkeypatch):
     workdir = str(tmp_path / "run")
     nb = execute("synthetic.ipynb", {
@@ -102,6 +103,7 @@ def test_synthetic_notebook(tmp_path, monkeypatch):
     assert os.path.exists(os.path.join(workdir, "complementary_mask", "metrics.jsonl"))
 
 
+@pytest.mark.slow
 def test_decoupling_notebook(tmp_path, monkeypatch):
     sets = ("none", "crop_flip_color")
     nb = execute("decoupling.ipynb", {

@@ -122,8 +122,10 @@ def test_run_records_run_info(finished):
     assert info["jax_version"] == jax.__version__ and info["device_count"] == len(jax.devices())
     assert info["devices"] == [str(d) for d in jax.devices()] and info["process_count"] == 1
     assert info["package_version"] == run_info.package_version()
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "cl_features/__init__.py"], cwd=ROOT,
+                             capture_output=True, text=True)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    if head.returncode == 0:
+    if tracked.returncode == 0 and head.returncode == 0:  # a checkout of this repository
         assert info["git_commit"] == head.stdout.strip() and isinstance(info["git_dirty"], bool)
     assert "previous_starts" not in info
 
