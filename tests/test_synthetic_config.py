@@ -56,7 +56,7 @@ def test_bad_values_are_refused_before_compiling(field, value, match, monkeypatc
 
 def test_default_config_is_valid_and_resolved():
     c = synthetic.validate(synthetic_config.get_config())
-    assert c.model.width == 2 * c.data.d
+    assert c.model.width == 4 * c.data.d
     assert c.data.sparsity == pytest.approx(3.0 / c.data.d)
     assert synthetic.arm_names(c) == ["complementary_mask", "none", "gaussian_noise", "independent_mask"]
 

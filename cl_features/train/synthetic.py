@@ -21,8 +21,9 @@ from cl_features.augment import vectors
 from cl_features.data import sparse_coding
 from cl_features.measure import decoupling, probe, recovery
 from cl_features.models import brelu
+from cl_features.report import run_info
 from cl_features.train import loop, mesh as mesh_lib, optim
-from cl_features.train.metrics_log import MetricsLog, Progress
+from cl_features.train.metrics_log import MetricsLog, Progress, log_figures
 
 OBJECTIVES = ("info_nce", "nt_xent")
 SUMMARY_KEYS = ("recovered_fraction", "final_loss", "span_share", "sparse_corr", "dense_corr",
@@ -37,7 +38,7 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if c.data.sparsity is None:
         c.data.sparsity = min(1.0, 3.0 / c.data.d)
     if c.model.width is None:
-        c.model.width = 2 * c.data.d
+        c.model.width = 4 * c.data.d
     if c.model.init_scale is None:
         c.model.init_scale = 1.0 / float(np.sqrt(c.data.d1))
     return c
@@ -90,6 +91,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _require(t.optimizer in optim.OPTIMIZERS, "train.optimizer", f"one of {optim.OPTIMIZERS}", t.optimizer)
     _require(t.schedule in optim.SCHEDULES, "train.schedule", f"one of {optim.SCHEDULES}", t.schedule)
     _require(t.warmup_steps >= 0, "train.warmup_steps", ">= 0", t.warmup_steps)
+    _require(0 < t.decay_fraction <= 1, "train.decay_fraction", "in (0, 1]", t.decay_fraction)
     _require(isinstance(t.steps_per_call, int) and t.steps_per_call >= 1, "train.steps_per_call", "an int >= 1",
              t.steps_per_call)
     _require(isinstance(t.log_every, int) and t.log_every >= 1 and t.log_every % t.steps_per_call == 0,
@@ -198,7 +200,7 @@ def train_arm(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, *, 
     t0 = time.perf_counter()
     model = make_model(c)
     lr = optim.schedule(learning_rate=c.train.learning_rate, kind=c.train.schedule, steps=c.train.steps,
-                        warmup_steps=c.train.warmup_steps)
+                        warmup_steps=c.train.warmup_steps, decay_fraction=c.train.decay_fraction)
     tx = optim.make_optimizer(name=c.train.optimizer, learning_rate=lr, momentum=c.train.momentum)
     train_seed = int(jax.random.randint(jax.random.fold_in(jax.random.key(c.seed), _TRAIN_STREAM), (), 0, 2**31 - 1))
     graphdef, state = loop.init_state(model, tx, train_seed)
@@ -215,6 +217,7 @@ def train_arm(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, *, 
     progress = Progress(arm, c.train.steps) if verbose else None
     state, history = loop.fit(step_fn, state, mesh=mesh, total_steps=c.train.steps, log_every=c.train.log_every,
                               on_log=on_log, metrics_log=log, progress=progress)
+    log.close()
     model = loop.merge(graphdef, state)
     results = measure(c, arm, model, dictionary)
     results["final_loss"] = history[-1]["contrastive_loss"]
@@ -229,6 +232,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     mesh = mesh_lib.make_mesh(c.train.num_devices)
     mesh_lib.check_batch_size(c.train.batch_size, mesh)
     dictionary = make_dictionary(c)
+    if workdir:
+        run_info.write_run_info(workdir, c, kind="synthetic")  # process 0 only
     summary = {"arms": {}, "config": c.to_dict()}
     weights, histories = {}, {}
     for arm in arm_names(c):
@@ -249,4 +254,6 @@ def write_outputs(workdir: str, summary: dict, weights: dict[str, np.ndarray], d
     np.savez(os.path.join(workdir, "weights.npz"), dictionary=dictionary, **{f"w_{k}": v for k, v in weights.items()})
     with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2, sort_keys=True)
-    report.write_report(workdir)
+    figures = report.write_report(workdir)
+    log_figures(workdir, summary["config"]["train"]["steps"],
+                {os.path.splitext(k)[0]: p for k, p in figures.items() if k.endswith(".png")})
