@@ -218,6 +218,7 @@ def test_mock_cifar10_simclr_end_to_end_is_deterministic(mock_cifar10, tmp_path)
     for row in rows[0][:2]:
         assert np.isfinite(row["contrastive_loss"]) and 0 <= row["knn_acc"] <= 1 and 0 <= row["online_probe_acc"] <= 1
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert json.loads((tmp_path / "a" / "run_info.json").read_text())["kind"] == "images"
     for key in images.SUMMARY_KEYS:
         assert key in summary, key
     assert summary["steps"] == 8 and summary["num_classes"] == 10 and summary["num_train"] == 48

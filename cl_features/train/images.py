@@ -2,7 +2,8 @@
 
 config -> data (TFDS / image folder / shipped photos, grain) -> augment (on device) -> encoder + heads ->
 NT-Xent or cross-entropy -> `loop.fit` -> kNN / online probe during training -> linear probe after.
-`run(config, workdir)` writes metrics.jsonl and summary.json into `workdir` (process 0) and returns the summary.
+`run(config, workdir)` writes metrics.jsonl (+ TensorBoard events), summary.json and run_info.json into `workdir`
+(process 0) and returns the summary.
 
 The SimCLR step (one `jax.jit`, `train.steps_per_call` steps per call):
   * example i of the global batch draws its views from fold_in(step_key, i), i its position in the
@@ -42,6 +43,7 @@ from cl_features.data import images as data_images
 from cl_features.data import photos
 from cl_features.measure import knn, linear_probe
 from cl_features.models import heads, resnet
+from cl_features.report import run_info
 from cl_features.train import loop, mesh as mesh_lib, optim
 from cl_features.train.metrics_log import MetricsLog, Progress
 
@@ -561,6 +563,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     loader = data_images.make_loader(data.train, global_batch_size=c.train.batch_size, seed=c.seed,
                                      image_size=c.data.image_size, worker_count=c.data.worker_count)
     evaluator = Evaluator(c, graphdef, data, mesh)
+    if workdir:
+        run_info.write_run_info(workdir, c, kind="images")  # process 0 only
     log = MetricsLog(os.path.join(workdir, "metrics.jsonl") if workdir else None)
     summary = {"task": c.task, "num_train": len(data.train), "num_test": len(data.test),
                "num_classes": data.num_classes, "learning_rate": schedule.learning_rate,
@@ -595,6 +599,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     if c.probe.enabled:
         results.update(evaluator.probe(last_eval["feats"]))
         log.write(schedule.steps, {k: results[k] for k in ("linear_probe_acc", "linear_probe_l2")})
+    log.close()
     final = history[-1]
     results["final_loss"] = final.get("contrastive_loss", final["loss"])
     results["steps"] = schedule.steps
