@@ -52,7 +52,7 @@ SOURCES = ("tfds", "folder", "photos")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 LR_SCALINGS = ("linear", "sqrt", "none")
 PRNG_IMPLS = ("rbg", "threefry2x32")  # for the initial weights; rbg compiles much faster on CPU
-SUMMARY_KEYS = ("knn_acc", "linear_probe_acc", "online_probe_acc", "final_loss", "steps", "seconds")
+SUMMARY_KEYS = ("knn_acc", "linear_probe_acc", "online_probe_acc", "test_acc", "final_loss", "steps", "seconds")
 # Offsets folded into the seed so every random stream is distinct and reproducible.
 _INIT_STREAM, _TRAIN_STREAM, _PROBE_STREAM, _SUBSET_STREAM = 1, 2, 3, 4
 
