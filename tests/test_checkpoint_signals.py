@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHILD = ROOT / "tests" / "_synthetic_child.py"
 CONFIG = {"data.d": 8, "data.d1": 32, "model.width": 16, "train.batch_size": 32, "train.steps": 100,

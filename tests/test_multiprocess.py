@@ -1,0 +1,124 @@
+"""Two processes on localhost (jax.distributed, CPU collectives over gloo, 2 devices each) running
+experiments.synthetic give the summary of one process with 4 devices; only process 0 writes; a multi-process
+run resumes from its checkpoints.
+"""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = {"data.d": 8, "data.d1": 32, "model.width": 16, "train.batch_size": 32, "train.steps_per_call": 10,
+          "train.log_every": 20, "checkpoint.every": 20, "measure.num_samples": 256, "measure.probe_tasks": 2,
+          "arms": "complementary_mask"}
+ARMS = ("complementary_mask",)
+_CACHE = {}  # a persistent XLA cache shared by the runs (set by the fixture)
+# Gloo all-reduces sum in another order than one process does: float32 rounding only.
+RTOL, ATOL = 1e-5, 1e-6
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(devices: int, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("JAX_", "XLA_", "SLURM_", "OMPI_", "TPU_", "MEGASCALE_"))}
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+               PYTHONPATH=str(ROOT), **_CACHE, **extra)
+    return env
+
+
+def _argv(workdir, steps: int) -> list[str]:
+    over = dict(CONFIG, **{"train.steps": steps})
+    return [sys.executable, "-m", "experiments.synthetic", f"--workdir={workdir}",
+            *[f"--config.{k}={v}" for k, v in over.items()]]
+
+
+def run_processes(workdir, steps: int, count: int, timeout: float = 150) -> list[str]:
+    """`count` processes of one run (count=1: a plain single process with 4 devices). Returns their logs."""
+    address = f"127.0.0.1:{_free_port()}"
+    procs = []
+    for i in range(count):
+        env = _env(4 // count) if count == 1 else _env(
+            4 // count, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES=str(count), JAX_PROCESS_ID=str(i))
+        log = open(workdir.parent / f"{workdir.name}.log{i}", "w")
+        procs.append((subprocess.Popen(_argv(workdir, steps), env=env, cwd=ROOT, stdout=log,
+                                       stderr=subprocess.STDOUT), log))
+    deadline = time.monotonic() + timeout
+    try:
+        codes = [p.wait(timeout=max(1.0, deadline - time.monotonic())) for p, _ in procs]
+    finally:
+        for p, log in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            log.close()
+    logs = [(workdir.parent / f"{workdir.name}.log{i}").read_text() for i in range(count)]
+    assert codes == [0] * count, "\n----\n".join(log[-3000:] for log in logs)
+    return logs
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("multiprocess")
+    _CACHE.update(JAX_COMPILATION_CACHE_DIR=str(tmp / "xla_cache"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                  JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    one = tmp / "one"
+    run_processes(one, steps=100, count=1)
+    two = tmp / "two"
+    first = run_processes(two, steps=60, count=2)
+    metrics_after_first = (two / "complementary_mask" / "metrics.jsonl").read_text()
+    second = run_processes(two, steps=100, count=2)  # extends train.steps: resumes at step 60
+    return {"one": one, "two": two, "first": first, "second": second, "metrics_after_first": metrics_after_first}
+
+
+def _summary(workdir):
+    s = json.loads((workdir / "summary.json").read_text())
+    return {arm: {k: v for k, v in r.items() if k != "seconds"} for arm, r in s["arms"].items()}, s["config"]
+
+
+def test_two_processes_give_the_one_process_summary(runs):
+    one, cfg_one = _summary(runs["one"])
+    two, cfg_two = _summary(runs["two"])
+    assert cfg_one == cfg_two and one.keys() == two.keys() == set(ARMS)
+    for arm in ARMS:
+        assert one[arm].keys() == two[arm].keys()
+        for k in one[arm]:
+            np.testing.assert_allclose(two[arm][k], one[arm][k], rtol=RTOL, atol=ATOL, err_msg=f"{arm}.{k}")
+    w1, w2 = np.load(runs["one"] / "weights.npz"), np.load(runs["two"] / "weights.npz")
+    for arm in ARMS:
+        np.testing.assert_allclose(w2[f"w_{arm}"], w1[f"w_{arm}"], rtol=RTOL, atol=ATOL)
+    for arm in ARMS:
+        a = [json.loads(x) for x in (runs["one"] / arm / "metrics.jsonl").read_text().splitlines()]
+        b = [json.loads(x) for x in (runs["two"] / arm / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in a] == [r["step"] for r in b] == [20, 40, 60, 80, 100]
+        for ra, rb in zip(a, b):
+            np.testing.assert_allclose(rb["loss"], ra["loss"], rtol=RTOL, err_msg=f"{arm} step {ra['step']}")
+
+
+def test_only_process_zero_writes_and_reports(runs):
+    for logs, steps in ((runs["first"], 60), (runs["second"], 100)):
+        assert "2 processes" in logs[0] and "wrote " in logs[0] and f"[complementary_mask] step {steps}/{steps}" in logs[0]
+        assert "wrote " not in logs[1] and "[complementary_mask] step" not in logs[1] and "[checkpoint]" not in logs[1]
+    # One copy of each row: the first run's 3 rows, then the resumed run's 2.
+    assert [json.loads(x)["step"] for x in runs["metrics_after_first"].splitlines()] == [20, 40, 60]
+    assert sorted(p.name for p in runs["two"].iterdir() if p.is_file()) == sorted(
+        p.name for p in runs["one"].iterdir() if p.is_file())
+
+
+def test_multi_process_run_resumes_from_its_checkpoints(runs):
+    log = runs["second"][0]
+    for arm in ARMS:
+        assert f"resuming from step 60 ({runs['two'] / arm / 'checkpoints' / '60'})" in log
+        assert sorted(os.listdir(runs["two"] / arm / "checkpoints")) == ["100", "80"]
