@@ -1,6 +1,6 @@
 """Two processes on localhost (jax.distributed, CPU collectives over gloo, 2 devices each) running
-experiments.synthetic give the summary of one process with 4 devices; only process 0 writes; a multi-process
-run resumes from its checkpoints.
+experiments.synthetic give the summary of one process with 4 devices; only process 0 writes; SIGTERM to one
+process stops both at JAX's preemption sync point with a saved step, and the same command resumes.
 """
 
 import json
@@ -16,8 +16,9 @@ import pytest
 
 pytestmark = pytest.mark.slow
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+CHILD = ROOT / "tests" / "_synthetic_child.py"  # experiments.synthetic's main, with CLF_FAULT injection
 CONFIG = {"data.d": 8, "data.d1": 32, "model.width": 16, "train.batch_size": 32, "train.steps_per_call": 10,
-          "train.log_every": 20, "checkpoint.every": 20, "measure.num_samples": 256, "measure.probe_tasks": 2,
+          "train.log_every": 20, "checkpoint.every": 50, "measure.num_samples": 256, "measure.probe_tasks": 2,
           "arms": "complementary_mask"}
 ARMS = ("complementary_mask",)
 _CACHE = {}  # a persistent XLA cache shared by the runs (set by the fixture)
@@ -39,22 +40,25 @@ def _env(devices: int, **extra) -> dict:
     return env
 
 
-def _argv(workdir, steps: int) -> list[str]:
+def _argv(workdir, steps: int, child: bool) -> list[str]:
     over = dict(CONFIG, **{"train.steps": steps})
-    return [sys.executable, "-m", "experiments.synthetic", f"--workdir={workdir}",
-            *[f"--config.{k}={v}" for k, v in over.items()]]
+    main = [str(CHILD)] if child else ["-m", "experiments.synthetic"]
+    return [sys.executable, *main, f"--workdir={workdir}", *[f"--config.{k}={v}" for k, v in over.items()]]
 
 
-def run_processes(workdir, steps: int, count: int, timeout: float = 150) -> list[str]:
-    """`count` processes of one run (count=1: a plain single process with 4 devices). Returns their logs."""
+def run_processes(workdir, steps: int, count: int, fault0: str | None = None, timeout: float = 150) -> list[str]:
+    """`count` processes of one run (count=1: a plain single process with 4 devices); process 0 gets the
+    CLF_FAULT `fault0`. Returns their logs."""
     address = f"127.0.0.1:{_free_port()}"
     procs = []
     for i in range(count):
         env = _env(4 // count) if count == 1 else _env(
             4 // count, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES=str(count), JAX_PROCESS_ID=str(i))
+        if fault0 and i == 0:
+            env["CLF_FAULT"] = fault0
         log = open(workdir.parent / f"{workdir.name}.log{i}", "w")
-        procs.append((subprocess.Popen(_argv(workdir, steps), env=env, cwd=ROOT, stdout=log,
-                                       stderr=subprocess.STDOUT), log))
+        procs.append((subprocess.Popen(_argv(workdir, steps, child=fault0 is not None), env=env, cwd=ROOT,
+                                       stdout=log, stderr=subprocess.STDOUT), log))
     deadline = time.monotonic() + timeout
     try:
         codes = [p.wait(timeout=max(1.0, deadline - time.monotonic())) for p, _ in procs]
@@ -77,10 +81,13 @@ def runs(tmp_path_factory):
     one = tmp / "one"
     run_processes(one, steps=100, count=1)
     two = tmp / "two"
-    first = run_processes(two, steps=60, count=2)
+    # SIGTERM to process 0 alone after step 30: both processes save step 40 (the sync point) and exit 0.
+    first = run_processes(two, steps=100, count=2, fault0="term:3")
     metrics_after_first = (two / "complementary_mask" / "metrics.jsonl").read_text()
-    second = run_processes(two, steps=100, count=2)  # extends train.steps: resumes at step 60
-    return {"one": one, "two": two, "first": first, "second": second, "metrics_after_first": metrics_after_first}
+    checkpoints_after_first = sorted(os.listdir(two / "complementary_mask" / "checkpoints"))
+    second = run_processes(two, steps=100, count=2)  # the same command resumes at step 40
+    return {"one": one, "two": two, "first": first, "second": second, "metrics_after_first": metrics_after_first,
+            "checkpoints_after_first": checkpoints_after_first}
 
 
 def _summary(workdir):
@@ -108,17 +115,22 @@ def test_two_processes_give_the_one_process_summary(runs):
 
 
 def test_only_process_zero_writes_and_reports(runs):
-    for logs, steps in ((runs["first"], 60), (runs["second"], 100)):
-        assert "2 processes" in logs[0] and "wrote " in logs[0] and f"[complementary_mask] step {steps}/{steps}" in logs[0]
-        assert "wrote " not in logs[1] and "[complementary_mask] step" not in logs[1] and "[checkpoint]" not in logs[1]
-    # One copy of each row: the first run's 3 rows, then the resumed run's 2.
-    assert [json.loads(x)["step"] for x in runs["metrics_after_first"].splitlines()] == [20, 40, 60]
+    first, second = runs["first"], runs["second"]
+    assert "2 processes" in first[0] and "[complementary_mask] step 40/100" in first[0]
+    assert "2 processes" in second[0] and "[complementary_mask] step 100/100" in second[0] and "wrote " in second[0]
+    for log in (first[1], second[1]):
+        assert "wrote " not in log and "[complementary_mask] step" not in log and "[checkpoint]" not in log
+        assert "preempted" not in log
+    # One copy of each row: the first run's rows up to the preemption, then the resumed run's.
+    assert [json.loads(x)["step"] for x in runs["metrics_after_first"].splitlines()] == [20, 40]
     assert sorted(p.name for p in runs["two"].iterdir() if p.is_file()) == sorted(
         p.name for p in runs["one"].iterdir() if p.is_file())
 
 
-def test_multi_process_run_resumes_from_its_checkpoints(runs):
-    log = runs["second"][0]
-    for arm in ARMS:
-        assert f"resuming from step 60 ({runs['two'] / arm / 'checkpoints' / '60'})" in log
-        assert sorted(os.listdir(runs["two"] / arm / "checkpoints")) == ["100", "80"]
+def test_sigterm_to_one_process_saves_on_all_and_the_same_command_resumes(runs):
+    ck = runs["two"] / "complementary_mask" / "checkpoints"
+    assert "FAULT term after step 30" in runs["first"][0]
+    assert f"preempted: saved step 40 in {ck}. Resume with the same command:" in runs["first"][0]
+    assert runs["checkpoints_after_first"] == ["40"]  # not a multiple of checkpoint.every: the preemption save
+    assert f"resuming from step 40 ({ck / '40'})" in runs["second"][0]
+    assert sorted(os.listdir(ck)) == ["100", "50"]  # every 50 and the last step (max_to_keep 2)

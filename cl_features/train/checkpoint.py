@@ -31,7 +31,7 @@ import math
 import os
 import signal
 import threading
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -177,17 +177,16 @@ def _on_sigterm(signum, frame) -> None:
     _sigterm.set()
 
 
-def install_sigterm_handler() -> Callable | None:
-    """Turns SIGTERM into a request to save and stop; returns the previous handler (None if not installed).
+def install_sigterm_handler() -> tuple[bool, Any]:
+    """Turns SIGTERM into a request to save and stop. Returns (installed, the previous handler).
 
     Not installed where JAX's preemption service already listens for SIGTERM, nor outside the main thread.
     """
     if _jax_preemption_service() or threading.current_thread() is not threading.main_thread():
-        return None
+        return False, None
     previous = signal.getsignal(signal.SIGTERM)
-    if previous is not _on_sigterm:
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    return previous
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    return True, previous
 
 
 def preemption_requested() -> bool:
@@ -247,7 +246,7 @@ class Checkpointer:
         quiet_orbax_logs()
         self._manager = _Manager(self.directory, options=ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True))
-        self._previous_handler = install_sigterm_handler()
+        self._sigterm_installed, self._previous_handler = install_sigterm_handler()
 
     # -- inspection --
 
@@ -400,9 +399,11 @@ class Checkpointer:
             self._manager.wait_until_finished()
             self._manager.close()
         finally:
-            if self._previous_handler is not None:
-                signal.signal(signal.SIGTERM, self._previous_handler)
-                self._previous_handler = None
+            if self._sigterm_installed:
+                # None: the handler before was not set from Python; the default action is the closest.
+                previous = signal.SIG_DFL if self._previous_handler is None else self._previous_handler
+                signal.signal(signal.SIGTERM, previous)
+                self._sigterm_installed = False
 
     def __enter__(self):
         return self
