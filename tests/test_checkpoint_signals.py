@@ -27,13 +27,13 @@ def xla_cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("xla_cache"))
 
 
-def run_child(workdir, cache, fault=None, timeout=120):
+def run_child(workdir, cache, fault=None, extra=(), timeout=120):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_", "CLF_"))}
     env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), JAX_COMPILATION_CACHE_DIR=cache,
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     if fault:
         env["CLF_FAULT"] = fault
-    return subprocess.run([sys.executable, str(CHILD), f"--workdir={workdir}", *CLI], env=env, cwd=ROOT,
+    return subprocess.run([sys.executable, str(CHILD), f"--workdir={workdir}", *CLI, *extra], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -51,12 +51,12 @@ def reference_cli(tmp_path_factory, xla_cache):
     work = tmp_path_factory.mktemp("reference_cli")
     proc = run_child(work, xla_cache)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return outputs(work)
+    return {"workdir": work, "outputs": outputs(work)}
 
 
 def _assert_same(work, reference_cli):
     summary, weights, metrics = outputs(work)
-    ref_summary, ref_weights, ref_metrics = reference_cli
+    ref_summary, ref_weights, ref_metrics = reference_cli["outputs"]
     assert summary == ref_summary
     assert weights.keys() == ref_weights.keys()
     for k in weights:
@@ -99,3 +99,13 @@ def test_sigterm_saves_the_next_step_and_exits_zero(tmp_path, xla_cache, referen
     assert "[complementary_mask] finished earlier" in resumed.stdout
     assert f"resuming from step 40 ({ck}/40)" in resumed.stdout
     _assert_same(tmp_path, reference_cli)
+
+
+def test_cli_refuses_a_config_that_changes_the_run_in_one_line(xla_cache, reference_cli):
+    work = reference_cli["workdir"]
+    proc = run_child(work, xla_cache, extra=["--config.seed=3", "--config.train.batch_size=16"])
+    assert proc.returncode == 1
+    err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and err[0].startswith(f"error: refusing to resume {work / 'complementary_mask'}")
+    assert "changes the run in seed, train.batch_size (seed: 0 -> 3; train.batch_size: 32 -> 16)" in err[0]
+    _assert_same(work, reference_cli)  # nothing was changed

@@ -109,7 +109,10 @@ def out(tmp_path_factory):
     script = tmp / "worker.py"
     script.write_text(WORKER)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4", PYTHONPATH=str(ROOT))
+    # The 4 forced devices share 2 cores: on a loaded machine one can reach a collective long after the others.
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
+               XLA_FLAGS="--xla_force_host_platform_device_count=4 --xla_cpu_collective_timeout_seconds=600 "
+                         "--xla_cpu_collective_call_terminate_timeout_seconds=600")
     proc = subprocess.run([sys.executable, str(script), str(tmp / "out.json"), str(tmp / "work"),
                            str(tmp / "xla_cache")], env=env,
                           cwd=ROOT, capture_output=True, text=True, timeout=240)

@@ -12,7 +12,9 @@ run's last step and on preemption; orbax keeps the newest `max_to_keep`. `restor
 readable checkpoint placed with the shardings of the state it is given. A checkpoint that fails to load or
 whose restored state does not match the fingerprint taken when it was saved is reported with its path,
 renamed to `<step>.corrupt` (kept, never deleted) and the one before it is used. Half-written saves (orbax's
-`<step>.orbax-checkpoint-tmp*` directories, left by a kill during an async save) are reported and ignored.
+`<step>.orbax-checkpoint-tmp*` directories, left by a kill during an async save) are reported and ignored
+(orbax replaces one when it saves that step again). The directory is a local or shared-filesystem path: every
+process of a multi-host run must see the same one.
 
 Preemption: SIGTERM (one process, or several without JAX's preemption service) or JAX's preemption sync point
 (multi-process: `multihost_utils.reached_preemption_sync_point`, which JAX triggers on SIGTERM) makes the next
@@ -291,6 +293,9 @@ class Checkpointer:
                 say(f"checkpoint {path} is unreadable ({bad[-1][1]}); trying the one before it")
                 continue
             self._check_config(saved_config, step)
+            if _has_iterator_state(data_iter) and not os.path.isdir(os.path.join(path, "data")):
+                raise ValueError(f"{path} holds no data-iterator state (saved by a run without one); resume "
+                                 "without a data iterator or use another workdir")
             try:
                 restored = self._restore_step(step, abstract, data_iter)
             except Exception as e:  # noqa: BLE001
