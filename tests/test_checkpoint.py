@@ -22,9 +22,9 @@ from experiments.configs import synthetic as synthetic_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ARM = "complementary_mask"
-TINY = {"data.d": 8, "data.d1": 32, "model.width": 16, "train.batch_size": 32, "train.steps": 120,
-        "train.steps_per_call": 10, "train.log_every": 20, "checkpoint.every": 40, "checkpoint.max_to_keep": 3,
-        "measure.num_samples": 256, "measure.probe_tasks": 2, "arms": ARM}
+TINY = {"data.d": 8, "data.d1": 32, "model.width": 16, "train.batch_size": 32, "train.schedule": "constant",
+        "train.steps": 120, "train.steps_per_call": 10, "train.log_every": 20, "checkpoint.every": 40,
+        "checkpoint.max_to_keep": 3, "measure.num_samples": 256, "measure.probe_tasks": 2, "arms": ARM}
 
 
 def tiny_config(**over):
@@ -161,11 +161,12 @@ def test_preempted_run_resumes_bitwise(tmp_path, mesh, reference, monkeypatch, c
     assert no_seconds(results) == no_seconds(ref_results)
 
 
-def test_extending_steps_continues_and_equals_the_longer_run(tmp_path, mesh, reference):
+def test_extending_steps_continues_and_equals_the_longer_run(tmp_path, mesh, reference, capsys):
     ref_results, ref_w, ref_rows = reference
     short, _, _ = train(tiny_config(train__steps=60), tmp_path, mesh)
     assert short["steps"] == 60
     results, w, history = train(tiny_config(checkpoint__every=20, train__log_every=20), tmp_path, mesh)
+    assert "with changed checkpoint.every: 40 -> 20; train.steps: 60 -> 120" in capsys.readouterr().out
     np.testing.assert_array_equal(w, ref_w)
     assert rows(tmp_path) == ref_rows
     assert no_seconds(results) == no_seconds(ref_results)

@@ -14,9 +14,10 @@ import pytest
 pytestmark = pytest.mark.slow
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHILD = ROOT / "tests" / "_synthetic_child.py"
-CONFIG = {"data.d": 8, "data.d1": 32, "model.width": 16, "train.batch_size": 32, "train.steps": 100,
-          "train.steps_per_call": 10, "train.log_every": 20, "checkpoint.every": 20, "checkpoint.max_to_keep": 2,
-          "measure.num_samples": 256, "measure.probe_tasks": 2, "arms": "complementary_mask,none"}
+CONFIG = {"data.d": 8, "data.d1": 32, "model.width": 16, "train.batch_size": 32, "train.schedule": "constant",
+          "train.steps": 100, "train.steps_per_call": 10, "train.log_every": 20, "checkpoint.every": 20,
+          "checkpoint.max_to_keep": 2, "measure.num_samples": 256, "measure.probe_tasks": 2,
+          "arms": "complementary_mask,none"}
 CLI = [f"--config.{k}={v}" for k, v in CONFIG.items()]
 BOUNDARIES = 2 * 100 // 10  # step boundaries over both arms
 

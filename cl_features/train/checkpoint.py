@@ -245,6 +245,7 @@ class Checkpointer:
         self.every, self.max_to_keep = every, max_to_keep
         self.mutable_fields = tuple(mutable_fields)
         self.last_log: dict | None = None
+        self.resumed_changes: list[str] = []  # allowed config fields that differ from the restored checkpoint's
         quiet_orbax_logs()
         self._manager = _Manager(self.directory, options=ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True))
@@ -304,7 +305,10 @@ class Checkpointer:
                 continue
             self._quarantine([s for s, _ in bad])
             self.last_log = restored.log
+            self.resumed_changes = config_diff(saved_config, self.config, mutable=())
             say(f"resuming from step {step} ({path})")
+            if self.resumed_changes:
+                say(f"with changed {describe_diff(saved_config, self.config, self.resumed_changes)}")
             return restored
         if bad:
             raise RuntimeError(

@@ -5,16 +5,23 @@ from __future__ import annotations
 import optax
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "lars")
-SCHEDULES = ("constant", "warmup_cosine")
+SCHEDULES = ("constant", "warmup_cosine", "cosine_tail")
 
 
-def schedule(*, learning_rate: float, kind: str = "constant", steps: int = 1, warmup_steps: int = 0):
+def schedule(*, learning_rate: float, kind: str = "constant", steps: int = 1, warmup_steps: int = 0,
+             decay_fraction: float = 0.25):
+    """constant (after an optional linear warm-up); warmup_cosine (to 0 at `steps`); cosine_tail: constant, then a
+    cosine decay to 0 over the last `decay_fraction` of the steps (lowers the SGD noise floor at the end)."""
     if kind not in SCHEDULES:
         raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {kind!r}")
     if kind == "constant":
         if warmup_steps > 0:
             return optax.linear_schedule(0.0, learning_rate, warmup_steps)
         return learning_rate
+    if kind == "cosine_tail":
+        decay = max(1, int(round(decay_fraction * steps)))
+        return optax.join_schedules([optax.constant_schedule(learning_rate),
+                                     optax.cosine_decay_schedule(learning_rate, decay)], [steps - decay])
     return optax.warmup_cosine_decay_schedule(0.0, learning_rate, max(warmup_steps, 0), max(steps, 1))
 
 

@@ -22,8 +22,9 @@ from cl_features.augment import vectors
 from cl_features.data import sparse_coding
 from cl_features.measure import decoupling, probe, recovery
 from cl_features.models import brelu
+from cl_features.report import run_info
 from cl_features.train import checkpoint, loop, mesh as mesh_lib, optim
-from cl_features.train.metrics_log import MetricsLog, Progress
+from cl_features.train.metrics_log import MetricsLog, Progress, log_figures
 
 OBJECTIVES = ("info_nce", "nt_xent")
 SUMMARY_KEYS = ("recovered_fraction", "final_loss", "span_share", "sparse_corr", "dense_corr",
@@ -41,7 +42,7 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if c.data.sparsity is None:
         c.data.sparsity = min(1.0, 3.0 / c.data.d)
     if c.model.width is None:
-        c.model.width = 2 * c.data.d
+        c.model.width = 4 * c.data.d
     if c.model.init_scale is None:
         c.model.init_scale = 1.0 / float(np.sqrt(c.data.d1))
     return c
@@ -94,6 +95,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _require(t.optimizer in optim.OPTIMIZERS, "train.optimizer", f"one of {optim.OPTIMIZERS}", t.optimizer)
     _require(t.schedule in optim.SCHEDULES, "train.schedule", f"one of {optim.SCHEDULES}", t.schedule)
     _require(t.warmup_steps >= 0, "train.warmup_steps", ">= 0", t.warmup_steps)
+    _require(0 < t.decay_fraction <= 1, "train.decay_fraction", "in (0, 1]", t.decay_fraction)
     _require(isinstance(t.steps_per_call, int) and t.steps_per_call >= 1, "train.steps_per_call", "an int >= 1",
              t.steps_per_call)
     _require(isinstance(t.log_every, int) and t.log_every >= 1 and t.log_every % t.steps_per_call == 0,
@@ -206,7 +208,7 @@ def make_train_state(c: ml_collections.ConfigDict, mesh) -> tuple[nnx.GraphDef, 
                                                                    loop.TrainState]:
     """(graphdef, optimizer, initial TrainState placed on the mesh) of one arm."""
     lr = optim.schedule(learning_rate=c.train.learning_rate, kind=c.train.schedule, steps=c.train.steps,
-                        warmup_steps=c.train.warmup_steps)
+                        warmup_steps=c.train.warmup_steps, decay_fraction=c.train.decay_fraction)
     tx = optim.make_optimizer(name=c.train.optimizer, learning_rate=lr, momentum=c.train.momentum)
     train_seed = int(jax.random.randint(jax.random.fold_in(jax.random.key(c.seed), _TRAIN_STREAM), (), 0, 2**31 - 1))
     graphdef, state = loop.init_state(make_model(c), tx, train_seed)
@@ -261,12 +263,15 @@ def train_arm(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, *, 
     arm_dir = os.path.join(workdir, arm) if workdir else None
     metrics_path = os.path.join(arm_dir, "metrics.jsonl") if arm_dir else None
     ckpt = _checkpointer(c, arm, arm_dir) if arm_dir else None
-    start = 0
+    start, log = 0, None
     try:
         if ckpt is not None:
             restored = ckpt.restore(state)
             if restored is not None:
                 state, start = restored.state, restored.step
+                if "train.steps" in ckpt.resumed_changes and c.train.schedule != "constant":
+                    checkpoint.say(f"train.schedule={c.train.schedule} depends on train.steps: from step {start} on "
+                                   f"the learning rate follows the schedule for {c.train.steps} steps")
             if start > c.train.steps:
                 raise ValueError(f"the newest checkpoint of arm {arm} is at step {start}, past "
                                  f"train.steps={c.train.steps}: raise train.steps or use another workdir")
@@ -278,6 +283,8 @@ def train_arm(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, *, 
                                   log_every=c.train.log_every, on_log=on_log, metrics_log=log, progress=progress,
                                   checkpointer=ckpt)
     finally:
+        if log is not None:
+            log.close()
         if ckpt is not None:
             ckpt.close()
     model = loop.merge(graphdef, jax.tree_util.tree_map(lambda x: jnp.asarray(jax.device_get(x)), state))
@@ -312,6 +319,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     mesh = mesh_lib.make_mesh(c.train.num_devices)
     mesh_lib.check_batch_size(c.train.batch_size, mesh)
     dictionary = make_dictionary(c)
+    if workdir:
+        run_info.write_run_info(workdir, c, kind="synthetic")  # process 0 only
     summary = {"arms": {}, "config": c.to_dict()}
     weights, histories = {}, {}
     for arm in arm_names(c):
@@ -332,4 +341,6 @@ def write_outputs(workdir: str, summary: dict, weights: dict[str, np.ndarray], d
     np.savez(os.path.join(workdir, "weights.npz"), dictionary=dictionary, **{f"w_{k}": v for k, v in weights.items()})
     with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2, sort_keys=True)
-    report.write_report(workdir)
+    figures = report.write_report(workdir)
+    log_figures(workdir, summary["config"]["train"]["steps"],
+                {os.path.splitext(k)[0]: p for k, p in figures.items() if k.endswith(".png")})

@@ -28,32 +28,35 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.dictionary = "orthogonal"  # or "identity" (negative control)
 
     c.model = ml_collections.ConfigDict()
-    c.model.width = ml_collections.config_dict.placeholder(int)  # m; None: 2 * d
+    c.model.width = ml_collections.config_dict.placeholder(int)  # m; None: 4 * d
     c.model.init_scale = ml_collections.config_dict.placeholder(float)  # std of w init; None: 1/sqrt(d1)
     c.model.activation = "symmetric"  # or "relu"
     c.model.bias = "schedule"  # b_i = c * sigma * ||w_i|| ("learned", "none" for comparison)
     c.model.bias_c = 2.0  # c in the bias schedule
-    c.model.bias_ramp_steps = 0  # ramp c from 0 over this many steps (0: no ramp)
+    c.model.bias_ramp_steps = 2000  # ramp c from 0 over this many steps (0: no ramp)
 
     c.objective = ml_collections.ConfigDict()
     c.objective.name = "info_nce"  # paper form; or "nt_xent"
     c.objective.temperature = 0.5
-    c.objective.weight_decay = 0.0  # lambda in (lambda/2) ||W||_F^2
+    # lambda in (lambda/2) ||W||_F^2. It bounds the weights: without it the gaussian_noise arm's norms (and its
+    # loss) grow without limit under the stop-gradient objective.
+    c.objective.weight_decay = 2e-3
 
     c.augment = ml_collections.ConfigDict()
     c.augment.keep_prob = 0.5  # independent_mask
     c.augment.noise_std = 1.0  # gaussian_noise, in units of data.sigma
 
     c.train = ml_collections.ConfigDict()
-    c.train.steps = 6000
+    c.train.steps = 12000
     c.train.batch_size = 512
     c.train.learning_rate = 0.2
     c.train.optimizer = "sgd"  # sgd | momentum | adam | adamw | lars
     c.train.momentum = 0.9
-    c.train.schedule = "constant"  # or warmup_cosine
+    c.train.schedule = "cosine_tail"  # constant | warmup_cosine | cosine_tail
+    c.train.decay_fraction = 0.25  # cosine_tail: decay to 0 over this last fraction of the steps
     c.train.warmup_steps = 0
     c.train.steps_per_call = 50  # steps per compiled call (lax.scan); log_every must be a multiple
-    c.train.log_every = 250
+    c.train.log_every = 500
     c.train.num_devices = ml_collections.config_dict.placeholder(int)  # None: all devices
 
     c.measure = ml_collections.ConfigDict()

@@ -1,0 +1,88 @@
+"""Heads on top of an encoder's pooled representation `h: [batch, in_dim]`.
+
+- `ProjectionHead`: the SimCLR MLP g(h) used by the contrastive loss (Chen et al. 2020):
+  (Linear -> BN -> ReLU) x (num_layers - 1) -> Linear. With `use_bn` the hidden Linears have no bias
+  (the BN shift replaces it, as in google-research/simclr); the last Linear has a bias, no BN and no
+  ReLU. BN is `nnx.BatchNorm` in train mode at construction; switch with `model.train()/eval()`.
+- `LinearClassifier`: one Linear layer, for supervised heads and linear probes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Dtype = Any
+
+
+def _check_features(h: jax.Array, in_dim: int, field: str) -> None:
+    if h.ndim != 2 or h.shape[-1] != in_dim:
+        raise ValueError(f"{field} input must be [batch, {in_dim}], got shape {tuple(h.shape)}")
+
+
+class ProjectionHead(nnx.Module):
+    """SimCLR projection MLP: [batch, in_dim] -> [batch, out_dim].
+
+    Args:
+        in_dim, hidden_dim, out_dim: widths (SimCLR on CIFAR: feat_dim -> 2048 -> 128, or 512 -> 512 -> 128).
+        num_layers: number of Linear layers, >= 1 (2 = SimCLR v1, 3 = SimCLR v2); 1 = a linear projection.
+        use_bn: BatchNorm after each hidden Linear.
+        bn_momentum: running-average decay of those BNs (0.9 = PyTorch's 0.1).
+        dtype: compute dtype; param_dtype: parameter dtype.
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, *,
+                 use_bn: bool = True, bn_momentum: float = 0.9, rngs: nnx.Rngs,
+                 dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32):
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1 (2 = SimCLR v1, 3 = SimCLR v2), got {num_layers}")
+        for field, value in (("in_dim", in_dim), ("hidden_dim", hidden_dim), ("out_dim", out_dim)):
+            if value < 1:
+                raise ValueError(f"{field} must be >= 1, got {value}")
+        self.in_dim, self.out_dim, self.num_layers, self.use_bn = in_dim, out_dim, num_layers, use_bn
+        dims = [in_dim] + [hidden_dim] * (num_layers - 1)
+        self.hidden = nnx.List([
+            nnx.Linear(d_in, hidden_dim, use_bias=not use_bn, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+            for d_in in dims[:-1]])
+        self.norms = nnx.List([
+            nnx.BatchNorm(hidden_dim, use_running_average=False, momentum=bn_momentum, epsilon=1e-5,
+                          dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+            for _ in dims[:-1]] if use_bn else [])
+        self.out = nnx.Linear(dims[-1], out_dim, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+
+    def __call__(self, h: jax.Array) -> jax.Array:
+        """h: [batch, in_dim] -> z: [batch, out_dim]."""
+        _check_features(h, self.in_dim, "ProjectionHead")
+        for i, linear in enumerate(self.hidden):
+            h = linear(h)
+            if self.use_bn:
+                h = self.norms[i](h)
+            h = nnx.relu(h)
+        return self.out(h)
+
+
+class LinearClassifier(nnx.Module):
+    """logits = h @ W + b: [batch, in_dim] -> [batch, num_classes].
+
+    `zero_init=True` (default) starts W and b at 0, so a linear probe starts from uniform predictions
+    and its (convex) training does not depend on an init seed.
+    """
+
+    def __init__(self, in_dim: int, num_classes: int, *, rngs: nnx.Rngs, zero_init: bool = True,
+                 dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32):
+        if in_dim < 1:
+            raise ValueError(f"in_dim must be >= 1, got {in_dim}")
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        self.in_dim, self.num_classes = in_dim, num_classes
+        kernel_init = nnx.initializers.zeros_init() if zero_init else nnx.initializers.lecun_normal()
+        self.linear = nnx.Linear(in_dim, num_classes, kernel_init=kernel_init, dtype=dtype,
+                                 param_dtype=param_dtype, rngs=rngs)
+
+    def __call__(self, h: jax.Array) -> jax.Array:
+        """h: [batch, in_dim] -> logits: [batch, num_classes]."""
+        _check_features(h, self.in_dim, "LinearClassifier")
+        return self.linear(h)

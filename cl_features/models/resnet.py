@@ -1,0 +1,353 @@
+"""Image encoders in Flax NNX: ResNet-18/34/50 (v1.5) and the Wide-ResNet of Zagoruyko & Komodakis.
+
+Every encoder maps images `x: [batch, height, width, channels]` (float) to the globally average-pooled
+representation `[batch, feat_dim]` (no classifier; see `heads.py`). With `return_intermediates=True` it
+also returns a dict `name -> activation [batch, h, w, c]` for the stem and each stage (eager calls keep
+call order; a dict returned through `jax.jit` has sorted keys), for activation-density measurements.
+
+Conventions (those of torchvision / the CIFAR ResNet of kuangliu, so parameter counts match theirs):
+  * convolutions have no bias, kernels are Kaiming-normal with fan_out (std = sqrt(2 / (k*k*c_out))),
+    padding is symmetric k // 2 (as PyTorch; not 'SAME', which pads stride-2 convs asymmetrically);
+  * ResNet v1.5: a Bottleneck strides on its 3x3 conv, not the first 1x1; projection shortcuts are
+    1x1 conv + BN, used where the shape changes;
+  * stems: 'cifar' = 3x3 conv stride 1, no max-pool; 'imagenet' = 7x7 conv stride 2 + 3x3 max-pool
+    stride 2 (so the 'imagenet' stem downsamples by 4 before stage 1).
+
+BatchNorm: `nnx.BatchNorm`, built in train mode (`use_running_average=False`, passed explicitly since
+newer flax releases drop that default); switch with `model.train()` / `model.eval()` (or
+`nnx.view(model, use_running_average=...)`). In train mode it normalises with the batch mean and the
+biased batch variance and moves the running stats by `running <- momentum * running + (1 - momentum) *
+batch` (momentum 0.9 = PyTorch's 0.1; PyTorch keeps the unbiased variance in its running var, flax the
+biased one). In eval mode it uses the running stats, so each example's output is independent of the
+rest of the batch. Under `jax.jit` with the batch sharded over a `jax.sharding.Mesh`, the batch
+statistics are the global ones: the mean over the batch axis is an ordinary `jnp.mean` of a global array
+and the compiler inserts the cross-device reduction itself, so no `axis_name` is needed (that argument
+is only for `shard_map`/`pmap`). Per-device ("ghost") BN would need an explicit shard_map.
+
+Dtypes: `dtype` is the compute dtype (e.g. `jnp.bfloat16` on accelerators): activations and the
+returned representation have it; `param_dtype` (float32 by default) is the storage dtype of parameters,
+and BatchNorm statistics are computed and stored in at least float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Dtype = Any
+
+STEMS = ("cifar", "imagenet")
+BLOCKS = ("basic", "bottleneck")
+
+# torch.nn.init.kaiming_normal_(mode='fan_out', nonlinearity='relu'): untruncated N(0, 2 / fan_out).
+kaiming_normal_fan_out = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layers:
+    """Makes the conv and BN layers of one encoder with shared dtype / BN settings."""
+
+    dtype: Dtype
+    param_dtype: Dtype
+    bn_momentum: float
+    bn_epsilon: float
+
+    def conv(self, c_in: int, c_out: int, k: int, stride: int, *, rngs: nnx.Rngs) -> nnx.Conv:
+        pad = k // 2
+        return nnx.Conv(
+                c_in, c_out, (k, k), strides=stride, padding=((pad, pad), (pad, pad)), use_bias=False,
+                kernel_init=kaiming_normal_fan_out, dtype=self.dtype, param_dtype=self.param_dtype, rngs=rngs)
+
+    def bn(self, c: int, *, rngs: nnx.Rngs, zero_scale: bool = False) -> nnx.BatchNorm:
+        scale_init = nnx.initializers.zeros_init() if zero_scale else nnx.initializers.ones_init()
+        return nnx.BatchNorm(
+                c, use_running_average=False, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
+                scale_init=scale_init, dtype=self.dtype, param_dtype=self.param_dtype, rngs=rngs)
+
+
+def _check_images(x: jax.Array, in_channels: int) -> None:
+    if x.ndim != 4 or x.shape[-1] != in_channels:
+        raise ValueError(
+                f"x must be images [batch, height, width, {in_channels}], got shape {tuple(x.shape)}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"x must be a float array (convert uint8 images first), got dtype {x.dtype}")
+
+
+def _global_avg_pool(x: jax.Array) -> jax.Array:
+    """x: [batch, h, w, c] -> [batch, c]."""
+    return jnp.mean(x, axis=(1, 2))
+
+
+class _Projection(nnx.Module):
+    """Projection shortcut of a post-activation block: 1x1 conv (stride) + BN."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, *, layers: _Layers, rngs: nnx.Rngs):
+        self.conv = layers.conv(c_in, c_out, 1, stride, rngs=rngs)
+        self.bn = layers.bn(c_out, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.bn(self.conv(x))
+
+
+class BasicBlock(nnx.Module):
+    """Two 3x3 convs (stride on the first) + shortcut, then ReLU. out_channels = width."""
+
+    expansion = 1
+
+    def __init__(self, c_in: int, width: int, stride: int, *, layers: _Layers,
+                 zero_init_residual: bool = False, rngs: nnx.Rngs):
+        self.out_channels = width * self.expansion
+        self.conv1 = layers.conv(c_in, width, 3, stride, rngs=rngs)
+        self.bn1 = layers.bn(width, rngs=rngs)
+        self.conv2 = layers.conv(width, width, 3, 1, rngs=rngs)
+        self.bn2 = layers.bn(width, rngs=rngs, zero_scale=zero_init_residual)
+        needs_projection = stride != 1 or c_in != self.out_channels
+        self.shortcut = (_Projection(c_in, self.out_channels, stride, layers=layers, rngs=rngs)
+                         if needs_projection else None)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = nnx.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return nnx.relu(y + (x if self.shortcut is None else self.shortcut(x)))
+
+
+class Bottleneck(nnx.Module):
+    """1x1 -> 3x3 (stride, v1.5) -> 1x1 (x4 channels) + shortcut, then ReLU. out_channels = 4 * width."""
+
+    expansion = 4
+
+    def __init__(self, c_in: int, width: int, stride: int, *, layers: _Layers,
+                 zero_init_residual: bool = False, rngs: nnx.Rngs):
+        self.out_channels = width * self.expansion
+        self.conv1 = layers.conv(c_in, width, 1, 1, rngs=rngs)
+        self.bn1 = layers.bn(width, rngs=rngs)
+        self.conv2 = layers.conv(width, width, 3, stride, rngs=rngs)
+        self.bn2 = layers.bn(width, rngs=rngs)
+        self.conv3 = layers.conv(width, self.out_channels, 1, 1, rngs=rngs)
+        self.bn3 = layers.bn(self.out_channels, rngs=rngs, zero_scale=zero_init_residual)
+        needs_projection = stride != 1 or c_in != self.out_channels
+        self.shortcut = (_Projection(c_in, self.out_channels, stride, layers=layers, rngs=rngs)
+                         if needs_projection else None)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = nnx.relu(self.bn1(self.conv1(x)))
+        y = nnx.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return nnx.relu(y + (x if self.shortcut is None else self.shortcut(x)))
+
+
+_BLOCK_CLASSES = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+class ResNet(nnx.Module):
+    """ResNet encoder: stem, stages of residual blocks (widths width * 2**i), global average pool.
+
+    Args:
+        block: 'basic' (ResNet-18/34) or 'bottleneck' (ResNet-50+).
+        stage_sizes: blocks per stage, e.g. (2, 2, 2, 2); stage i > 0 starts with a stride-2 block.
+        width: channels of the stem and of stage 1 (64 in the published models).
+        stem: 'cifar' (3x3 stride 1, no max-pool) or 'imagenet' (7x7 stride 2 + 3x3 max-pool stride 2).
+        zero_init_residual: start the last BN scale (gamma) of each block at 0, so each block starts as
+            its shortcut (Goyal et al. 2017).
+        bn_momentum, bn_epsilon: BatchNorm running-average decay and epsilon.
+        dtype: compute dtype; param_dtype: parameter dtype.
+
+    Call: `model(x: [batch, h, w, in_channels], *, return_intermediates=False)` -> `[batch, feat_dim]`,
+    or `(features, {'stem': ..., 'stage1': ..., ...})`; every intermediate is post-ReLU ('stem' is taken
+    after the max-pool for the 'imagenet' stem).
+    """
+
+    def __init__(self, block: str, stage_sizes: Sequence[int], *, width: int = 64,
+                 stem: str = "cifar", in_channels: int = 3, zero_init_residual: bool = False,
+                 bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, rngs: nnx.Rngs,
+                 dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32):
+        if block not in _BLOCK_CLASSES:
+            raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
+        if stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
+        if not stage_sizes or any(int(n) < 1 for n in stage_sizes):
+            raise ValueError(f"stage_sizes must be a non-empty list of ints >= 1, got {stage_sizes!r}")
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}")
+        layers = _Layers(dtype, param_dtype, bn_momentum, bn_epsilon)
+        self.stem = stem
+        self.in_channels = in_channels
+        self.dtype = dtype
+        if stem == "cifar":
+            self.stem_conv = layers.conv(in_channels, width, 3, 1, rngs=rngs)
+        else:
+            self.stem_conv = layers.conv(in_channels, width, 7, 2, rngs=rngs)
+        self.stem_bn = layers.bn(width, rngs=rngs)
+
+        block_cls = _BLOCK_CLASSES[block]
+        c_in = width
+        stages = []
+        for i, num_blocks in enumerate(stage_sizes):
+            blocks = []
+            for j in range(int(num_blocks)):
+                stride = 2 if (i > 0 and j == 0) else 1
+                blocks.append(block_cls(c_in, width * 2**i, stride, layers=layers,
+                                        zero_init_residual=zero_init_residual, rngs=rngs))
+                c_in = blocks[-1].out_channels
+            stages.append(nnx.List(blocks))
+        self.stages = nnx.List(stages)
+        self.feat_dim = c_in
+
+    def __call__(self, x: jax.Array, *, return_intermediates: bool = False):
+        _check_images(x, self.in_channels)
+        x = jnp.asarray(x, self.dtype)
+        h = nnx.relu(self.stem_bn(self.stem_conv(x)))
+        if self.stem == "imagenet":
+            h = nnx.max_pool(h, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        intermediates = {"stem": h}
+        for i, stage in enumerate(self.stages):
+            for blk in stage:
+                h = blk(h)
+            intermediates[f"stage{i + 1}"] = h
+        features = _global_avg_pool(h)
+        return (features, intermediates) if return_intermediates else features
+
+
+class WideBlock(nnx.Module):
+    """Pre-activation WRN block: BN-ReLU-conv3x3(stride)-BN-ReLU-[dropout]-conv3x3, plus shortcut.
+
+    Where the shape changes the shortcut is a 1x1 conv (stride) of the pre-activated input
+    relu(bn1(x)), as in the authors' code; otherwise it is the identity on x. No ReLU after the sum.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int, *, dropout: float, layers: _Layers,
+                 rngs: nnx.Rngs):
+        self.bn1 = layers.bn(c_in, rngs=rngs)
+        self.conv1 = layers.conv(c_in, c_out, 3, stride, rngs=rngs)
+        self.bn2 = layers.bn(c_out, rngs=rngs)
+        self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout > 0 else None
+        self.conv2 = layers.conv(c_out, c_out, 3, 1, rngs=rngs)
+        needs_projection = stride != 1 or c_in != c_out
+        self.shortcut = layers.conv(c_in, c_out, 1, stride, rngs=rngs) if needs_projection else None
+
+    def __call__(self, x: jax.Array, *, dropout_key: jax.Array | None = None) -> jax.Array:
+        o = nnx.relu(self.bn1(x))
+        y = nnx.relu(self.bn2(self.conv1(o)))
+        if self.dropout is not None:
+            y = self.dropout(y, rngs=dropout_key)
+        y = self.conv2(y)
+        return y + (x if self.shortcut is None else self.shortcut(o))
+
+
+class WideResNet(nnx.Module):
+    """Wide-ResNet WRN-depth-widen (Zagoruyko & Komodakis 2016), pre-activation, CIFAR layout.
+
+    depth = 6n + 4: a 3x3 conv stem (3 -> 16 channels), three groups of n `WideBlock`s with widths
+    16k, 32k, 64k and strides 1, 2, 2, then BN + ReLU and global average pool; feat_dim = 64k.
+    WRN-34-5: n = 5, feat_dim = 320. No zero-init-residual option: zeroing bn2's gamma would leave
+    conv2 with input relu(0) = 0 and no gradient to its gamma, so the block would never start.
+
+    Call: `model(x, *, return_intermediates=False, dropout_key=None)`. Intermediates: 'stem' (conv
+    output), 'stage1'..'stage3' (group outputs: residual sums, pre-activation, not post-ReLU) and
+    'final' (post BN-ReLU map whose spatial mean is the representation). Dropout (if `dropout > 0`)
+    acts in train mode only; it draws from `dropout_key` (folded in per block) when given, otherwise
+    from the model's own RNG stream.
+    """
+
+    def __init__(self, depth: int = 34, widen: int = 5, *, dropout: float = 0.0, in_channels: int = 3,
+                 bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, rngs: nnx.Rngs,
+                 dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32):
+        if depth < 10 or (depth - 4) % 6 != 0:
+            raise ValueError(f"depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 34, 40, ...), got {depth}")
+        if widen < 1:
+            raise ValueError(f"widen must be an integer >= 1, got {widen}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        layers = _Layers(dtype, param_dtype, bn_momentum, bn_epsilon)
+        n = (depth - 4) // 6
+        self.depth, self.widen, self.blocks_per_group = depth, widen, n
+        self.in_channels = in_channels
+        self.dtype = dtype
+        self.stem_conv = layers.conv(in_channels, 16, 3, 1, rngs=rngs)
+        c_in = 16
+        groups = []
+        for i, (c_out, stride) in enumerate(zip((16 * widen, 32 * widen, 64 * widen), (1, 2, 2))):
+            blocks = []
+            for j in range(n):
+                blocks.append(WideBlock(c_in, c_out, stride if j == 0 else 1, dropout=dropout,
+                                        layers=layers, rngs=rngs))
+                c_in = c_out
+            groups.append(nnx.List(blocks))
+        self.stages = nnx.List(groups)
+        self.final_bn = layers.bn(c_in, rngs=rngs)
+        self.feat_dim = c_in
+
+    def __call__(self, x: jax.Array, *, return_intermediates: bool = False,
+                 dropout_key: jax.Array | None = None):
+        _check_images(x, self.in_channels)
+        x = jnp.asarray(x, self.dtype)
+        h = self.stem_conv(x)
+        intermediates = {"stem": h}
+        block_index = 0
+        for i, stage in enumerate(self.stages):
+            for blk in stage:
+                key = None if dropout_key is None else jax.random.fold_in(dropout_key, block_index)
+                h = blk(h, dropout_key=key)
+                block_index += 1
+            intermediates[f"stage{i + 1}"] = h
+        h = nnx.relu(self.final_bn(h))
+        intermediates["final"] = h
+        features = _global_avg_pool(h)
+        return (features, intermediates) if return_intermediates else features
+
+
+# ----------------------------------------------------------------------------------------- factories
+
+
+def resnet18(*, stem: str = "cifar", rngs: nnx.Rngs, dtype: Dtype = jnp.float32,
+             param_dtype: Dtype = jnp.float32, zero_init_residual: bool = False) -> ResNet:
+    """ResNet-18 (BasicBlock, 2-2-2-2), feat_dim 512."""
+    return ResNet("basic", (2, 2, 2, 2), stem=stem, zero_init_residual=zero_init_residual,
+                  rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+
+
+def resnet34(*, stem: str = "cifar", rngs: nnx.Rngs, dtype: Dtype = jnp.float32,
+             param_dtype: Dtype = jnp.float32, zero_init_residual: bool = False) -> ResNet:
+    """ResNet-34 (BasicBlock, 3-4-6-3), feat_dim 512."""
+    return ResNet("basic", (3, 4, 6, 3), stem=stem, zero_init_residual=zero_init_residual,
+                  rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+
+
+def resnet50(*, stem: str = "cifar", rngs: nnx.Rngs, dtype: Dtype = jnp.float32,
+             param_dtype: Dtype = jnp.float32, zero_init_residual: bool = False) -> ResNet:
+    """ResNet-50 v1.5 (Bottleneck, 3-4-6-3), feat_dim 2048."""
+    return ResNet("bottleneck", (3, 4, 6, 3), stem=stem, zero_init_residual=zero_init_residual,
+                  rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+
+
+def wide_resnet(depth: int = 34, widen: int = 5, *, rngs: nnx.Rngs, dtype: Dtype = jnp.float32,
+                param_dtype: Dtype = jnp.float32, dropout: float = 0.0) -> WideResNet:
+    """WRN-depth-widen; the default WRN-34-5 is the paper's CIFAR-10 encoder (feat_dim 320)."""
+    return WideResNet(depth, widen, dropout=dropout, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+
+
+_ENCODERS: dict[str, Callable[..., nnx.Module]] = {
+        "resnet18": lambda **kw: resnet18(stem="cifar", **kw),
+        "resnet34": lambda **kw: resnet34(stem="cifar", **kw),
+        "resnet50": lambda **kw: resnet50(stem="cifar", **kw),
+        "resnet18_imagenet": lambda **kw: resnet18(stem="imagenet", **kw),
+        "resnet50_imagenet": lambda **kw: resnet50(stem="imagenet", **kw),
+        "wrn34x5": lambda **kw: wide_resnet(34, 5, **kw),
+        # Test-sized: 1 BasicBlock per stage, widths 8-16-32-64 (feat_dim 64); WRN-10-1 (feat_dim 64).
+        "resnet_tiny": lambda **kw: ResNet("basic", (1, 1, 1, 1), width=8, stem="cifar", **kw),
+        "wrn_tiny": lambda **kw: wide_resnet(10, 1, **kw),
+}
+ENCODER_NAMES = tuple(_ENCODERS)
+
+
+def build_encoder(name: str, *, rngs: nnx.Rngs, dtype: Dtype = jnp.float32,
+                  param_dtype: Dtype = jnp.float32) -> ResNet | WideResNet:
+    """Encoder by name (one of ENCODER_NAMES); '_imagenet' names use the 7x7 + max-pool stem."""
+    if name not in _ENCODERS:
+        raise ValueError(f"encoder name must be one of {list(ENCODER_NAMES)}, got {name!r}")
+    return _ENCODERS[name](rngs=rngs, dtype=dtype, param_dtype=param_dtype)

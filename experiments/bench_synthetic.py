@@ -1,0 +1,168 @@
+r"""Throughput of the synthetic train step, against this machine's matmul rate and a PyTorch eager step.
+
+    python -m experiments.bench_synthetic [--sizes=default,large] [--seconds=10] [--torch=auto]
+
+For each size it reports steps/s and examples/s of the jitted step (data sampling and complementary masking on
+device included, `train.steps_per_call` steps per compiled call), the step's matmul FLOPs (counted analytically),
+this machine's measured float32 matmul FLOP/s in the same run, the step's share of it, and the same step written
+in plain PyTorch (CPU, eager) as a ratio. PyTorch is a benchmark-only extra: `pip install torch==2.13.0`.
+Timings on shared machines are noisy: compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from cl_features.train import loop, mesh as mesh_lib, optim, synthetic
+from experiments.configs import synthetic as synthetic_config
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("sizes", ["default", "large"], "Sizes to time: default, large.")
+flags.DEFINE_float("seconds", 10.0, "Approximate timing budget per measurement.")
+flags.DEFINE_enum("torch", "auto", ["auto", "on", "off"], "Time the PyTorch eager step (auto: if importable).")
+
+SIZES = {
+    "default": {},
+    "large": {"d1": 1024, "d": 256, "width": 512, "batch_size": 1024},
+}
+
+
+def make_config(size: str):
+    c = synthetic_config.get_config()
+    over = SIZES[size]
+    c.data.d1 = over.get("d1", c.data.d1)
+    c.data.d = over.get("d", c.data.d)
+    c.model.width = over.get("width", c.model.width)
+    c.train.batch_size = over.get("batch_size", c.train.batch_size)
+    return synthetic.validate(c)
+
+
+def step_matmul_flops(c) -> float:
+    """Matmul FLOPs of one step: sample Mz, two forward views, logits, their gradient, grad W."""
+    b, d1, d, m = c.train.batch_size, c.data.d1, c.data.d, c.model.width
+    sample = 2 * b * d * d1
+    forward = 2 * (2 * b * d1 * m)
+    logits = 2 * b * b * m
+    grad_h = 2 * b * b * m
+    grad_w = 2 * b * d1 * m
+    return float(sample + forward + logits + grad_h + grad_w)
+
+
+def _timeit(fn, seconds: float) -> float:
+    """Seconds per call (median of repeated timed blocks after a warm-up call)."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-6)
+    reps = max(1, int(seconds / 5 / one))
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        times.append((time.perf_counter() - t0) / reps)
+    return float(np.median(times))
+
+
+def matmul_rate(n: int, seconds: float) -> float:
+    """Measured float32 FLOP/s of a jitted [n, n] @ [n, n]."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    f = jax.jit(lambda x, y: x @ y)
+    return 2.0 * n**3 / _timeit(lambda: f(a, b).block_until_ready(), seconds)
+
+
+def jax_steps_per_second(c, seconds: float) -> float:
+    mesh = mesh_lib.make_mesh(1)
+    dictionary = synthetic.make_dictionary(c)
+    model = synthetic.make_model(c)
+    tx = optim.make_optimizer(name=c.train.optimizer, learning_rate=c.train.learning_rate)
+    graphdef, state = loop.init_state(model, tx, 0)
+    state = loop.place_state(state, mesh)
+    step = loop.make_step_fn(graphdef, tx, synthetic.make_loss_fn(c, "complementary_mask", dictionary, mesh),
+                             mesh=mesh, steps_per_call=c.train.steps_per_call)
+    holder = [state]
+
+    def call():
+        holder[0], metrics = step.fn(holder[0], None)
+        jax.block_until_ready(metrics)
+
+    return c.train.steps_per_call / _timeit(call, seconds)
+
+
+def torch_steps_per_second(c, seconds: float) -> float:
+    import torch
+
+    torch.manual_seed(0)
+    b, d1, d, m = c.train.batch_size, c.data.d1, c.data.d, c.model.width
+    p, sigma, tau, lr = c.data.sparsity, c.data.sigma, c.objective.temperature, c.train.learning_rate
+    bias_c = c.model.bias_c
+    dictionary = torch.linalg.qr(torch.randn(d1, d))[0]
+    w = (torch.randn(m, d1) * c.model.init_scale).requires_grad_(True)
+    labels = torch.arange(b)
+
+    def step():
+        z = torch.where(torch.rand(b, d) < p, torch.where(torch.rand(b, d) < 0.5, 1.0, -1.0), 0.0)
+        x = z @ dictionary.T + sigma * torch.randn(b, d1)
+        mask = (torch.rand(b, d1) < 0.5).float()
+        v1, v2 = 2 * mask * x, 2 * (1 - mask) * x
+        thr = bias_c * sigma * w.detach().norm(dim=1)
+
+        def h(v):
+            pre = v @ w.T
+            return torch.relu(pre - thr) - torch.relu(-pre - thr)
+
+        logits = h(v1) @ h(v2).detach().T / tau
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        w.grad = None
+        loss.backward()
+        with torch.no_grad():
+            w.sub_(lr * w.grad)
+        return loss
+
+    n_inner = 10
+    return n_inner / _timeit(lambda: [step() for _ in range(n_inner)], seconds)
+
+
+def main(argv):
+    del argv
+    use_torch = FLAGS.torch
+    if use_torch != "off":
+        try:
+            import torch
+
+            torch_version = torch.__version__
+        except ImportError:
+            if use_torch == "on":
+                raise SystemExit("error: --torch=on but torch is not installed (pip install torch==2.13.0)")
+            use_torch, torch_version = "off", None
+    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{jax.device_count()}"
+          + (f", torch {torch_version}" if use_torch != "off" else ", torch not timed"))
+    rate = max(matmul_rate(1024, FLAGS.seconds), matmul_rate(2048, FLAGS.seconds))
+    print(f"measured float32 matmul rate (best of 1024^3, 2048^3): {rate / 1e9:.1f} GFLOP/s")
+    header = ("size", "batch", "d1", "d", "m", "steps/s", "examples/s", "GFLOP/step", "GFLOP/s", "share of matmul",
+              "torch steps/s", "jax/torch")
+    rows = []
+    for size in FLAGS.sizes:
+        if size not in SIZES:
+            raise SystemExit(f"error: --sizes entries must be in {sorted(SIZES)}, got {size!r}")
+        c = make_config(size)
+        sps = jax_steps_per_second(c, FLAGS.seconds)
+        flops = step_matmul_flops(c)
+        tsps = torch_steps_per_second(c, FLAGS.seconds) if use_torch != "off" else float("nan")
+        rows.append((size, c.train.batch_size, c.data.d1, c.data.d, c.model.width, f"{sps:.1f}",
+                     f"{sps * c.train.batch_size:.0f}", f"{flops / 1e9:.3f}", f"{sps * flops / 1e9:.1f}",
+                     f"{sps * flops / rate:.0%}", f"{tsps:.1f}", f"{sps / tsps:.2f}x"))
+    print("| " + " | ".join(header) + " |")
+    print("|---" * len(header) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(v) for v in r) + " |")
+
+
+if __name__ == "__main__":
+    app.run(main)
