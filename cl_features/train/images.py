@@ -295,7 +295,11 @@ def make_schedule(c: ml_collections.ConfigDict, num_train: int) -> Schedule:
     else:
         steps = max(1, math.ceil(t.epochs * per_epoch))
         steps = -(-steps // t.steps_per_call) * t.steps_per_call
-    warmup = min(steps, int(round(t.warmup_epochs * per_epoch)))
+    warmup = int(round(t.warmup_epochs * per_epoch))
+    if t.schedule == "warmup_cosine" and warmup >= steps:
+        raise ValueError(f"config.train.warmup_epochs={t.warmup_epochs} gives {warmup} warmup steps, not fewer than "
+                         f"the run's {steps} steps ({per_epoch:g} steps per epoch)")
+    warmup = min(warmup, steps)
     return Schedule(steps, warmup, per_epoch, learning_rate(t.base_learning_rate, t.batch_size,
                                                             t.learning_rate_scaling))
 
@@ -509,7 +513,7 @@ class Evaluator:
         feats, labels, preds = [], [], []
         for images, y, valid in self._local_batches(split):
             h, p = self._fn(state.params, state.rest, self._global(images))
-            keep = np.asarray(jax.device_get(self._global_host(valid)))
+            keep = self._global_host(valid)
             feats.append(np.asarray(h)[keep])
             preds.append(np.asarray(p)[keep])
             labels.append(np.asarray(self._global_host(y))[keep])
