@@ -222,6 +222,30 @@ def test_global_example_ids_match_the_single_process_batch(mock_cifar10):
         np.testing.assert_array_equal(global_array, whole[ids])
 
 
+def test_image_folder_source_and_class_check(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, classes in (("train", ("cat", "dog")), ("test", ("cat", "dog")), ("other", ("cat", "owl"))):
+        for name in classes:
+            (tmp_path / split / name).mkdir(parents=True)
+            for k in range(3):
+                Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(
+                    tmp_path / split / name / f"{k}.png")
+    config = photos_simclr_tiny.get_config()
+    config.data.source, config.train.batch_size = "folder", 4
+    config.data.folder_train, config.data.folder_test = str(tmp_path / "train"), str(tmp_path / "test")
+    data = images.open_data(images.validate(config))
+    assert (len(data.train), len(data.test), data.num_classes) == (6, 6, 2)
+    assert data.train[5]["image"].shape == (16, 16, 3) and data.train[5]["label"] == 1
+    config.data.folder_test = str(tmp_path / "other")
+    with pytest.raises(ValueError, match="config.data.folder_test must have the class directories"):
+        images.open_data(images.validate(config))
+    config.data.folder_test = None
+    with pytest.raises(ValueError, match="config.data.folder_test must be"):
+        images.validate(config)
+
+
 # --------------------------------------------------------------------------------------------- end to end
 
 
