@@ -8,13 +8,14 @@ around grey, maximises the channel's spatially averaged activation mean_{h,w} L(
                  before the forward pass, so a pattern must work at every nearby position;
   blur           every `blur_every` steps the image is smoothed by a Gaussian of std `blur_sigma` (reflect
                  padding), damping the high frequencies that gradients favour;
-  decorrelation  the normalised gradient is preconditioned by S = C C^T, with C the square root of natural
-                 images' colour covariance (Lucid's `color_correlation_svd_sqrt`), scaled so S's top
-                 eigenvalue is 1: a step is taken in decorrelated colour space, so luminance moves faster than
-                 colour;
+  decorrelation  the normalised gradient is preconditioned by P = (C C^T)^(1/2), with C the square root of
+                 natural images' colour covariance (Lucid's `color_correlation_svd_sqrt`), scaled so P's top
+                 eigenvalue is 1: as with Lucid's parameterisation x = C z and normalised steps in z, luminance
+                 moves fastest and colour differences move at C's smaller singular values (about 0.28 and
+                 0.13 of it), so colour appears only where the channel really asks for it;
   range          after each step the image is clipped to [0, 1].
 
-Each step moves x by learning_rate * S g / mean|g| (g the gradient of that image's objective). All channels are
+Each step moves x by learning_rate * P g / mean|g| (g the gradient of that image's objective). All channels are
 optimised together as one batch of images (the model runs in inference mode, so images do not interact);
 the whole ascent is one jitted `lax.fori_loop`.
 """
@@ -46,9 +47,10 @@ COLOR_CORRELATION_SQRT = np.array([[0.26, 0.09, 0.02],
 
 
 def colour_preconditioner() -> np.ndarray:
-    """S = C C^T / lambda_max(C C^T): [3, 3] symmetric positive definite, top eigenvalue 1."""
-    s = COLOR_CORRELATION_SQRT @ COLOR_CORRELATION_SQRT.T
-    return s / np.linalg.eigvalsh(s).max()
+    """P = (C C^T)^(1/2) / lambda_max: [3, 3] symmetric positive definite, top eigenvalue 1 (C: the Lucid matrix)."""
+    w, v = np.linalg.eigh(COLOR_CORRELATION_SQRT @ COLOR_CORRELATION_SQRT.T)
+    p = (v * np.sqrt(np.maximum(w, 0.0))) @ v.T
+    return p / np.sqrt(w.max())
 
 
 def jitter_image(img, shift):

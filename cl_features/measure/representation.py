@@ -34,7 +34,7 @@ from flax import nnx
 from cl_features.measure import correlation
 from cl_features.measure import image_stats
 
-__all__ = ["EncoderOutputs", "eval_view", "layer_order", "encoder_outputs", "activation_density",
+__all__ = ["EncoderOutputs", "eval_view", "layer_order", "outputs_fn", "encoder_outputs", "activation_density",
            "channel_correlation", "dense_reliance", "statistic_reliance", "layer_table"]
 
 
@@ -80,25 +80,21 @@ def _check_batch_size(batch_size) -> int:
     return int(batch_size)
 
 
-def encoder_outputs(model: nnx.Module, images, *, batch_size: int = 256,
-                    preprocess: Callable[[jax.Array], jax.Array] | None = None,
-                    threshold: float = 0.0) -> EncoderOutputs:
-    """Runs `model` (in inference mode, see `eval_view`) on images: [N, H, W, 3] in batches.
+def outputs_fn(model: nnx.Module, *, batch_size: int = 256,
+               preprocess: Callable[[jax.Array], jax.Array] | None = None,
+               threshold: float = 0.0) -> Callable[[np.ndarray], EncoderOutputs]:
+    """images -> EncoderOutputs of `model` in inference mode (see `eval_view`), compiled once for every call.
 
-    images are uint8 (scaled to [0, 1]) or float; `preprocess` (e.g. per-channel normalisation, a resize)
-    maps a float32 batch [B, H, W, 3] to the model's input inside the jitted forward. The last batch is padded
-    to `batch_size` (one compiled shape); padded rows are dropped.
+    images: [N, H, W, 3] uint8 (scaled to [0, 1]) or float. `preprocess` (e.g. per-channel normalisation, a
+    resize) maps a float32 batch [B, H, W, 3] to the model's input inside the jitted forward. Images go in
+    batches of `batch_size`, the last one padded (one compiled shape per image size); padded rows are dropped.
+    The model's arrays are read at each call, so the function follows further training of the same model.
     """
-    x = np.asarray(images)
-    if x.ndim != 4 or x.shape[-1] != 3 or x.shape[0] < 1:
-        raise ValueError(f"images must be [N >= 1, H, W, 3]; got shape {x.shape}")
-    if not (x.dtype == np.uint8 or np.issubdtype(x.dtype, np.floating)):
-        raise ValueError(f"images must be uint8 or float; got dtype {x.dtype}")
     batch_size = _check_batch_size(batch_size)
     if not np.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number; got {threshold}")
     preprocess = preprocess or (lambda v: v)
-    graphdef, state = nnx.split(eval_view(model))
+    graphdef = nnx.graphdef(eval_view(model))
 
     @jax.jit
     def forward(state, batch):
@@ -112,20 +108,37 @@ def encoder_outputs(model: nnx.Module, images, *, batch_size: int = 256,
         active = {k: jnp.mean((v > threshold).astype(jnp.float32), axis=(1, 2)) for k, v in inter.items()}
         return feats.astype(jnp.float32), pooled, active
 
-    n = x.shape[0]
-    parts = []
-    for start in range(0, n, batch_size):
-        chunk = x[start:start + batch_size]
-        m = chunk.shape[0]
-        if m < batch_size:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - m, axis=0)])
-        out = jax.device_get(forward(state, jnp.asarray(chunk)))
-        parts.append(jax.tree.map(lambda a: np.asarray(a, np.float64)[:m], out))
-    feats = np.concatenate([p[0] for p in parts])
-    layers = layer_order(parts[0][1])
-    pooled = {k: np.concatenate([p[1][k] for p in parts]) for k in layers}
-    active = {k: np.concatenate([p[2][k] for p in parts]) for k in layers}
-    return EncoderOutputs(features=feats, pooled=pooled, active=active)
+    def run(images) -> EncoderOutputs:
+        x = np.asarray(images)
+        if x.ndim != 4 or x.shape[-1] != 3 or x.shape[0] < 1:
+            raise ValueError(f"images must be [N >= 1, H, W, 3]; got shape {x.shape}")
+        if not (x.dtype == np.uint8 or np.issubdtype(x.dtype, np.floating)):
+            raise ValueError(f"images must be uint8 or float; got dtype {x.dtype}")
+        if x.dtype != np.uint8:
+            x = x.astype(np.float32)
+        state = nnx.state(model)
+        parts = []
+        for start in range(0, x.shape[0], batch_size):
+            chunk = x[start:start + batch_size]
+            m = chunk.shape[0]
+            if m < batch_size:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - m, axis=0)])
+            out = jax.device_get(forward(state, jnp.asarray(chunk)))
+            parts.append(jax.tree.map(lambda a: np.asarray(a, np.float64)[:m], out))
+        feats = np.concatenate([p[0] for p in parts])
+        layers = layer_order(parts[0][1])
+        pooled = {k: np.concatenate([p[1][k] for p in parts]) for k in layers}
+        active = {k: np.concatenate([p[2][k] for p in parts]) for k in layers}
+        return EncoderOutputs(features=feats, pooled=pooled, active=active)
+
+    return run
+
+
+def encoder_outputs(model: nnx.Module, images, *, batch_size: int = 256,
+                    preprocess: Callable[[jax.Array], jax.Array] | None = None,
+                    threshold: float = 0.0) -> EncoderOutputs:
+    """`outputs_fn(model, ...)(images)`: one call (use `outputs_fn` to compile once for many image sets)."""
+    return outputs_fn(model, batch_size=batch_size, preprocess=preprocess, threshold=threshold)(images)
 
 
 def activation_density(active, *, dense_unit: float = 0.9) -> dict[str, float]:
