@@ -31,6 +31,7 @@ from cl_features.data import photos
 from cl_features.measure import feature_vis, image_stats, model_free, representation, tsne
 from cl_features.models import resnet
 from cl_features.report import decoupling as report
+from cl_features.train import distributed
 
 DATA_SOURCES = ("photos", "tfds")
 MODEL_SOURCES = ("none", "init", "checkpoints", "train")
@@ -327,7 +328,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     """Measures and writes the report into `workdir` (None: nothing written); returns the report's numbers."""
     t0 = time.perf_counter()
     c = validate(config)
-    say = print if verbose else (lambda *a, **k: None)
+    say = print if verbose and jax.process_index() == 0 else (lambda *a, **k: None)
     fit = load_images(c, c.data.fit_split, c.data.num_fit_images, _FIT_STREAM)
     measured = load_images(c, c.data.measure_split, c.data.num_images, _MEASURE_STREAM)
     say(f"data: {len(fit.labels)} fit images ({c.data.fit_split}), {len(measured.labels)} measured "
@@ -383,6 +384,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
 # ----------------------------------------------------------------------------------------------------- main
 
 FLAGS = flags.FLAGS
+distributed.define_flags()
 config_flags.DEFINE_config_file("config", "experiments/configs/decoupling_photos.py", "Experiment config file.")
 flags.DEFINE_string("workdir", "runs/decoupling", "Report folder: tables, figures, summary.md.")
 
@@ -390,6 +392,7 @@ flags.DEFINE_string("workdir", "runs/decoupling", "Report folder: tables, figure
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    distributed.initialize_from_flags()  # on a multi-host launch every process measures; process 0 writes
     try:
         validate(FLAGS.config)
     except ValueError as e:
