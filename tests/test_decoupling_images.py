@@ -200,3 +200,67 @@ def test_write_report_writes_every_table_and_non_empty_figure(tmp_path):
     for fig in ("model_free.png", "representation.png", "tsne.png", "feature_vis.png"):
         assert f"figures/{fig}" in summary
     assert "| supervised | supervised:crop_flip | 0.400 |" in summary
+
+
+# ------------------------------------------------------------------------------------------ experiment
+
+from experiments import decoupling as experiment  # noqa: E402
+from experiments.configs import decoupling_photos, decoupling_tiny  # noqa: E402
+
+BAD = [
+    ("data.source", "imagenet_folder", "data.source"),
+    ("data.measure_split", "validation", "data.measure_split"),  # photos has train/test only
+    ("data.num_images", 8, "data.num_images"),
+    ("model_free.sets", "crop,cutout", "model_free.sets"),
+    ("model_free.sets", "crop,crop", "model_free.sets"),
+    ("model_free.dictionaries", "rgb,hsv", "model_free.dictionaries"),
+    ("model_free.patch_size", 40, "model_free.patch_size"),
+    ("model_free.n_patches", 4, "model_free.n_patches"),
+    ("model_free.color_strength", 2.0, "model_free.color_strength"),
+    ("models.source", "hub", "models.source"),
+    ("models.checkpoints", "", "models.checkpoints"),
+    ("measure.view_sets", "blur", "measure.view_sets"),
+    ("measure.dense_unit", 0.0, "measure.dense_unit"),
+    ("tsne.perplexity", 5000.0, "tsne.perplexity"),
+    ("vis.channels", 0, "vis.channels"),
+]
+
+
+def _set(config, dotted, value):
+    *path, last = dotted.split(".")
+    node = config
+    for p in path:
+        node = node[p]
+    node[last] = value
+
+
+@pytest.mark.parametrize("field,value,match", BAD)
+def test_bad_config_values_are_refused_before_compiling(field, value, match, monkeypatch):
+    config = decoupling_photos.get_config()
+    if field == "models.checkpoints":
+        config.models.source = "checkpoints"
+    _set(config, field, value)
+
+    def no_jit(*a, **k):
+        raise AssertionError("compiled before validating")
+
+    monkeypatch.setattr(jax, "jit", no_jit)
+    with pytest.raises(ValueError, match=f"config.{match}") as err:
+        experiment.run(config, workdir=None, verbose=False)
+    assert "\n" not in str(err.value)
+
+
+def test_shipped_configs_are_valid_and_checkpoint_lists_parse():
+    for module in (decoupling_photos, decoupling_tiny):
+        experiment.validate(module.get_config())
+    assert experiment.checkpoint_dirs("runs/a/crop, sup=runs/b/x/") == {"crop": "runs/a/crop", "sup": "runs/b/x/"}
+    with pytest.raises(ValueError, match="distinct names"):
+        experiment.checkpoint_dirs("a/crop,b/crop")
+
+
+def test_cli_prints_one_error_line():
+    r = subprocess.run([sys.executable, "-m", "experiments.decoupling", "--config.model_free.sets=blur"],
+                       capture_output=True, text=True, timeout=120,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines()[-1].startswith("error: config.model_free.sets must be")
