@@ -175,6 +175,8 @@ def test_summary_text_is_computed_from_the_numbers():
     assert "The dense drop is 4.0x the sparse (rgb) drop." in text
     assert "Crop alone does not decouple for the luminance dictionary: dense / sparse = 1.33" in text
     assert "Only the sparse (luminance) statistics lose correlation" in text  # flip: dense unchanged
+    assert "Dense / sparse (rgb) per set: none 1.00, crop 1.14, crop_flip 1.14, crop_flip_color 0.67; lowest under " \
+           "crop_flip_color (below 1" in text
     assert "Encoders trained with colour distortion have lower dense reliance (0.20 on average) than those " \
            "trained without it (0.60)." in text
     assert "KNN accuracy: crop 0.50, simclr 0.70." in text

@@ -195,6 +195,14 @@ def _model_free_sentences(mf: Mapping[str, Mapping]) -> list[str]:
         if op == "colour distortion":
             text += (f" On the colour statistics alone the drop is {d_colour:.2f}.")
         out.append(text)
+    for k in kinds:
+        ratios = {name: t["ratio"][k] for name, t in mf.items()}
+        low = min(ratios, key=ratios.get)
+        out.append(f"Dense / sparse ({k}) per set: " + ", ".join(f"{n} {r:.2f}" for n, r in ratios.items()) +
+                   f"; lowest under {low}" + (" (below 1: the dense content keeps less correlation than the sparse)."
+                                              if ratios[low] < 1 else
+                                              " (never below 1: the sparse statistics never keep more correlation "
+                                              "than the dense ones in absolute terms)."))
     if "none" in mf and "crop" in mf:
         t0, t1 = mf["none"], mf["crop"]
         for k in kinds:
