@@ -28,7 +28,7 @@ from flax import nnx
 from cl_features.augment import images as augment_images
 from cl_features.data import images as data_images
 from cl_features.data import photos
-from cl_features.measure import feature_vis, image_stats, model_free, representation, tsne
+from cl_features.measure import feature_vis, image_stats, knn, linear_probe, model_free, representation, tsne
 from cl_features.models import resnet
 from cl_features.report import decoupling as report
 from cl_features.train import distributed
@@ -301,23 +301,35 @@ def image_statistics(c: ml_collections.ConfigDict, measured: Images, lum_diction
 
 def measure_encoder(c: ml_collections.ConfigDict, enc: Encoder, fit: Images, measured: Images,
                     statistics: dict[str, np.ndarray]) -> tuple[dict, np.ndarray]:
-    """-> ({'train_set', 'scores', 'layers'}, test features [N, d])."""
+    """-> ({'train_set', 'scores', 'layers'}, features of the measured images [N, d]).
+
+    Density and reliance on the clean measured images; channel correlation on views of them from each of
+    measure.view_sets; kNN and linear probe trained on the fit images' features, tested on the measured ones.
+    """
     e = c.measure
-    pre = preprocess_fn(enc)
-    kw = dict(batch_size=e.batch_size, preprocess=pre, threshold=e.threshold)
-    clean = representation.encoder_outputs(enc.module, measured.images, **kw)
+    outputs = representation.outputs_fn(enc.module, batch_size=e.batch_size, preprocess=preprocess_fn(enc),
+                                         threshold=e.threshold)
+    clean = outputs(measured.images)
     views = {}
     key = jax.random.fold_in(jax.random.key(c.seed), _VIEWS_STREAM)
     for name in split_list(e.view_sets, "measure.view_sets", allow_empty=True):
         v1, v2 = model_free.make_views(key, measured.images, name, enc.input_size, batch_size=e.batch_size,
                                        color_strength=c.model_free.color_strength)
-        views[name] = (representation.encoder_outputs(enc.module, v1, **kw),
-                       representation.encoder_outputs(enc.module, v2, **kw))
+        views[name] = (outputs(v1), outputs(v2))
     layers = representation.layer_table(clean, views, dense_unit=e.dense_unit)
     reliance = representation.statistic_reliance(clean.features, statistics, l2=e.ridge_l2, seed=c.seed)
     scores = dict(enc.scores)
     scores["dense_reliance"] = reliance.pop("colour_histogram")
     scores.update({f"reliance/{k}": v for k, v in reliance.items()})
+    bank = outputs(fit.images).features
+    num_classes = len(measured.class_names)
+    scores["knn_acc"] = knn.knn_accuracy(bank, fit.labels, clean.features, measured.labels, num_classes,
+                                         k=e.knn_k, temperature=e.knn_temperature)
+    if e.probe:
+        l2 = list(e.probe_l2) if isinstance(e.probe_l2, (tuple, list)) else [e.probe_l2]
+        res = linear_probe.linear_probe(bank, fit.labels, clean.features, measured.labels, num_classes,
+                                        method="logistic", l2=l2, seed=c.seed)
+        scores["linear_probe_acc"] = res["accuracy"]
     return {"train_set": enc.train_set, "scores": scores, "layers": layers}, clean.features
 
 
