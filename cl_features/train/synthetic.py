@@ -21,8 +21,9 @@ from cl_features.augment import vectors
 from cl_features.data import sparse_coding
 from cl_features.measure import decoupling, probe, recovery
 from cl_features.models import brelu
+from cl_features.report import run_info
 from cl_features.train import loop, mesh as mesh_lib, optim
-from cl_features.train.metrics_log import MetricsLog, Progress
+from cl_features.train.metrics_log import MetricsLog, Progress, log_figures
 
 OBJECTIVES = ("info_nce", "nt_xent")
 SUMMARY_KEYS = ("recovered_fraction", "final_loss", "span_share", "sparse_corr", "dense_corr",
@@ -216,6 +217,7 @@ def train_arm(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, *, 
     progress = Progress(arm, c.train.steps) if verbose else None
     state, history = loop.fit(step_fn, state, mesh=mesh, total_steps=c.train.steps, log_every=c.train.log_every,
                               on_log=on_log, metrics_log=log, progress=progress)
+    log.close()
     model = loop.merge(graphdef, state)
     results = measure(c, arm, model, dictionary)
     results["final_loss"] = history[-1]["contrastive_loss"]
@@ -230,6 +232,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     mesh = mesh_lib.make_mesh(c.train.num_devices)
     mesh_lib.check_batch_size(c.train.batch_size, mesh)
     dictionary = make_dictionary(c)
+    if workdir:
+        run_info.write_run_info(workdir, c, kind="synthetic")  # process 0 only
     summary = {"arms": {}, "config": c.to_dict()}
     weights, histories = {}, {}
     for arm in arm_names(c):
@@ -250,4 +254,6 @@ def write_outputs(workdir: str, summary: dict, weights: dict[str, np.ndarray], d
     np.savez(os.path.join(workdir, "weights.npz"), dictionary=dictionary, **{f"w_{k}": v for k, v in weights.items()})
     with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2, sort_keys=True)
-    report.write_report(workdir)
+    figures = report.write_report(workdir)
+    log_figures(workdir, summary["config"]["train"]["steps"],
+                {os.path.splitext(k)[0]: p for k, p in figures.items() if k.endswith(".png")})

@@ -38,7 +38,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.objective = ml_collections.ConfigDict()
     c.objective.name = "info_nce"  # paper form; or "nt_xent"
     c.objective.temperature = 0.5
-    c.objective.weight_decay = 0.0  # lambda in (lambda/2) ||W||_F^2
+    # lambda in (lambda/2) ||W||_F^2. It bounds the weights: without it the gaussian_noise arm's norms (and its
+    # loss) grow without limit under the stop-gradient objective.
+    c.objective.weight_decay = 2e-3
 
     c.augment = ml_collections.ConfigDict()
     c.augment.keep_prob = 0.5  # independent_mask

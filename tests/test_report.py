@@ -1,0 +1,182 @@
+"""`python -m experiments.report` rebuilds a run's table and figures from its workdir; run_info.json; the
+run's TensorBoard files hold the scalars of metrics.jsonl and the figures."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from cl_features.report import run_info
+from cl_features.train import synthetic
+from cl_features.train.metrics_log import read_events, read_jsonl, read_scalars
+from experiments import report
+from experiments.configs import synthetic as synthetic_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARMS = ("complementary_mask", "none")
+FIGURES = ("recovery.png", "cosines.png", "decoupling.png")
+
+
+def toy_config():
+    c = synthetic_config.get_config()
+    c.arms = ",".join(ARMS)
+    c.data.d, c.data.d1 = 8, 32
+    c.model.bias_ramp_steps = 20
+    c.train.steps, c.train.batch_size, c.train.steps_per_call, c.train.log_every = 40, 32, 10, 20
+    c.measure.num_samples = 64
+    return c
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("run"))
+    summary = synthetic.run(toy_config(), workdir, verbose=False)
+    return workdir, summary
+
+
+def pixels(path):
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def test_report_command_reproduces_table_and_figures(finished, tmp_path):
+    workdir = str(tmp_path / "copy")
+    shutil.copytree(finished[0], workdir)
+    table = open(os.path.join(workdir, "summary.md"), "rb").read()
+    images = {name: pixels(os.path.join(workdir, name)) for name in FIGURES}
+    inputs = {name: open(os.path.join(workdir, name), "rb").read() for name in ("summary.json", "weights.npz")}
+    for name in ("summary.md", *FIGURES):
+        os.remove(os.path.join(workdir, name))
+
+    proc = subprocess.run([sys.executable, "-m", "experiments.report", f"--workdir={workdir}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert open(os.path.join(workdir, "summary.md"), "rb").read() == table
+    assert table.decode() in proc.stdout and "missing" not in proc.stdout
+    for name in FIGURES:
+        path = os.path.join(workdir, name)
+        assert os.path.getsize(path) > 0
+        np.testing.assert_array_equal(pixels(path), images[name], err_msg=name)
+    # Nothing was recomputed: the run's own outputs are untouched, no new metric rows.
+    for name, data in inputs.items():
+        assert open(os.path.join(workdir, name), "rb").read() == data
+    for arm in ARMS:
+        assert len(read_jsonl(os.path.join(workdir, arm, "metrics.jsonl"))) == 2
+
+
+def test_interrupted_run_gets_curves_and_says_what_is_missing(finished, tmp_path):
+    """A run stopped during its second arm: run_info.json and the first arm's metrics only."""
+    src, workdir = finished[0], str(tmp_path)
+    shutil.copy(os.path.join(src, "run_info.json"), workdir)
+    shutil.copytree(os.path.join(src, ARMS[0]), os.path.join(workdir, ARMS[0]))
+    out = report.make_report(workdir)
+    assert sorted(out.written) == ["progress.md", "recovery.png"]
+    assert not os.path.exists(os.path.join(workdir, "summary.md"))
+    assert pixels(out.written["recovery.png"]).shape == pixels(os.path.join(src, "recovery.png")).shape
+    last = read_jsonl(os.path.join(workdir, ARMS[0], "metrics.jsonl"))[-1]
+    row = (f"| {ARMS[0]} | 40 | 40 | {last['contrastive_loss']:.3f} | {last['recovered_fraction']:.3f} | "
+           f"{last['span_share']:.3f} | {last['instance_acc']:.3f} |")
+    assert open(out.written["progress.md"]).read().splitlines()[2] == row
+    assert len(out.missing) == 2
+    assert out.missing[0].startswith("summary.json: the run has not finished")
+    assert out.missing[1] == f"{ARMS[1]}/metrics.jsonl: arm {ARMS[1]!r} has logged nothing yet"
+
+
+def test_finished_run_without_weights_says_so(finished, tmp_path):
+    workdir = str(tmp_path / "copy")
+    shutil.copytree(finished[0], workdir)
+    os.remove(os.path.join(workdir, "weights.npz"))
+    out = report.make_report(workdir)
+    assert "cosines.png" not in out.written and out.missing == ["cosines.png: no weights.npz in the workdir"]
+
+
+def test_report_errors(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="workdir must be an existing directory"):
+        report.make_report(str(tmp_path / "absent"))
+    with pytest.raises(ValueError, match="nothing to report"):
+        report.make_report(str(tmp_path))
+    with pytest.raises(ValueError, match=r"kind must be one of \['synthetic'\], got 'images'"):
+        report.make_report(str(tmp_path), kind="images")
+
+
+def test_kind_from_run_info_picks_the_report(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setitem(report.REPORTS, "probe", lambda workdir, info: seen.append((workdir, info)) or "done")
+    monkeypatch.setitem(report.REPORTS, "lazy", "experiments.report:progress_table")
+    run_info.write_run_info(str(tmp_path), {"steps": 3}, kind="probe", argv=["x"])
+    assert report.make_report(str(tmp_path)) == "done"
+    assert seen[0][0] == str(tmp_path) and seen[0][1]["config"] == {"steps": 3}
+    assert report._resolve(report.REPORTS["lazy"]) is report.progress_table
+
+
+def test_run_records_run_info(finished):
+    workdir, summary = finished
+    info = run_info.read_run_info(workdir)
+    assert info["kind"] == "synthetic" and info["config"] == summary["config"]
+    assert info["jax_version"] == jax.__version__ and info["device_count"] == len(jax.devices())
+    assert info["devices"] == [str(d) for d in jax.devices()] and info["process_count"] == 1
+    assert info["package_version"] == run_info.package_version()
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "cl_features/__init__.py"], cwd=ROOT,
+                             capture_output=True, text=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode == 0 and head.returncode == 0:  # a checkout of this repository
+        assert info["git_commit"] == head.stdout.strip() and isinstance(info["git_dirty"], bool)
+    assert "previous_starts" not in info
+
+
+def test_run_writes_tensorboard_scalars_and_figures(finished):
+    workdir, summary = finished
+    for arm in ARMS:
+        rows = read_jsonl(os.path.join(workdir, arm, "metrics.jsonl"))
+        scalars = read_scalars(os.path.join(workdir, arm))
+        assert set(scalars) == set(rows[0]) - {"step"}
+        for tag, series in scalars.items():
+            assert [s for s, _ in series] == [r["step"] for r in rows]
+            np.testing.assert_array_equal([v for _, v in series], np.float32([r[tag] for r in rows]), err_msg=tag)
+    images = {v.tag: (e.step, v.image) for e in read_events(workdir) for v in e.summary.value}
+    assert set(images) == {"recovery", "cosines", "decoupling"}
+    for tag, (step, image) in images.items():
+        assert step == summary["config"]["train"]["steps"]
+        assert (image.height, image.width) == pixels(os.path.join(workdir, f"{tag}.png")).shape[:2]
+
+
+def _git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_git_state(tmp_path):
+    pkg = tmp_path / "repo" / "pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("x = 1\n")
+    assert run_info.git_state(str(pkg)) == ("unknown", None)  # not inside a repository that tracks it
+    repo = str(tmp_path / "repo")
+    _git(repo, "init", "-q")
+    assert run_info.git_state(str(pkg)) == ("unknown", None)  # in a repository, but not tracked there
+    _git(repo, "add", "pkg/__init__.py")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    head = _git(repo, "rev-parse", "HEAD")
+    assert run_info.git_state(str(pkg)) == (head, False)
+    (pkg / "__init__.py").write_text("x = 2\n")
+    assert run_info.git_state(str(pkg)) == (head, True)
+
+
+def test_run_info_resume_and_process_rules(tmp_path, monkeypatch):
+    first = run_info.write_run_info(str(tmp_path), {"a": 1}, kind="synthetic", argv=["first"])
+    second = run_info.write_run_info(str(tmp_path), {"a": 1}, kind="synthetic", argv=["second"])
+    stored = json.load(open(tmp_path / "run_info.json"))
+    assert stored == second and stored["command"] == ["second"]
+    assert stored["previous_starts"] == [{k: first[k] for k in run_info.START_FIELDS}]
+    with pytest.raises(ValueError, match="holds a 'synthetic' run"):
+        run_info.write_run_info(str(tmp_path), {}, kind="images")
+    with pytest.raises(ValueError, match="kind must be a non-empty string"):
+        run_info.write_run_info(str(tmp_path), {}, kind="")
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    assert run_info.write_run_info(str(tmp_path / "other"), {}, kind="synthetic") is None
+    assert not (tmp_path / "other").exists()
