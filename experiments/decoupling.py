@@ -31,6 +31,7 @@ from cl_features.data import photos
 from cl_features.measure import feature_vis, image_stats, knn, linear_probe, model_free, representation, tsne
 from cl_features.models import resnet
 from cl_features.report import decoupling as report
+from cl_features.report import run_info
 from cl_features.train import distributed
 
 DATA_SOURCES = ("photos", "tfds")
@@ -341,6 +342,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     t0 = time.perf_counter()
     c = validate(config)
     say = print if verbose and jax.process_index() == 0 else (lambda *a, **k: None)
+    if workdir:
+        run_info.write_run_info(workdir, c, kind="decoupling")  # process 0 only; refuses another kind's workdir
     fit = load_images(c, c.data.fit_split, c.data.num_fit_images, _FIT_STREAM)
     measured = load_images(c, c.data.measure_split, c.data.num_images, _MEASURE_STREAM)
     say(f"data: {len(fit.labels)} fit images ({c.data.fit_split}), {len(measured.labels)} measured "
@@ -389,7 +392,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
         out["paths"] = report.write_report(
             workdir, model_free=tables, models=models or None, tsne_maps=maps or None, tsne_labels=measured.labels,
             class_names=measured.class_names, vis=vis or None, vis_channels=list(range(c.vis.channels)),
-            vis_layer=c.vis.layer, config=c.to_dict(), notes=notes)
+            vis_layer=c.vis.layer, notes=notes)
     return out
 
 

@@ -202,6 +202,9 @@ def test_write_report_writes_every_table_and_non_empty_figure(tmp_path):
     for fig in ("model_free.png", "representation.png", "tsne.png", "feature_vis.png"):
         assert f"figures/{fig}" in summary
     assert "| supervised | supervised:crop_flip | 0.400 |" in summary
+    report.redraw(str(tmp_path))  # from the folder alone: the same summary and tables
+    assert open(paths["summary.md"]).read() == summary
+    assert json.load(open(paths["model_free.json"])) == mf
 
 
 # ------------------------------------------------------------------------------------------ experiment

@@ -10,6 +10,7 @@ Inputs are the plain dicts the measurements return:
   representation.json / .md  per model: scores (dense reliance, kNN, linear probe, t-SNE separation) and per
                              layer density and channel correlation
   figures/model_free.png, figures/representation.png, figures/tsne.png, figures/feature_vis.png
+  pictures.npz, report_inputs.json   what the figures are drawn from; `redraw(outdir)` rewrites the folder
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from cl_features.measure import feature_vis, tsne  # noqa: E402
 from cl_features.measure.image_stats import DENSE_STATS, SPARSE_STATS  # noqa: E402
 
 __all__ = ["COLOUR_STATS", "COLOUR_SETS", "TRANSITIONS", "model_free_markdown", "representation_markdown",
-           "model_free_figure", "representation_figure", "summary_text", "write_report"]
+           "model_free_figure", "representation_figure", "summary_text", "write_report", "redraw"]
 
 COLOUR_STATS = ("mean_colour", "colour_histogram")  # the dense statistics colour distortion targets
 COLOUR_SETS = ("crop_flip_color", "simclr")  # named sets with colour jitter + random grayscale
@@ -290,7 +291,11 @@ def write_report(outdir: str, *, model_free: Mapping | None = None, models: Mapp
                  class_names: Sequence[str] | None = None, vis: Mapping[str, np.ndarray] | None = None,
                  vis_channels: Sequence[int] | None = None, vis_layer: str | None = None,
                  config: Mapping | None = None, notes: Sequence[str] = ()) -> dict[str, str]:
-    """Writes the report folder (see the module docstring) and returns {artefact: path} of what it wrote."""
+    """Writes the report folder (see the module docstring) and returns {artefact: path} of what it wrote.
+
+    Everything it is drawn from is kept (JSON tables, pictures.npz with the t-SNE maps and the visualisations,
+    report_inputs.json with the rest), so `redraw(outdir)` makes the same folder again.
+    """
     os.makedirs(os.path.join(outdir, "figures"), exist_ok=True)
     paths: dict[str, str] = {}
     sections = ["# Feature decoupling report\n", summary_text(model_free, models)]
@@ -317,20 +322,56 @@ def write_report(outdir: str, *, model_free: Mapping | None = None, models: Mapp
             f.write(md)
         representation_figure(models, paths["representation.png"])
         sections += ["## Representations\n", md, "![representation](figures/representation.png)\n"]
+    arrays = {}
     if tsne_maps:
         paths["tsne.png"] = os.path.join(outdir, "figures", "tsne.png")
         tsne.figure(tsne_maps, tsne_labels, paths["tsne.png"], class_names=class_names,
                     title="t-SNE of the representation, coloured by class")
         sections.append("![t-SNE](figures/tsne.png)\n")
+        arrays.update({f"tsne/{k}": np.asarray(v) for k, v in tsne_maps.items()})
+        arrays["tsne_labels"] = np.asarray(tsne_labels)
     if vis:
         paths["feature_vis.png"] = os.path.join(outdir, "figures", "feature_vis.png")
         feature_vis.grid_figure(vis, paths["feature_vis.png"], channels=vis_channels,
                                 title=f"activation maximisation, layer {vis_layer}" if vis_layer else None)
         sections.append("![feature visualisation](figures/feature_vis.png)\n")
+        arrays.update({f"vis/{k}": np.asarray(v) for k, v in vis.items()})
+    if arrays:
+        paths["pictures.npz"] = os.path.join(outdir, "pictures.npz")
+        np.savez_compressed(paths["pictures.npz"], **arrays)
     if config is not None:
         paths["config.json"] = os.path.join(outdir, "config.json")
         _dump(config, paths["config.json"])
+    paths["report_inputs.json"] = os.path.join(outdir, "report_inputs.json")
+    _dump({"class_names": None if class_names is None else list(class_names),
+           "vis_channels": None if vis_channels is None else [int(v) for v in vis_channels],
+           "vis_layer": vis_layer, "notes": list(notes)}, paths["report_inputs.json"])
     paths["summary.md"] = os.path.join(outdir, "summary.md")
     with open(paths["summary.md"], "w") as f:
         f.write("\n".join(sections))
     return paths
+
+
+def redraw(outdir: str) -> dict[str, str]:
+    """Rewrites the report folder `outdir` from what `write_report` kept there (no measurement)."""
+    def load(name):
+        path = os.path.join(outdir, name)
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+
+    inputs = load("report_inputs.json")
+    if inputs is None:
+        raise FileNotFoundError(f"{outdir!r} has no report_inputs.json: not a report folder written by write_report")
+    pictures = {}
+    path = os.path.join(outdir, "pictures.npz")
+    if os.path.exists(path):
+        with np.load(path) as z:
+            pictures = {k: z[k] for k in z.files}
+    maps = {k[5:]: v for k, v in pictures.items() if k.startswith("tsne/")}
+    vis = {k[4:]: v for k, v in pictures.items() if k.startswith("vis/")}
+    return write_report(outdir, model_free=load("model_free.json"), models=load("representation.json"),
+                        tsne_maps=maps or None, tsne_labels=pictures.get("tsne_labels"),
+                        class_names=inputs["class_names"], vis=vis or None, vis_channels=inputs["vis_channels"],
+                        vis_layer=inputs["vis_layer"], config=load("config.json"), notes=inputs["notes"])
