@@ -254,7 +254,8 @@ def init_encoder(c: ml_collections.ConfigDict) -> Encoder:
     """The randomly initialised encoder of models.image_config (BatchNorm at its initial statistics)."""
     ic = image_config(c.models.image_config)
     key = jax.random.fold_in(jax.random.key(c.seed), _INIT_STREAM)
-    module = resnet.build_encoder(ic.model.encoder, rngs=nnx.Rngs(params=key))
+    # One compiled initialisation (eager init compiles one small program per parameter shape).
+    module = nnx.jit(lambda: resnet.build_encoder(ic.model.encoder, rngs=nnx.Rngs(params=key)))()
     mean = None if ic.data.mean is None else tuple(ic.data.mean)
     std = None if ic.data.std is None else tuple(ic.data.std)
     return Encoder("init", "init", module, int(ic.model.input_size), mean, std)

@@ -269,3 +269,35 @@ def test_cli_prints_one_error_line():
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert r.returncode != 0
     assert r.stderr.strip().splitlines()[-1].startswith("error: config.model_free.sets must be")
+
+
+def test_tiny_run_writes_the_whole_report(tmp_path):
+    """decoupling_tiny end to end: model-free on two sets and the randomly initialised tiny encoder."""
+    out = experiment.run(decoupling_tiny.get_config(), str(tmp_path), verbose=False)
+    mf = out["model_free"]
+    assert list(mf) == ["none", "crop_flip_color"]
+    for row in mf["none"]["stats"].values():  # identical views
+        assert row["corr_mean"] == pytest.approx(1.0)
+    assert mf["crop_flip_color"]["stats"]["colour_histogram"]["corr_mean"] < 0.9
+    [(name, model)] = out["models"].items()
+    assert name == "init" and model["train_set"] == "init"
+    layers = model["layers"]
+    assert list(layers) == ["stem", "stage1", "stage2", "stage3", "stage4", "features"]
+    for layer, row in layers.items():
+        assert -1 <= row["corr/crop_flip_color"] <= 1
+        if layer != "features":
+            assert 0 < row["density"] < 1 and 0 <= row["dense_units"] <= 1
+    s = model["scores"]
+    for key in ("dense_reliance", "reliance/mean_colour", "reliance/low_frequency_energy",
+                "reliance/patch_codes_mean/luminance", "knn_acc", "linear_probe_acc", "tsne_separation"):
+        assert np.isfinite(s[key]), key
+    assert 0 <= s["knn_acc"] <= 1 and 0 <= s["linear_probe_acc"] <= 1
+    assert len(model["vis_activation"]) == 4
+    files = out["paths"]
+    for name in ("model_free.json", "model_free.md", "representation.json", "representation.md", "summary.md",
+                 "model_free.png", "representation.png", "tsne.png", "feature_vis.png", "pictures.npz"):
+        assert os.path.getsize(files[name]) > (3000 if name.endswith(".png") else 100), name
+    assert json.load(open(tmp_path / "run_info.json"))["kind"] == "decoupling"
+    text = open(files["summary.md"]).read()
+    assert "**colour distortion**" not in text  # only none and crop_flip_color: no adjacent pair of sets
+    assert "Dense reliance (held-out R^2" in text and "| init | init |" in text

@@ -22,6 +22,7 @@ or '<sparse statistic>/<kind>' (e.g. 'patch_codes_max/luminance').
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -70,6 +71,16 @@ def fit_dictionaries(images, kinds: Sequence[str] = DICTIONARY_KINDS, **fit_kwar
     return {k: image_stats.fit_patch_dictionary(prepare(images, k), **fit_kwargs) for k in check_kinds(kinds)}
 
 
+@functools.lru_cache(maxsize=32)
+def _views_fn(set_name: str, out_size: int, color_strength: float | None):
+    """The jitted two_views of one named set (cached: one compilation per set, size and batch shape)."""
+    cfg = augment_images.named_set(set_name)
+    if color_strength is not None:
+        cfg.color_jitter.strength = float(color_strength)
+    augment_images.validate(cfg)
+    return jax.jit(lambda k, imgs, ids: augment_images.two_views(k, imgs, cfg, out_size, ids))
+
+
 def make_views(key, images, set_name: str, out_size: int, *, batch_size: int = 512,
                color_strength: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Two views of every image under the named augmentation set -> (view1, view2): [N, out, out, 3] float32.
@@ -78,15 +89,15 @@ def make_views(key, images, set_name: str, out_size: int, *, batch_size: int = 5
     (`two_views` with global example ids), so the views do not depend on how the images are batched.
     `color_strength` overrides the set's colour-jitter strength (0.5 = SimCLR CIFAR, 1.0 = ImageNet).
     """
-    cfg = augment_images.named_set(set_name)
-    if color_strength is not None:
-        cfg.color_jitter.strength = float(color_strength)
-    augment_images.validate(cfg)
+    if set_name not in augment_images.NAMED_SETS:
+        raise ValueError(f"augmentation set must be one of {augment_images.NAMED_SETS}, got {set_name!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
+    if isinstance(out_size, bool) or not isinstance(out_size, (int, np.integer)) or out_size < 1:
+        raise ValueError(f"out_size must be an int >= 1; got {out_size!r}")
+    fn = _views_fn(set_name, int(out_size), None if color_strength is None else float(color_strength))
     x = np.asarray(images)
     n = x.shape[0]
-    fn = jax.jit(lambda k, imgs, ids: augment_images.two_views(k, imgs, cfg, out_size, ids))
     v1 = np.empty((n, out_size, out_size, 3), np.float32)
     v2 = np.empty_like(v1)
     for start in range(0, n, batch_size):

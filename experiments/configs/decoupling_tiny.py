@@ -23,7 +23,7 @@ def get_config():
     c.model_free.batch_size = 96
     c.models.source = "init"
     c.models.image_config = "photos_simclr_tiny"
-    c.measure.view_sets = "simclr"
+    c.measure.view_sets = "crop_flip_color"  # the model-free set: one augmentation compile for both
     c.measure.batch_size = 96
     c.measure.knn_k = 5
     c.measure.probe_l2 = (1e-2,)
