@@ -75,6 +75,7 @@ done
 
 case $LAUNCHER in local | tpu_vm | slurm) ;; *) die "--launcher must be local, tpu_vm or slurm, got '$LAUNCHER'" ;; esac
 check_word --workdir "$WORKDIR"
+[[ $WORKDIR != *,* && $WORKDIR != *=* ]] || die "--workdir must not hold ',' or '=' (it goes into a checkpoint list), got '$WORKDIR'"
 check_word --image-config "$IMAGE_CONFIG"
 check_word --decoupling-config "$DECOUPLING_CONFIG"
 [[ -f $REPO_ROOT/$IMAGE_CONFIG || -f $IMAGE_CONFIG ]] || die "--image-config '$IMAGE_CONFIG' is not a file"

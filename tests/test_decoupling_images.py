@@ -301,3 +301,88 @@ def test_tiny_run_writes_the_whole_report(tmp_path):
     text = open(files["summary.md"]).read()
     assert "**colour distortion**" not in text  # only none and crop_flip_color: no adjacent pair of sets
     assert "Dense reliance (held-out R^2" in text and "| init | init |" in text
+
+
+# ------------------------------------------------------------------------------------- launch/ablation.sh
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ABLATION = os.path.join(ROOT, "launch", "ablation.sh")
+FAKEPY = """#!{python}
+import json, os, sys
+with open(os.environ["STUB_RECORD"], "a") as f:
+    f.write(json.dumps({{"argv": sys.argv[1:], "cwd": os.getcwd()}}) + "\\n")
+"""
+CFG = ["--image-config=experiments/configs/decoupling_tiny.py"]  # any existing file: only its path is passed on
+
+
+def _ablation(*args, env=None):
+    return subprocess.run(["bash", ABLATION, *args], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env=env)
+
+
+def test_ablation_dry_run_prints_each_training_then_the_measurement():
+    r = _ablation("--dry-run", *CFG, "--sets", "crop,simclr", "--train-flag=--config.train.steps=7",
+                  "--workdir", "runs/abl", "--", "--cpu-devices", "2")
+    assert r.returncode == 0, r.stderr
+    local = f"bash {ROOT}/launch/local.sh --cpu-devices 2"
+    train = "images -- --config=experiments/configs/decoupling_tiny.py"
+    assert r.stdout.splitlines() == [
+        f"{local} {train} --workdir=runs/abl/crop --config.task=simclr --config.augment.set=crop "
+        "--config.train.steps=7",
+        f"{local} {train} --workdir=runs/abl/simclr --config.task=simclr --config.augment.set=simclr "
+        "--config.train.steps=7",
+        f"{local} {train} --workdir=runs/abl/supervised --config.task=supervised --config.augment.set=crop_flip "
+        "--config.train.steps=7",
+        f"{local} decoupling -- --config=experiments/configs/decoupling_photos.py --workdir=runs/abl/report "
+        "--config.models.source=checkpoints "
+        "--config.models.checkpoints=runs/abl/crop,runs/abl/simclr,supervised=runs/abl/supervised"]
+
+
+def test_ablation_slurm_measurement_waits_for_the_trainings():
+    r = _ablation("--dry-run", *CFG, "--launcher=slurm", "--sets=crop", "--supervised-set=", "--workdir=/shared/abl",
+                  "--", "--gpus-per-node", "8", "--job-name=abl")
+    assert r.returncode == 0, r.stderr
+    train, measure = r.stdout.splitlines()
+    assert "--job-name=abl --script=/shared/abl/slurm/abl-crop.sbatch images --" in train
+    assert ("--gpus-per-node 8 --job-name=abl --job-name=abl --script=/shared/abl/slurm/abl-report.sbatch "
+            "--nodes=1 --gpus-per-node=1 --sbatch-arg=--dependency=singleton decoupling --") in measure
+    assert measure.endswith("--config.models.checkpoints=/shared/abl/crop")
+
+
+def test_ablation_runs_what_dry_run_prints(tmp_path):
+    fake = tmp_path / "fakepython"
+    fake.write_text(FAKEPY.format(python=sys.executable))
+    fake.chmod(0o755)
+    record = tmp_path / "calls.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_FLAGS", "JAX_"))}
+    env["STUB_RECORD"] = str(record)
+    args = [*CFG, "--sets=none", "--measure-flag=--config.tsne.enabled=False", "--", f"--python={fake}"]
+    printed = _ablation("--dry-run", *args, env=env).stdout.splitlines()
+    r = _ablation(*args, env=env)
+    assert r.returncode == 0, r.stderr
+    calls = [json.loads(l) for l in record.read_text().splitlines()]
+    import shlex
+    words = [shlex.split(p) for p in printed]  # bash local.sh --python=FAKE EXPERIMENT -- FLAGS...
+    assert [c["argv"] for c in calls] == [["-m", f"experiments.{w[3]}", *w[5:]] for w in words]
+    assert [c["argv"][1] for c in calls] == ["experiments.images"] * 2 + ["experiments.decoupling"]
+    assert calls[-1]["argv"][:2] == ["-m", "experiments.decoupling"]
+    assert calls[-1]["argv"][-1] == "--config.tsne.enabled=False"
+    assert all(c["cwd"] == ROOT for c in calls)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--sets=crop,cutout"], "--sets must be a comma list"),
+    (["--sets=crop,crop"], "--sets must not repeat"),
+    (["--sets=", "--supervised-set="], "--sets is empty"),
+    (["--supervised-set=blur"], "--supervised-set must be"),
+    (["--launcher=aws"], "--launcher must be"),
+    (["--image-config=nope.py"], "--image-config 'nope.py' is not a file"),
+    (["--skip-train", "--skip-measure"], "leave nothing to do"),
+    (["--workdir=runs/a b"], "--workdir must be non-empty without spaces"),
+    (["--workdir=runs/a,b"], "--workdir must not hold ','"),
+    (["crop"], "unknown argument 'crop'"),
+])
+def test_ablation_bad_arguments_print_one_line_and_exit_2(args, message):
+    r = _ablation(*CFG, *args, "--dry-run")
+    assert r.returncode == 2
+    assert r.stdout == "" and len(r.stderr.splitlines()) == 1 and message in r.stderr
