@@ -198,12 +198,13 @@ def _model_free_sentences(mf: Mapping[str, Mapping]) -> list[str]:
         out.append(text)
     for k in kinds:
         ratios = {name: t["ratio"][k] for name, t in mf.items()}
-        low = min(ratios, key=ratios.get)
+        augmented = {n: r for n, r in ratios.items() if n != "none"} or ratios  # 'none' is 1 by construction
+        low = min(augmented, key=augmented.get)
         out.append(f"Dense / sparse ({k}) per set: " + ", ".join(f"{n} {r:.2f}" for n, r in ratios.items()) +
                    f"; lowest under {low}" + (" (below 1: the dense content keeps less correlation than the sparse)."
-                                              if ratios[low] < 1 else
-                                              " (never below 1: the sparse statistics never keep more correlation "
-                                              "than the dense ones in absolute terms)."))
+                                              if augmented[low] < 1 else
+                                              " (not below 1: in absolute terms the sparse statistics keep no more "
+                                              "correlation than the dense ones under any set)."))
     if "none" in mf and "crop" in mf:
         t0, t1 = mf["none"], mf["crop"]
         for k in kinds:
