@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import math
 import os
 import time
@@ -29,10 +30,11 @@ from cl_features.augment import images as augment_images
 from cl_features.data import images as data_images
 from cl_features.data import photos
 from cl_features.measure import feature_vis, image_stats, knn, linear_probe, model_free, representation, tsne
-from cl_features.models import resnet
 from cl_features.report import decoupling as report
 from cl_features.report import run_info
-from cl_features.train import distributed
+from cl_features.train import distributed, loop, mesh as mesh_lib
+from cl_features.train import images as train_images
+from cl_features.train.metrics_log import MetricsLog, Progress
 
 DATA_SOURCES = ("photos", "tfds")
 MODEL_SOURCES = ("none", "init", "checkpoints", "train")
@@ -118,10 +120,17 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if s.source in ("init", "train") or s.include_init:
         _require(isinstance(s.image_config, str) and s.image_config.isidentifier(), "models.image_config",
                  "the module name of a config in experiments/configs/ (e.g. photos_simclr_tiny)", s.image_config)
+    if s.source == "checkpoints":
+        _require(isinstance(s.checkpoint_subdir, str) and bool(s.checkpoint_subdir), "models.checkpoint_subdir",
+                 "a directory name inside each image-experiment workdir", s.checkpoint_subdir)
     if s.source == "train":
         split_list(s.train_sets, "models.train_sets", augment_images.NAMED_SETS, allow_empty=bool(s.supervised_set))
         _require(s.supervised_set == "" or s.supervised_set in augment_images.NAMED_SETS, "models.supervised_set",
                  f"'' or one of {augment_images.NAMED_SETS}", s.supervised_set)
+        if s.supervised_set:
+            _require(isinstance(s.supervised_image_config, str) and s.supervised_image_config.isidentifier(),
+                     "models.supervised_image_config", "the module name of a config in experiments/configs/",
+                     s.supervised_image_config)
         _require(s.train_steps is None or (_is_int(s.train_steps) and s.train_steps >= 1), "models.train_steps",
                  "None or an int >= 1", s.train_steps)
 
@@ -130,7 +139,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _require(_is_int(e.batch_size) and e.batch_size >= 1, "measure.batch_size", "an int >= 1", e.batch_size)
     _require(_is_num(e.threshold), "measure.threshold", "a finite number", e.threshold)
     _require(_is_num(e.dense_unit) and 0 < e.dense_unit <= 1, "measure.dense_unit", "in (0, 1]", e.dense_unit)
-    _require(_is_num(e.ridge_l2) and e.ridge_l2 >= 0, "measure.ridge_l2", "a number >= 0", e.ridge_l2)
+    l2s = tuple(e.ridge_l2) if isinstance(e.ridge_l2, (tuple, list)) else (e.ridge_l2,)
+    _require(len(l2s) >= 1 and all(_is_num(v) and v >= 0 for v in l2s), "measure.ridge_l2",
+             "a number >= 0 or a non-empty list of them (chosen on the training rows)", e.ridge_l2)
     _require(_is_int(e.knn_k) and 1 <= e.knn_k <= d.num_fit_images, "measure.knn_k",
              f"an int in [1, data.num_fit_images={d.num_fit_images}]", e.knn_k)
     _require(_is_num(e.knn_temperature) and e.knn_temperature > 0, "measure.knn_temperature", "> 0",
@@ -243,6 +254,7 @@ def preprocess_fn(enc: Encoder) -> Callable[[jax.Array], jax.Array]:
 
 
 def image_config(name: str) -> ml_collections.ConfigDict:
+    """experiments/configs/<name>.py's config (an image experiment's, cl_features/train/images.py)."""
     try:
         module = importlib.import_module(f"experiments.configs.{name}")
     except ModuleNotFoundError:
@@ -250,24 +262,108 @@ def image_config(name: str) -> ml_collections.ConfigDict:
     return module.get_config()
 
 
-def init_encoder(c: ml_collections.ConfigDict) -> Encoder:
-    """The randomly initialised encoder of models.image_config (BatchNorm at its initial statistics)."""
-    ic = image_config(c.models.image_config)
-    key = jax.random.fold_in(jax.random.key(c.seed), _INIT_STREAM)
-    # One compiled initialisation (eager init compiles one small program per parameter shape).
-    module = nnx.jit(lambda: resnet.build_encoder(ic.model.encoder, rngs=nnx.Rngs(params=key)))()
+def _encoder(name: str, train_set: str, ic: ml_collections.ConfigDict, module: nnx.Module, scores=None) -> Encoder:
     mean = None if ic.data.mean is None else tuple(ic.data.mean)
     std = None if ic.data.std is None else tuple(ic.data.std)
-    return Encoder("init", "init", module, int(ic.model.input_size), mean, std)
+    return Encoder(name, train_set, module, int(ic.model.input_size), mean, std, dict(scores or {}))
 
 
-def load_encoders(c: ml_collections.ConfigDict, workdir: str | None) -> list[Encoder]:
+def _train_set(ic: ml_collections.ConfigDict) -> str:
+    return ic.augment.set if ic.task == "simclr" else f"supervised:{ic.augment.set}"
+
+
+def init_encoder(c: ml_collections.ConfigDict, num_classes: int) -> Encoder:
+    """The randomly initialised encoder of models.image_config (as the image experiment builds it)."""
+    ic = train_images.validate(image_config(c.models.image_config))
+    return _encoder("init", "init", ic, train_images.make_model(ic, num_classes).encoder)
+
+
+def run_config(c: ml_collections.ConfigDict, task: str, set_name: str) -> ml_collections.ConfigDict:
+    """The image-experiment config that trains the `task` encoder with augmentation set `set_name`."""
+    name = c.models.image_config if task == "simclr" else c.models.supervised_image_config
+    ic = image_config(name)
+    ic.task = task
+    ic.augment.set = set_name
+    if c.models.train_steps is not None:
+        ic.train.steps = c.models.train_steps
+    return train_images.validate(ic)
+
+
+def train_encoder(ic: ml_collections.ConfigDict, name: str, workdir: str | None, *, verbose: bool) -> Encoder:
+    """Trains one image model in this process with cl_features.train.images (the step, optimiser, schedule and
+    seeds of `images.run`, without its monitoring) and returns its encoder. Logs to <workdir>/metrics.jsonl."""
+    t0 = time.perf_counter()
+    mesh = mesh_lib.make_mesh(ic.train.num_devices)
+    data = train_images.open_data(ic)
+    schedule = train_images.make_schedule(ic, len(data.train))
+    model = train_images.make_model(ic, data.num_classes)
+    tx = train_images.make_optimizer(ic, schedule)
+    train_seed = int(jax.random.randint(jax.random.fold_in(jax.random.key(ic.seed), train_images._TRAIN_STREAM),
+                                        (), 0, 2**31 - 1))
+    graphdef, state = loop.init_state(model, tx, train_seed)
+    state = loop.place_state(state, mesh)
+    step_fn = loop.make_step_fn(graphdef, tx, train_images.make_loss_fn(ic, mesh), mesh=mesh,
+                                steps_per_call=ic.train.steps_per_call, host_batches=True,
+                                unroll=train_images.unroll(ic))
+    loader = data_images.make_loader(data.train, global_batch_size=ic.train.batch_size, seed=ic.seed,
+                                     image_size=ic.data.image_size, worker_count=ic.data.worker_count)
+    log = MetricsLog(os.path.join(workdir, "metrics.jsonl") if workdir else None, tensorboard=False)
+    progress = Progress(name, schedule.steps) if verbose and jax.process_index() == 0 else None
+    state, history = loop.fit(step_fn, state, mesh=mesh, total_steps=schedule.steps, log_every=ic.train.log_every,
+                              batch_iter=iter(loader), metrics_log=log, progress=progress)
+    final = history[-1]
+    scores = {"final_loss": final.get("contrastive_loss", final["loss"]), "train_steps": schedule.steps,
+              "train_seconds": round(time.perf_counter() - t0, 1)}
+    return _encoder(name, _train_set(ic), ic, loop.merge(graphdef, state).encoder, scores)
+
+
+def restore_encoder(path: str, name: str, subdir: str = "checkpoints") -> Encoder:
+    """The encoder of an image-experiment workdir: its config from summary.json, its weights from the newest
+    orbax checkpoint under <path>/<subdir> (item 'state': the TrainState, saved with ocp.args.StandardSave)."""
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+    summary_path = os.path.join(path, "summary.json")
+    if not os.path.exists(summary_path):
+        raise FileNotFoundError(f"config.models.checkpoints: {path!r} has no summary.json (not a finished image "
+                                "experiment workdir)")
+    with open(summary_path) as f:
+        summary = json.load(f)
+    ic = train_images.validate(ml_collections.ConfigDict(summary["config"]))
+    model = train_images.make_model(ic, int(summary["num_classes"]))
+    tx = train_images.make_optimizer(ic, train_images.make_schedule(ic, int(summary["num_train"])))
+    graphdef, state = loop.init_state(model, tx, 0)
+    directory = os.path.abspath(os.path.join(path, subdir))
+    manager = ocp.CheckpointManager(directory) if os.path.isdir(directory) else None
+    step = manager.latest_step() if manager is not None else None
+    if step is None:
+        raise FileNotFoundError(f"config.models.checkpoints: no checkpoint under {directory!r} (the image "
+                                "experiment saves them there when checkpointing is on)")
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(state)))["state"]
+    manager.close()
+    scores = {k: summary[k] for k in ("knn_acc", "linear_probe_acc") if k in summary}
+    scores = {f"train/{k}": v for k, v in scores.items()}
+    scores["train_steps"] = int(step)
+    return _encoder(name, _train_set(ic), ic, loop.merge(graphdef, restored).encoder, scores)
+
+
+def load_encoders(c: ml_collections.ConfigDict, num_classes: int, workdir: str | None, *,
+                  verbose: bool) -> list[Encoder]:
+    """The models to measure, as models.source says (and the initial encoder with models.include_init)."""
+    s = c.models
     encoders = []
-    if c.models.include_init or c.models.source == "init":
-        encoders.append(init_encoder(c))
-    if c.models.source in ("checkpoints", "train"):
-        raise ValueError(f"config.models.source={c.models.source!r} needs cl_features.train.images checkpoints "
-                         "(not available in this build)")
+    if s.include_init or s.source == "init":
+        encoders.append(init_encoder(c, num_classes))
+    if s.source == "checkpoints":
+        for name, path in checkpoint_dirs(s.checkpoints).items():
+            encoders.append(restore_encoder(path, name, s.checkpoint_subdir))
+    elif s.source == "train":
+        runs = [(n, "simclr", n) for n in split_list(s.train_sets, "models.train_sets", allow_empty=True)]
+        if s.supervised_set:
+            runs.append(("supervised", "supervised", s.supervised_set))
+        for name, task, set_name in runs:
+            ic = run_config(c, task, set_name)
+            sub = os.path.join(workdir, "models", name) if workdir else None
+            encoders.append(train_encoder(ic, name, sub, verbose=verbose))
     return encoders
 
 
@@ -319,7 +415,8 @@ def measure_encoder(c: ml_collections.ConfigDict, enc: Encoder, fit: Images, mea
                                        color_strength=c.model_free.color_strength)
         views[name] = (outputs(v1), outputs(v2))
     layers = representation.layer_table(clean, views, dense_unit=e.dense_unit)
-    reliance = representation.statistic_reliance(clean.features, statistics, l2=e.ridge_l2, seed=c.seed)
+    l2 = list(e.ridge_l2) if isinstance(e.ridge_l2, (tuple, list)) else [e.ridge_l2]
+    reliance = representation.statistic_reliance(clean.features, statistics, l2=l2, seed=c.seed)
     scores = dict(enc.scores)
     scores["dense_reliance"] = reliance.pop("colour_histogram")
     scores.update({f"reliance/{k}": v for k, v in reliance.items()})
@@ -349,7 +446,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     measured = load_images(c, c.data.measure_split, c.data.num_images, _MEASURE_STREAM)
     say(f"data: {len(fit.labels)} fit images ({c.data.fit_split}), {len(measured.labels)} measured "
         f"({c.data.measure_split}), {len(fit.class_names)} classes")
-    encoders = load_encoders(c, workdir)
+    encoders = load_encoders(c, len(measured.class_names), workdir, verbose=verbose)
     kinds = split_list(c.model_free.dictionaries, "model_free.dictionaries")
     if encoders and "luminance" not in kinds:
         kinds = kinds + ["luminance"]

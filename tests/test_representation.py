@@ -131,6 +131,26 @@ def test_dense_reliance_of_a_statistic_against_itself_is_one(crops):
     assert rel["m"] > 0.99  # the mean colour is nearly linear in the soft histogram
 
 
+def test_reliance_chooses_l2_on_training_rows_only():
+    """Few rows, many noisy features: the smallest penalty overfits (negative held-out R^2), the grid picks a
+    larger one. Changing the held-out rows' targets does not change the choice (only the score)."""
+    rng = np.random.default_rng(0)
+    n, d = 60, 50
+    x = rng.normal(size=(n, d))
+    y = x[:, :1] + 0.5 * rng.normal(size=(n, 1))
+    small = R.reliance_r2(x, y, l2=1e-6)
+    grid = R.reliance_r2(x, y, l2=(1e-6, 1e-2, 1.0, 100.0))
+    assert small < 0.2 and grid > small + 0.2
+    best = max((correlation.ridge_r2(x, y, l2=v) for v in (1e-6, 1e-2, 1.0, 100.0)))
+    assert grid <= best + 1e-12  # no better than the best held-out choice (it never saw those rows)
+    test_rows = np.random.default_rng(0).permutation(n)[int(round(0.7 * n)):]
+    y2 = y.copy()
+    y2[test_rows] = rng.normal(size=(len(test_rows), 1))
+    chosen = [v for v in (1e-6, 1e-2, 1.0, 100.0)
+              if R.reliance_r2(x, y, l2=(1e-6, 1e-2, 1.0, 100.0)) == correlation.ridge_r2(x, y, l2=v)]
+    assert R.reliance_r2(x, y2, l2=(1e-6, 1e-2, 1.0, 100.0)) == correlation.ridge_r2(x, y2, l2=chosen[0])
+
+
 def test_training_on_a_dense_target_raises_dense_reliance(crops):
     """A few Adam steps of a tiny ResNet + linear head regressing the colour histogram: the representation
     then explains the histogram far better than at init."""

@@ -15,7 +15,8 @@ e.g. cl_features.models.resnet), this module measures
                        activation in the two views (the image analogue of the synthetic experiment's per-neuron
                        cross-view correlation).
   dense reliance       held-out ridge R^2 from the final features to the colour histogram of the image
-                       (`dense_reliance`), and to any other per-image statistic (`statistic_reliance`).
+                       (`dense_reliance`), and to any other per-image statistic (`statistic_reliance`); the ridge
+                       penalty is chosen on the training rows only (`reliance_r2`).
 
 All reductions over positions run inside one jitted forward per batch, so only [N, c] arrays per layer reach the
 host. Everything returned is float64 NumPy.
@@ -24,7 +25,7 @@ host. Everything returned is float64 NumPy.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +36,7 @@ from cl_features.measure import correlation
 from cl_features.measure import image_stats
 
 __all__ = ["EncoderOutputs", "eval_view", "layer_order", "outputs_fn", "encoder_outputs", "activation_density",
-           "channel_correlation", "dense_reliance", "statistic_reliance", "layer_table"]
+           "channel_correlation", "L2_GRID", "reliance_r2", "dense_reliance", "statistic_reliance", "layer_table"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,18 +169,43 @@ def channel_correlation(pooled1, pooled2) -> np.ndarray:
     return correlation.cross_view_correlation(pooled1, pooled2)
 
 
-def dense_reliance(features, images, *, bins: int = 8, l2: float = 1e-3, train_frac: float = 0.7,
-                   seed: int = 0) -> float:
+L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+
+
+def reliance_r2(features, targets, *, l2: float | Sequence[float] = L2_GRID, train_frac: float = 0.7,
+                seed: int = 0) -> float:
+    """Held-out ridge R^2 from features: [N, d] to targets: [N, k] (correlation.ridge_r2, rows split by seed).
+
+    With several l2 values, the one used is chosen by the same R^2 on a split of the training rows only
+    (train_frac of them fit, the rest score), so the held-out rows never take part in the choice.
+    """
+    l2s = [float(v) for v in (l2 if isinstance(l2, (list, tuple)) else [l2])]
+    if not l2s:
+        raise ValueError("l2 must be a number or a non-empty list of numbers")
+    best = l2s[0]
+    if len(l2s) > 1:
+        x = np.asarray(features, np.float64)
+        y = np.asarray(targets, np.float64)
+        n_train = int(round(train_frac * x.shape[0]))
+        tr = np.random.default_rng(seed).permutation(x.shape[0])[:n_train]  # ridge_r2's training rows
+        scores = [correlation.ridge_r2(x[tr], y[tr], l2=v, train_frac=train_frac, seed=seed + 1) for v in l2s]
+        best = l2s[int(np.nanargmax(scores))] if np.isfinite(scores).any() else l2s[0]
+    return correlation.ridge_r2(features, targets, l2=best, train_frac=train_frac, seed=seed)
+
+
+def dense_reliance(features, images, *, bins: int = 8, l2: float | Sequence[float] = L2_GRID,
+                   train_frac: float = 0.7, seed: int = 0) -> float:
     """Held-out ridge R^2 from features: [N, d] to the colour histogram [N, 3 * bins] of images: [N, H, W, 3]
-    (float in [0, 1]): how much of the representation a dense statistic explains. See correlation.ridge_r2."""
+    (float in [0, 1]): how much of the representation a dense statistic explains. See `reliance_r2`."""
     hist = image_stats.colour_histogram(images, bins)
-    return correlation.ridge_r2(features, hist, l2=l2, train_frac=train_frac, seed=seed)
+    return reliance_r2(features, hist, l2=l2, train_frac=train_frac, seed=seed)
 
 
-def statistic_reliance(features, statistics: Mapping[str, np.ndarray], *, l2: float = 1e-3,
-                       train_frac: float = 0.7, seed: int = 0) -> dict[str, float]:
-    """{name: held-out ridge R^2 from features: [N, d] to statistics[name]: [N, k]} (same split for all)."""
-    return {name: correlation.ridge_r2(features, s, l2=l2, train_frac=train_frac, seed=seed)
+def statistic_reliance(features, statistics: Mapping[str, np.ndarray], *,
+                       l2: float | Sequence[float] = L2_GRID, train_frac: float = 0.7,
+                       seed: int = 0) -> dict[str, float]:
+    """{name: reliance_r2(features: [N, d], statistics[name]: [N, k])} (same split for all)."""
+    return {name: reliance_r2(features, s, l2=l2, train_frac=train_frac, seed=seed)
             for name, s in statistics.items()}
 
 

@@ -50,9 +50,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.models = ml_collections.ConfigDict()
     c.models.source = "none"  # none | init | checkpoints | train
     c.models.checkpoints = ""  # source=checkpoints: comma list of image-experiment workdirs (or name=workdir)
+    c.models.checkpoint_subdir = "checkpoints"  # source=checkpoints: orbax checkpoints inside each workdir
     c.models.image_config = "photos_simclr_tiny"  # source=init|train: a config in experiments/configs/
     c.models.train_sets = "none,crop,crop_flip,crop_flip_color,simclr"  # source=train: one SimCLR encoder each
     c.models.supervised_set = "crop_flip"  # source=train: also a supervised encoder with this set ('' for none)
+    c.models.supervised_image_config = "photos_supervised_tiny"  # source=train: config of the supervised run
     c.models.train_steps = placeholder(int)  # source=train: override train.steps of image_config
     c.models.include_init = False  # also measure the randomly initialised encoder of image_config
 
@@ -61,7 +63,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.measure.batch_size = 256
     c.measure.threshold = 0.0  # a unit fires when its activation > threshold
     c.measure.dense_unit = 0.9  # a channel is 'dense' when it fires on >= this fraction of (image, position)
-    c.measure.ridge_l2 = 1e-3
+    c.measure.ridge_l2 = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # reliance R^2: penalty chosen on training rows
     c.measure.knn_k = 20
     c.measure.knn_temperature = 0.1
     c.measure.probe = True  # linear probe (logistic, l2 chosen on a held-out part of the fit images)
