@@ -272,27 +272,33 @@ def test_cli_prints_one_error_line():
 
 
 def test_tiny_run_writes_the_whole_report(tmp_path):
-    """decoupling_tiny end to end: model-free on two sets and the randomly initialised tiny encoder."""
+    """decoupling_tiny end to end: model-free on two sets; the tiny encoder at init and after 10 training steps."""
     out = experiment.run(decoupling_tiny.get_config(), str(tmp_path), verbose=False)
     mf = out["model_free"]
     assert list(mf) == ["none", "crop_flip_color"]
     for row in mf["none"]["stats"].values():  # identical views
         assert row["corr_mean"] == pytest.approx(1.0)
     assert mf["crop_flip_color"]["stats"]["colour_histogram"]["corr_mean"] < 0.9
-    [(name, model)] = out["models"].items()
-    assert name == "init" and model["train_set"] == "init"
-    layers = model["layers"]
-    assert list(layers) == ["stem", "stage1", "stage2", "stage3", "stage4", "features"]
-    for layer, row in layers.items():
-        assert -1 <= row["corr/crop_flip_color"] <= 1
-        if layer != "features":
-            assert 0 < row["density"] < 1 and 0 <= row["dense_units"] <= 1
-    s = model["scores"]
-    for key in ("dense_reliance", "reliance/mean_colour", "reliance/low_frequency_energy",
-                "reliance/patch_codes_mean/luminance", "knn_acc", "linear_probe_acc", "tsne_separation"):
-        assert np.isfinite(s[key]), key
-    assert 0 <= s["knn_acc"] <= 1 and 0 <= s["linear_probe_acc"] <= 1
-    assert len(model["vis_activation"]) == 4
+    models = out["models"]
+    assert list(models) == ["init", "crop_flip_color"]
+    assert [m["train_set"] for m in models.values()] == ["init", "crop_flip_color"]
+    assert models["crop_flip_color"]["scores"]["train_steps"] == 10
+    for model in models.values():
+        layers = model["layers"]
+        assert list(layers) == ["stem", "stage1", "stage2", "stage3", "stage4", "features"]
+        for layer, row in layers.items():
+            assert -1 <= row["corr/crop_flip_color"] <= 1
+            if layer != "features":
+                assert 0 < row["density"] < 1 and 0 <= row["dense_units"] <= 1
+        s = model["scores"]
+        for key in ("dense_reliance", "reliance/mean_colour", "reliance/low_frequency_energy",
+                    "reliance/patch_codes_mean/luminance", "knn_acc", "linear_probe_acc", "tsne_separation"):
+            assert np.isfinite(s[key]), key
+        assert 0 <= s["knn_acc"] <= 1 and 0 <= s["linear_probe_acc"] <= 1
+        assert len(model["vis_activation"]) == 4
+    # training moved the weights: the representation differs from the initial one
+    assert models["init"]["scores"]["dense_reliance"] != models["crop_flip_color"]["scores"]["dense_reliance"]
+    assert os.path.getsize(tmp_path / "models" / "crop_flip_color" / "metrics.jsonl") > 0
     files = out["paths"]
     for name in ("model_free.json", "model_free.md", "representation.json", "representation.md", "summary.md",
                  "model_free.png", "representation.png", "tsne.png", "feature_vis.png", "pictures.npz"):
@@ -301,6 +307,15 @@ def test_tiny_run_writes_the_whole_report(tmp_path):
     text = open(files["summary.md"]).read()
     assert "**colour distortion**" not in text  # only none and crop_flip_color: no adjacent pair of sets
     assert "Dense reliance (held-out R^2" in text and "| init | init |" in text
+
+
+def test_run_config_sets_task_augmentation_and_steps():
+    c = decoupling_photos.get_config()
+    c.models.train_steps = 30
+    ic = experiment.run_config(c, "simclr", "crop")
+    assert (ic.task, ic.augment.set, ic.train.steps, ic.model.encoder) == ("simclr", "crop", 30, "resnet_tiny")
+    sup = experiment.run_config(c, "supervised", "crop_flip")
+    assert (sup.task, sup.augment.set, sup.objective.online_probe) == ("supervised", "crop_flip", False)
 
 
 # ------------------------------------------------------------------------------------- launch/ablation.sh
@@ -386,3 +401,33 @@ def test_ablation_bad_arguments_print_one_line_and_exit_2(args, message):
     r = _ablation(*CFG, *args, "--dry-run")
     assert r.returncode == 2
     assert r.stdout == "" and len(r.stderr.splitlines()) == 1 and message in r.stderr
+
+
+def test_restore_encoder_reads_an_image_workdir(tmp_path):
+    """A workdir laid out as the image experiment writes it (summary.json with the config; an orbax checkpoint
+    whose 'state' item is the TrainState): the restored encoder has the saved weights, not the initial ones."""
+    import orbax.checkpoint as ocp
+    from flax import nnx
+    from cl_features.train import images as train_images, loop
+
+    ic = train_images.validate(experiment.image_config("photos_simclr_tiny"))
+    ic.augment.set = "crop_flip_color"
+    model = train_images.make_model(ic, 8)
+    tx = train_images.make_optimizer(ic, train_images.make_schedule(ic, 512))
+    _, state = loop.init_state(model, tx, 0)
+    state = state._replace(params=jax.tree.map(lambda p: p + 0.5, state.params), step=state.step + 7)
+    with ocp.CheckpointManager(str(tmp_path / "checkpoints")) as mngr:
+        mngr.save(7, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+        mngr.wait_until_finished()
+    json.dump({"config": ic.to_dict(), "num_train": 512, "num_classes": 8, "knn_acc": 0.5},
+              open(tmp_path / "summary.json", "w"))
+    enc = experiment.restore_encoder(str(tmp_path), "cfc")
+    assert (enc.name, enc.train_set, enc.input_size) == ("cfc", "crop_flip_color", 16)
+    assert enc.scores == {"train/knn_acc": 0.5, "train_steps": 7}
+    got = jax.tree.leaves(nnx.state(enc.module, nnx.Param))
+    want = jax.tree.leaves(nnx.state(model.encoder, nnx.Param))
+    assert len(got) == len(want) > 0
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, np.asarray(w) + 0.5, rtol=1e-6)
+    with pytest.raises(FileNotFoundError, match="no summary.json"):
+        experiment.restore_encoder(str(tmp_path / "nothing"), "x")
