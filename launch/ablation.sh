@@ -23,7 +23,7 @@ Options:
   --workdir DIR           root of the runs (default: runs/ablation); on a multi-host TPU or SLURM job use a
                           directory every host can read.
   --image-config PATH     training config (default: experiments/configs/photos_simclr_tiny.py).
-  --decoupling-config P   measurement config (default: experiments/configs/decoupling_photos.py).
+  --decoupling-config P   measurement config (default: experiments/configs/decoupling_photos_models.py).
   --sets LIST             comma list of augmentation sets (default: ${ALL_SETS[*]// /,}).
   --supervised-set S      augmentation of the supervised encoder, or '' for none (default: crop_flip).
   --train-flag FLAG       extra flag for every training run, e.g. --train-flag=--config.train.steps=500
@@ -48,7 +48,7 @@ USAGE
 }
 
 LAUNCHER=local WORKDIR=runs/ablation IMAGE_CONFIG=experiments/configs/photos_simclr_tiny.py
-DECOUPLING_CONFIG=experiments/configs/decoupling_photos.py SETS=$(IFS=,; echo "${ALL_SETS[*]}")
+DECOUPLING_CONFIG=experiments/configs/decoupling_photos_models.py SETS=$(IFS=,; echo "${ALL_SETS[*]}")
 SUPERVISED_SET=crop_flip TRAIN_FLAGS=() MEASURE_FLAGS=() SKIP_TRAIN=0 SKIP_MEASURE=0 DRY_RUN=0 LAUNCHER_ARGS=()
 while (($#)); do
   case $1 in

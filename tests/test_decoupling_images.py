@@ -210,7 +210,7 @@ def test_write_report_writes_every_table_and_non_empty_figure(tmp_path):
 # ------------------------------------------------------------------------------------------ experiment
 
 from experiments import decoupling as experiment  # noqa: E402
-from experiments.configs import decoupling_photos, decoupling_tiny  # noqa: E402
+from experiments.configs import decoupling_cifar10, decoupling_photos, decoupling_photos_models, decoupling_tiny  # noqa: E402,E501
 
 BAD = [
     ("data.source", "imagenet_folder", "data.source"),
@@ -256,7 +256,7 @@ def test_bad_config_values_are_refused_before_compiling(field, value, match, mon
 
 
 def test_shipped_configs_are_valid_and_checkpoint_lists_parse():
-    for module in (decoupling_photos, decoupling_tiny):
+    for module in (decoupling_photos, decoupling_photos_models, decoupling_tiny, decoupling_cifar10):
         experiment.validate(module.get_config())
     assert experiment.checkpoint_dirs("runs/a/crop, sup=runs/b/x/") == {"crop": "runs/a/crop", "sup": "runs/b/x/"}
     with pytest.raises(ValueError, match="distinct names"):
@@ -348,7 +348,7 @@ def test_ablation_dry_run_prints_each_training_then_the_measurement():
         "--config.train.steps=7",
         f"{local} {train} --workdir=runs/abl/supervised --config.task=supervised --config.augment.set=crop_flip "
         "--config.train.steps=7",
-        f"{local} decoupling -- --config=experiments/configs/decoupling_photos.py --workdir=runs/abl/report "
+        f"{local} decoupling -- --config=experiments/configs/decoupling_photos_models.py --workdir=runs/abl/report "
         "--config.models.source=checkpoints "
         "--config.models.checkpoints=runs/abl/crop,runs/abl/simclr,supervised=runs/abl/supervised"]
 
