@@ -168,6 +168,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _require(_is_int(v.blur_every) and v.blur_every >= 0, "vis.blur_every", "an int >= 0", v.blur_every)
     _require(_is_num(v.blur_sigma) and v.blur_sigma > 0, "vis.blur_sigma", "> 0", v.blur_sigma)
     _require(isinstance(v.decorrelate, bool), "vis.decorrelate", "a bool", v.decorrelate)
+    _require(_is_num(v.init_std) and v.init_std > 0, "vis.init_std", "> 0", v.init_std)
     _require(m.enabled or s.source != "none" or s.include_init, "model_free.enabled",
              "True when models.source is 'none' (otherwise there is nothing to measure)", m.enabled)
     return c
@@ -475,7 +476,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
                     key=jax.random.fold_in(jax.random.key(c.seed), _VIS_STREAM), size=enc.input_size,
                     steps=c.vis.steps, learning_rate=c.vis.learning_rate, jitter=c.vis.jitter,
                     blur_every=c.vis.blur_every, blur_sigma=c.vis.blur_sigma, decorrelate=c.vis.decorrelate,
-                    preprocess=preprocess_fn(enc))
+                    init_std=c.vis.init_std, preprocess=preprocess_fn(enc))
                 vis[enc.name] = res.images
                 entry["vis_activation"] = res.activation.tolist()
                 entry["vis_activation_init"] = res.activation_init.tolist()

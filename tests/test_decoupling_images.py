@@ -179,7 +179,7 @@ def test_summary_text_is_computed_from_the_numbers():
            "crop_flip_color (below 1" in text
     assert "Encoders trained with colour distortion have lower dense reliance (0.20 on average) than those " \
            "trained without it (0.60)." in text
-    assert "KNN accuracy: crop 0.50, simclr 0.70." in text
+    assert "kNN accuracy: crop 0.50, simclr 0.70." in text
 
 
 def test_write_report_writes_every_table_and_non_empty_figure(tmp_path):

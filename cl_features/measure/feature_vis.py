@@ -95,7 +95,7 @@ def _check(layer, channels, size, steps, learning_rate, jitter, blur_every, blur
 
 def visualise_channels(model: nnx.Module, layer: str, channels: Sequence[int], *, key, size: int = 32,
                        steps: int = 256, learning_rate: float = 0.05, jitter: int = 2, blur_every: int = 4,
-                       blur_sigma: float = 0.5, decorrelate: bool = True, init_std: float = 0.05,
+                       blur_sigma: float = 0.5, decorrelate: bool = True, init_std: float = 0.2,
                        preprocess: Callable[[jax.Array], jax.Array] | None = None) -> VisResult:
     """Activation maximisation of `channels` of `layer` (see the module docstring for the regularisers).
 
@@ -151,8 +151,12 @@ def visualise_channels(model: nnx.Module, layer: str, channels: Sequence[int], *
 
 
 def grid_figure(images: Mapping[str, np.ndarray], path: str, *, channels: Sequence[int] | None = None,
-                title: str | None = None) -> None:
-    """One row per model (images: {name: [C, H, W, 3] in [0, 1]}, same C), one column per channel; PNG."""
+                title: str | None = None, values: Mapping[str, Sequence[float]] | None = None) -> None:
+    """One row per model (images: {name: [C, H, W, 3] in [0, 1]}, same C), one column per channel; PNG.
+
+    values: {name: [C]} numbers printed under the tiles (e.g. the activation reached; 0 marks a channel the
+    ascent could not switch on from its start, whose tile stays grey).
+    """
     if not images:
         raise ValueError("images must hold at least one {model name: [C, H, W, 3]} entry")
     counts = {name: np.asarray(v).shape for name, v in images.items()}
@@ -162,7 +166,7 @@ def grid_figure(images: Mapping[str, np.ndarray], path: str, *, channels: Sequen
     n_ch = n_ch.pop()
     labels = list(channels) if channels is not None else list(range(n_ch))
     rows = len(images)
-    fig, axes = plt.subplots(rows, n_ch, figsize=(1.1 * n_ch + 1.4, 1.2 * rows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(rows, n_ch, figsize=(1.1 * n_ch + 1.4, 1.3 * rows + 0.5), squeeze=False)
     for r, (name, imgs) in enumerate(images.items()):
         for c in range(n_ch):
             ax = axes[r, c]
@@ -171,6 +175,8 @@ def grid_figure(images: Mapping[str, np.ndarray], path: str, *, channels: Sequen
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(f"ch {labels[c]}", fontsize=7)
+            if values is not None and name in values:
+                ax.set_xlabel(f"{float(values[name][c]):.2g}", fontsize=6, labelpad=1)
         axes[r, 0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title, fontsize=9)

@@ -243,11 +243,11 @@ def _model_sentences(models: Mapping[str, Mapping]) -> list[str]:
             direction = "lower" if b < a else "higher"
             out.append(f"Encoders trained with colour distortion have {direction} dense reliance "
                        f"({b:.2f} on average) than those trained without it ({a:.2f}).")
-    for key, label in (("knn_acc", "kNN accuracy"), ("linear_probe_acc", "linear-probe accuracy"),
+    for key, label in (("knn_acc", "kNN accuracy"), ("linear_probe_acc", "Linear-probe accuracy"),
                        ("tsne_separation", "t-SNE class separation (silhouette)")):
         vals = {n: m["scores"][key] for n, m in models.items() if key in m["scores"]}
         if vals:
-            out.append(f"{label[0].upper() + label[1:]}: " + ", ".join(f"{n} {v:.2f}" for n, v in vals.items()) + ".")
+            out.append(f"{label}: " + ", ".join(f"{n} {v:.2f}" for n, v in vals.items()) + ".")
     dens = {}
     for n, m in models.items():
         layers = [l for l in m["layers"] if l != "features" and "density" in m["layers"][l]]
@@ -333,8 +333,10 @@ def write_report(outdir: str, *, model_free: Mapping | None = None, models: Mapp
         arrays["tsne_labels"] = np.asarray(tsne_labels)
     if vis:
         paths["feature_vis.png"] = os.path.join(outdir, "figures", "feature_vis.png")
-        feature_vis.grid_figure(vis, paths["feature_vis.png"], channels=vis_channels,
-                                title=f"activation maximisation, layer {vis_layer}" if vis_layer else None)
+        values = {n: m["vis_activation"] for n, m in (models or {}).items() if "vis_activation" in m}
+        feature_vis.grid_figure(vis, paths["feature_vis.png"], channels=vis_channels, values=values or None,
+                                title=(f"activation maximisation, layer {vis_layer} (number: mean activation "
+                                       "reached)") if vis_layer else None)
         sections.append("![feature visualisation](figures/feature_vis.png)\n")
         arrays.update({f"vis/{k}": np.asarray(v) for k, v in vis.items()})
     if arrays:

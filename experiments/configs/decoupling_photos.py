@@ -84,4 +84,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.vis.blur_every = 4
     c.vis.blur_sigma = 0.5
     c.vis.decorrelate = True
+    c.vis.init_std = 0.2  # start: grey + this much pixel noise (too faint a start leaves some channels off)
     return c
