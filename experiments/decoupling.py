@@ -319,30 +319,43 @@ def train_encoder(ic: ml_collections.ConfigDict, name: str, workdir: str | None,
 
 
 def restore_encoder(path: str, name: str, subdir: str = "checkpoints") -> Encoder:
-    """The encoder of an image-experiment workdir: its config from summary.json, its weights from the newest
-    orbax checkpoint under <path>/<subdir> (item 'state': the TrainState, saved with ocp.args.StandardSave)."""
+    """The encoder of an image-experiment workdir, from its newest checkpoint.
+
+    The run's config comes from summary.json (a finished run) or else run_info.json (written at the start, so
+    a run stopped early can be measured at its last checkpoint); the weights from the newest orbax checkpoint
+    under <path>/<subdir> whose item 'state' is the TrainState (cl_features.train.checkpoint's layout).
+    """
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 
-    summary_path = os.path.join(path, "summary.json")
-    if not os.path.exists(summary_path):
-        raise FileNotFoundError(f"config.models.checkpoints: {path!r} has no summary.json (not a finished image "
-                                "experiment workdir)")
-    with open(summary_path) as f:
-        summary = json.load(f)
-    ic = train_images.validate(ml_collections.ConfigDict(summary["config"]))
-    model = train_images.make_model(ic, int(summary["num_classes"]))
-    tx = train_images.make_optimizer(ic, train_images.make_schedule(ic, int(summary["num_train"])))
+    def read(fname):
+        p = os.path.join(path, fname)
+        if not os.path.exists(p):
+            return None
+        with open(p) as f:
+            return json.load(f)
+
+    summary, info = read("summary.json") or {}, read(run_info.FILENAME) or {}
+    raw = summary.get("config") or info.get("config")
+    if raw is None:
+        raise FileNotFoundError(f"config.models.checkpoints: {path!r} has no summary.json or {run_info.FILENAME} "
+                                "(not an image-experiment workdir)")
+    ic = train_images.validate(ml_collections.ConfigDict(raw))
+    if "num_classes" in summary and "num_train" in summary:
+        num_classes, num_train = int(summary["num_classes"]), int(summary["num_train"])
+    else:
+        data = train_images.open_data(ic)
+        num_classes, num_train = data.num_classes, len(data.train)
+    model = train_images.make_model(ic, num_classes)
+    tx = train_images.make_optimizer(ic, train_images.make_schedule(ic, num_train))
     graphdef, state = loop.init_state(model, tx, 0)
     directory = os.path.abspath(os.path.join(path, subdir))
     manager = ocp.CheckpointManager(directory) if os.path.isdir(directory) else None
     step = manager.latest_step() if manager is not None else None
     if step is None:
-        raise FileNotFoundError(f"config.models.checkpoints: no checkpoint under {directory!r} (the image "
-                                "experiment saves them there when checkpointing is on)")
+        raise FileNotFoundError(f"config.models.checkpoints: no checkpoint under {directory!r}")
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(state)))["state"]
     manager.close()
-    scores = {k: summary[k] for k in ("knn_acc", "linear_probe_acc") if k in summary}
-    scores = {f"train/{k}": v for k, v in scores.items()}
+    scores = {f"train/{k}": summary[k] for k in ("knn_acc", "linear_probe_acc", "test_acc") if k in summary}
     scores["train_steps"] = int(step)
     return _encoder(name, _train_set(ic), ic, loop.merge(graphdef, restored).encoder, scores)
 

@@ -429,5 +429,5 @@ def test_restore_encoder_reads_an_image_workdir(tmp_path):
     assert len(got) == len(want) > 0
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, np.asarray(w) + 0.5, rtol=1e-6)
-    with pytest.raises(FileNotFoundError, match="no summary.json"):
+    with pytest.raises(FileNotFoundError, match="no summary.json or run_info.json"):
         experiment.restore_encoder(str(tmp_path / "nothing"), "x")
