@@ -58,7 +58,7 @@ def separation(embedding, labels) -> float:
 
 def figure(embeddings: Mapping[str, np.ndarray], labels, path: str, *, class_names: Sequence[str] | None = None,
            title: str | None = None) -> None:
-    """One scatter panel per model (embeddings: {name: [N, 2]}, same rows and labels: [N]), saved as PNG."""
+    """One scatter panel per model, four to a row (embeddings: {name: [N, 2]}, same rows and labels: [N]); PNG."""
     if not embeddings:
         raise ValueError("embeddings must hold at least one {name: [N, 2]} map")
     y = np.asarray(labels)
@@ -66,8 +66,12 @@ def figure(embeddings: Mapping[str, np.ndarray], labels, path: str, *, class_nam
     names = list(class_names) if class_names is not None else [str(c) for c in classes]
     cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
     n = len(embeddings)
-    fig, axes = plt.subplots(1, n, figsize=(3.4 * n + 1.2, 3.6), squeeze=False)
-    for ax, (model, emb) in zip(axes[0], embeddings.items()):
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 1.6, 3.4 * rows + 0.4), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, (model, emb) in zip(axes.flat, embeddings.items()):
         emb = np.asarray(emb)
         if emb.shape != (y.shape[0], 2):
             raise ValueError(f"embeddings[{model!r}] must be [N={y.shape[0]}, 2]; got {emb.shape}")
@@ -77,7 +81,8 @@ def figure(embeddings: Mapping[str, np.ndarray], labels, path: str, *, class_nam
             ax.scatter(emb[sel, 0], emb[sel, 1], s=5, color=cmap(i % cmap.N), label=label, alpha=0.8,
                        linewidths=0)
         ax.set(title=model, xticks=[], yticks=[])
-    axes[0, -1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, markerscale=2, frameon=False)
+    axes[0, cols - 1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, markerscale=2,
+                             frameon=False)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
