@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 # The test suite (toy sizes; what CI runs).
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 clean:
 	rm -rf $(VENV) runs

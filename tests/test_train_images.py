@@ -10,12 +10,26 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from flax import nnx
+from jax.experimental.compilation_cache import compilation_cache
 
 from cl_features.data import images as data_images
 from cl_features.models import heads
-from cl_features.train import images, optim
+from cl_features.train import checkpoint, images, optim
 from cl_features.train.metrics_log import read_jsonl
 from experiments.configs import mock_cifar10_tiny, photos_simclr_tiny
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_compilation_cache(tmp_path_factory):
+    """Runs of one config compile the same programs again (new closures): a persistent cache shares them."""
+    old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
+    compilation_cache.set_cache_dir(str(tmp_path_factory.mktemp("jax_cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    compilation_cache.reset_cache()
+    yield
+    jax.config.update("jax_compilation_cache_dir", old[0])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
+    compilation_cache.reset_cache()
 
 
 def _set(config, dotted, value):
@@ -208,17 +222,35 @@ def test_global_example_ids_match_the_single_process_batch(mock_cifar10):
 
 
 @pytest.mark.slow
-def test_mock_cifar10_simclr_end_to_end_is_deterministic(mock_cifar10, tmp_path):
+def test_mock_cifar10_simclr_end_to_end_and_resume(mock_cifar10, tmp_path, monkeypatch):
     config = mock_cifar10_tiny.get_config()
     config.data.data_dir = "/nonexistent/ignored/by/mock"
-    summaries = [images.run(config, str(tmp_path / run), verbose=False) for run in ("a", "b")]
+    config.checkpoint.every = 0  # saves at the end and on preemption only (each save costs ~1 s here)
+    whole = images.run(config, str(tmp_path / "a"), verbose=False)
+
+    # Run b is preempted at its 5th step boundary (saved at step 5, mid-epoch: 48 / 16 = 3 steps per epoch),
+    # then the same call resumes it: model, optimizer and grain iterator state come back from the checkpoint.
+    boundaries = iter(range(1, 100))
+    monkeypatch.setattr(checkpoint, "preemption_requested", lambda: next(boundaries) == 5)
+    with pytest.raises(checkpoint.Preempted) as stop:
+        images.run(config, str(tmp_path / "b"), verbose=False)
+    assert stop.value.step == 5
+    assert [r["step"] for r in read_jsonl(str(tmp_path / "b" / "metrics.jsonl"))] == [4]
+    resumed = images.run(config, str(tmp_path / "b"), verbose=False)
+    assert resumed["resumed_from"] == 5 and whole["resumed_from"] == 0
+    summaries = [whole, resumed]
+    changed = mock_cifar10_tiny.get_config()
+    changed.data.data_dir, changed.objective.temperature = config.data.data_dir, 0.3
+    with pytest.raises(checkpoint.ConfigMismatch, match="objective.temperature"):
+        images.run(changed, str(tmp_path / "b"), verbose=False)
     rows = [read_jsonl(str(tmp_path / run / "metrics.jsonl")) for run in ("a", "b")]
-    assert rows[0] == rows[1]  # same seed, same numbers
+    assert rows[0] == rows[1]  # same seed, same numbers, interrupted or not
     assert [r["step"] for r in rows[0]] == [4, 8, 8]  # two train/eval rows, then the probe
     for row in rows[0][:2]:
         assert np.isfinite(row["contrastive_loss"]) and 0 <= row["knn_acc"] <= 1 and 0 <= row["online_probe_acc"] <= 1
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
-    for key in images.SUMMARY_KEYS:
+    assert json.loads((tmp_path / "a" / "run_info.json").read_text())["kind"] == "images"
+    for key in ("knn_acc", "linear_probe_acc", "online_probe_acc", "final_loss", "steps", "seconds"):
         assert key in summary, key
     assert summary["steps"] == 8 and summary["num_classes"] == 10 and summary["num_train"] == 48
     assert summary["final_loss"] == rows[0][1]["contrastive_loss"]

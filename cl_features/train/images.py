@@ -2,7 +2,8 @@
 
 config -> data (TFDS / image folder / shipped photos, grain) -> augment (on device) -> encoder + heads ->
 NT-Xent or cross-entropy -> `loop.fit` -> kNN / online probe during training -> linear probe after.
-`run(config, workdir)` writes metrics.jsonl and summary.json into `workdir` (process 0) and returns the summary.
+`run(config, workdir)` writes metrics.jsonl (+ TensorBoard events), summary.json and run_info.json into `workdir`
+(process 0) and returns the summary.
 
 The SimCLR step (one `jax.jit`, `train.steps_per_call` steps per call):
   * example i of the global batch draws its views from fold_in(step_key, i), i its position in the
@@ -42,15 +43,20 @@ from cl_features.data import images as data_images
 from cl_features.data import photos
 from cl_features.measure import knn, linear_probe
 from cl_features.models import heads, resnet
-from cl_features.train import loop, mesh as mesh_lib, optim
-from cl_features.train.metrics_log import MetricsLog, Progress
+from cl_features.report import run_info
+from cl_features.train import checkpoint, loop, mesh as mesh_lib, optim
+from cl_features.train.metrics_log import MetricsLog, Progress, read_jsonl
 
 TASKS = ("simclr", "supervised")
 SOURCES = ("tfds", "folder", "photos")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 LR_SCALINGS = ("linear", "sqrt", "none")
 PRNG_IMPLS = ("rbg", "threefry2x32")  # for the initial weights; rbg compiles much faster on CPU
-SUMMARY_KEYS = ("knn_acc", "linear_probe_acc", "online_probe_acc", "final_loss", "steps", "seconds")
+SUMMARY_KEYS = ("knn_acc", "linear_probe_acc", "online_probe_acc", "test_acc", "final_loss", "steps", "seconds")
+# Config fields a resumed run may change: frequencies, steps, devices (checkpoint module), evaluation, where the
+# data lives, and how the steps of a call are compiled.
+RESUME_MUTABLE_FIELDS = checkpoint.MUTABLE_FIELDS + ("train.epochs", "train.unroll", "eval", "probe",
+                                                     "data.data_dir")
 # Offsets folded into the seed so every random stream is distinct and reproducible.
 _INIT_STREAM, _TRAIN_STREAM, _PROBE_STREAM, _SUBSET_STREAM = 1, 2, 3, 4
 
@@ -188,6 +194,11 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
              e.crop_fraction)
     _require(isinstance(e.at_init, bool), "eval.at_init", "a bool", e.at_init)
     _require(isinstance(e.cache, bool), "eval.cache", "a bool", e.cache)
+
+    k = c.checkpoint
+    _require(_is_int(k.every) and k.every >= 0 and k.every % t.steps_per_call == 0, "checkpoint.every",
+             f"0 (at the end only) or a multiple of train.steps_per_call ({t.steps_per_call})", k.every)
+    _require(_is_int(k.max_to_keep) and k.max_to_keep >= 1, "checkpoint.max_to_keep", "an int >= 1", k.max_to_keep)
 
     p = c.probe
     _require(isinstance(p.enabled, bool), "probe.enabled", "a bool", p.enabled)
@@ -535,10 +546,29 @@ class Evaluator:
 # -------------------------------------------------------------------------------------------------- run
 
 
+def _checkpointer(c: ml_collections.ConfigDict, workdir: str) -> checkpoint.Checkpointer:
+    return checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config=c.to_dict(),
+                                   every=c.checkpoint.every, max_to_keep=c.checkpoint.max_to_keep,
+                                   mutable_fields=RESUME_MUTABLE_FIELDS)
+
+
+def _init_row(path: str | None) -> dict:
+    """The step-0 (random init) row of an earlier start's metrics log, if any."""
+    if not path or not os.path.exists(path):
+        return {}
+    rows = [r for r in read_jsonl(path) if r.get("step") == 0]
+    return {k: v for k, v in rows[0].items() if k != "step"} if rows else {}
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool = True,
         data: ImageData | None = None) -> dict:
     """Trains, monitors and probes one image model; writes the workdir (process 0); returns the summary.
 
+    With a workdir the run checkpoints (TrainState and the grain iterator of every process) into
+    <workdir>/checkpoints every checkpoint.every steps and at the end; started again in the same workdir it
+    resumes from the newest checkpoint (the metrics log is cut back to it) and continues with exactly the
+    batches and numbers an uninterrupted run would have had. SIGTERM saves at the next step boundary and raises
+    checkpoint.Preempted; a changed config raises checkpoint.ConfigMismatch (a ValueError) naming the fields.
     `data`: the sources from `open_data(config)` if the caller opened them already.
     """
     t0 = time.perf_counter()
@@ -560,22 +590,15 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
                                 steps_per_call=c.train.steps_per_call, host_batches=True, unroll=unroll(c))
     loader = data_images.make_loader(data.train, global_batch_size=c.train.batch_size, seed=c.seed,
                                      image_size=c.data.image_size, worker_count=c.data.worker_count)
+    batches = iter(loader)
     evaluator = Evaluator(c, graphdef, data, mesh)
-    log = MetricsLog(os.path.join(workdir, "metrics.jsonl") if workdir else None)
+    main = jax.process_index() == 0
+    if workdir:
+        run_info.write_run_info(workdir, c, kind="images")  # process 0 only
+    metrics_path = os.path.join(workdir, "metrics.jsonl") if workdir else None
     summary = {"task": c.task, "num_train": len(data.train), "num_test": len(data.test),
                "num_classes": data.num_classes, "learning_rate": schedule.learning_rate,
                "warmup_steps": schedule.warmup_steps}
-
-    if c.eval.at_init:
-        scores, feats = evaluator.evaluate(state)
-        init = {"knn_acc": scores["knn_acc"]}
-        if c.probe.enabled:
-            init["linear_probe_acc"] = evaluator.probe(feats)["linear_probe_acc"]
-        log.write(0, init)
-        summary.update({f"{k}_init": v for k, v in init.items()})
-        if verbose:
-            _print(f"[{c.task}] step 0 (random init) " + "  ".join(f"{k} {v:.4f}" for k, v in init.items()))
-
     last_eval: dict = {}
 
     def on_log(step: int, st: loop.TrainState) -> dict:
@@ -586,25 +609,60 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
             return scores
         return {}
 
-    t_train = time.perf_counter()
-    progress = Progress(c.task, schedule.steps) if verbose else None
-    state, history = loop.fit(step_fn, state, mesh=mesh, total_steps=schedule.steps, log_every=c.train.log_every,
-                              batch_iter=iter(loader), on_log=on_log, metrics_log=log, progress=progress)
-    train_seconds = time.perf_counter() - t_train
-    results = dict(last_eval["scores"])
-    if c.probe.enabled:
-        results.update(evaluator.probe(last_eval["feats"]))
-        log.write(schedule.steps, {k: results[k] for k in ("linear_probe_acc", "linear_probe_l2")})
-    final = history[-1]
-    results["final_loss"] = final.get("contrastive_loss", final["loss"])
+    ckpt = _checkpointer(c, workdir) if workdir else None
+    log, start, history = None, 0, []
+    try:
+        if ckpt is not None:
+            restored = ckpt.restore(state, data_iter=batches)
+            if restored is not None:
+                state, start = restored.state, restored.step
+                if start > schedule.steps:
+                    raise ValueError(f"the newest checkpoint is at step {start}, past the run's {schedule.steps} "
+                                     "steps: raise train.steps / train.epochs or use another workdir")
+            if main:
+                checkpoint.truncate_jsonl(metrics_path, start)
+        log = MetricsLog(metrics_path)
+        if c.eval.at_init and start == 0:
+            scores, feats = evaluator.evaluate(state)
+            init = {"knn_acc": scores["knn_acc"]}
+            if c.probe.enabled:
+                init["linear_probe_acc"] = evaluator.probe(feats)["linear_probe_acc"]
+            log.write(0, init)
+            if verbose:
+                _print(f"[{c.task}] step 0 (random init) " + "  ".join(f"{k} {v:.4f}" for k, v in init.items()))
+        else:
+            init = _init_row(metrics_path) if c.eval.at_init else {}
+        summary.update({f"{k}_init": v for k, v in init.items()})
+        t_train = time.perf_counter()
+        progress = Progress(c.task, schedule.steps, start_step=start) if verbose else None
+        state, history = loop.fit(step_fn, state, mesh=mesh, total_steps=schedule.steps,
+                                  log_every=c.train.log_every, batch_iter=batches, on_log=on_log, metrics_log=log,
+                                  progress=progress, checkpointer=ckpt)
+        train_seconds = time.perf_counter() - t_train
+        if last_eval.get("step") != schedule.steps:  # a finished run started again: measure, log nothing
+            last_eval.update(zip(("scores", "feats"), evaluator.evaluate(state)), step=schedule.steps)
+        results = dict(last_eval["scores"])
+        if c.probe.enabled:
+            results.update(evaluator.probe(last_eval["feats"]))
+            if history:
+                log.write(schedule.steps, {k: results[k] for k in ("linear_probe_acc", "linear_probe_l2")})
+    finally:
+        if log is not None:
+            log.close()
+        if ckpt is not None:
+            ckpt.close()
+    final = history[-1] if history else (ckpt.last_log if ckpt is not None else None) or {}
+    results["final_loss"] = final.get("contrastive_loss", final.get("loss", float("nan")))
     results["steps"] = schedule.steps
-    results["images_per_second"] = schedule.steps * c.train.batch_size / train_seconds
+    results["resumed_from"] = start
+    results["images_per_second"] = ((schedule.steps - start) * c.train.batch_size / train_seconds
+                                    if schedule.steps > start else None)
     results["seconds"] = round(time.perf_counter() - t0, 2)
     summary.update(results)
     summary["config"] = c.to_dict()
     if verbose:
         _print(f"[{c.task}] " + "  ".join(f"{k}={summary[k]:.4g}" for k in SUMMARY_KEYS if k in summary))
-    if workdir and jax.process_index() == 0:
+    if workdir and main:
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2, sort_keys=True, default=_json_default)

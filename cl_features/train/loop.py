@@ -118,33 +118,45 @@ def stack_batches(batch_iter: Iterator, n: int, mesh: Mesh):
 def fit(step_fn: StepFn, state: TrainState, *, mesh: Mesh, total_steps: int, log_every: int,
         batch_iter: Iterator | None = None, on_log: Callable[[int, TrainState], dict] | None = None,
         metrics_log=None, progress=None, checkpointer=None) -> tuple[TrainState, list[dict]]:
-    """Runs the compiled step until `total_steps`, logging every `log_every` steps.
+    """Runs the compiled step from `state.step` until `total_steps`, logging every `log_every` steps.
 
-    on_log(step, state) adds measurements (e.g. atom recovery) to the logged row. A non-finite loss stops the
-    run with the step number (the last checkpoint, if any, is kept). Returns (state, logged rows).
+    on_log(step, state) adds measurements (e.g. atom recovery) to the logged row. `checkpointer`
+    (checkpoint.Checkpointer) is offered the state at every call boundary: it saves every `checkpointer.every`
+    steps and at the end, and raises checkpoint.Preempted after saving on a preemption notice. A non-finite
+    loss stops the run with the step number; nothing non-finite is saved, so the last checkpoint stays good.
+    Returns (state, rows logged by this call; a resumed run only logs the steps it ran).
     """
     spc = step_fn.steps_per_call
     if log_every % spc:
         raise ValueError(f"train.log_every={log_every} must be a multiple of train.steps_per_call={spc}")
+    every = getattr(checkpointer, "every", 0)
+    if checkpointer is not None and every % spc:
+        raise ValueError(f"checkpoint.every={every} must be a multiple of train.steps_per_call={spc}")
     history = []
     step = int(jax.device_get(state.step))
+    if step % spc and step < total_steps:
+        raise ValueError(f"cannot resume at step {step} with train.steps_per_call={spc}: the step must be a "
+                         "multiple of it")
     while step < total_steps:
         batches = stack_batches(batch_iter, spc, mesh) if batch_iter is not None else None
         state, metrics = step_fn.fn(state, batches)
         step += spc
         last = step >= total_steps
+        logged = None
         if step % log_every == 0 or last:
             row = {k: float(v) for k, v in jax.device_get(metrics).items()}
             if not np.isfinite(row["loss"]):
-                raise FloatingPointError(
-                    f"non-finite loss {row['loss']} at step {step}; the last good checkpoint is kept")
+                kept = checkpointer.kept_message() if checkpointer is not None else "no checkpoints were written"
+                raise FloatingPointError(f"non-finite loss {row['loss']} at step {step}; {kept}")
             if on_log is not None:
                 row.update(on_log(step, state))
-            history.append({"step": step, **row})
+            logged = {"step": step, **row}
+            history.append(logged)
             if metrics_log is not None:
                 metrics_log.write(step, row)
             if progress is not None:
                 progress.update(step, row)
         if checkpointer is not None:
-            checkpointer.maybe_save(step, state, force=last)
+            checkpointer.maybe_save(step, state, force=last, loss=metrics["loss"], log_row=logged,
+                                    data_iter=batch_iter)
     return state, history

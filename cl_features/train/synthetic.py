@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from flax import nnx
 
 from cl_features import objectives
@@ -22,12 +23,15 @@ from cl_features.data import sparse_coding
 from cl_features.measure import decoupling, probe, recovery
 from cl_features.models import brelu
 from cl_features.report import run_info
-from cl_features.train import loop, mesh as mesh_lib, optim
+from cl_features.train import checkpoint, loop, mesh as mesh_lib, optim
 from cl_features.train.metrics_log import MetricsLog, Progress, log_figures
 
 OBJECTIVES = ("info_nce", "nt_xent")
 SUMMARY_KEYS = ("recovered_fraction", "final_loss", "span_share", "sparse_corr", "dense_corr",
                 "probe_accuracy", "raw_probe_accuracy", "steps", "seconds")
+# Config fields a resumed arm may change: frequencies, the number of steps and devices (checkpoint module), the
+# other arms and the final measurements.
+RESUME_MUTABLE_FIELDS = checkpoint.MUTABLE_FIELDS + ("arms", "measure")
 # Offsets folded into the seed so every random stream is distinct and reproducible.
 _DICT_STREAM, _TRAIN_STREAM, _MEASURE_STREAM, _INIT_STREAM = 1, 2, 3, 4
 
@@ -104,6 +108,12 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
              m.num_samples)
     _require(isinstance(m.probe_tasks, int) and m.probe_tasks >= 1, "measure.probe_tasks", "an int >= 1",
              m.probe_tasks)
+    ck = c.get("checkpoint")
+    if ck is not None:
+        _require(isinstance(ck.every, int) and ck.every >= 0 and ck.every % t.steps_per_call == 0, "checkpoint.every",
+                 f"an int >= 0 and a multiple of train.steps_per_call ({t.steps_per_call})", ck.every)
+        _require(isinstance(ck.max_to_keep, int) and ck.max_to_keep >= 1, "checkpoint.max_to_keep", "an int >= 1",
+                 ck.max_to_keep)
     return c
 
 
@@ -194,40 +204,117 @@ def measure(c: ml_collections.ConfigDict, arm: str, model: brelu.SymmetricReLUNe
     }
 
 
-def train_arm(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, *, mesh, workdir: str | None,
-              verbose: bool = True) -> tuple[dict, np.ndarray, list[dict]]:
-    """Trains one arm; returns (results, final weights [m, d1], logged history)."""
-    t0 = time.perf_counter()
-    model = make_model(c)
+def make_train_state(c: ml_collections.ConfigDict, mesh) -> tuple[nnx.GraphDef, optax.GradientTransformation,
+                                                                   loop.TrainState]:
+    """(graphdef, optimizer, initial TrainState placed on the mesh) of one arm."""
     lr = optim.schedule(learning_rate=c.train.learning_rate, kind=c.train.schedule, steps=c.train.steps,
                         warmup_steps=c.train.warmup_steps, decay_fraction=c.train.decay_fraction)
     tx = optim.make_optimizer(name=c.train.optimizer, learning_rate=lr, momentum=c.train.momentum)
     train_seed = int(jax.random.randint(jax.random.fold_in(jax.random.key(c.seed), _TRAIN_STREAM), (), 0, 2**31 - 1))
-    graphdef, state = loop.init_state(model, tx, train_seed)
-    state = loop.place_state(state, mesh)
+    graphdef, state = loop.init_state(make_model(c), tx, train_seed)
+    return graphdef, tx, loop.place_state(state, mesh)
+
+
+def arm_run_config(c: ml_collections.ConfigDict, arm: str) -> dict:
+    """What an arm's checkpoints record and resuming checks: the resolved config and the arm."""
+    return dict(c.to_dict(), arm=arm)
+
+
+def _checkpointer(c: ml_collections.ConfigDict, arm: str, arm_dir: str) -> checkpoint.Checkpointer:
+    ck = c.get("checkpoint") or {}
+    return checkpoint.Checkpointer(
+        os.path.join(arm_dir, "checkpoints"), config=arm_run_config(c, arm), every=ck.get("every", 0),
+        max_to_keep=ck.get("max_to_keep", 2), mutable_fields=RESUME_MUTABLE_FIELDS)
+
+
+def _finished_results(path: str, c: ml_collections.ConfigDict, arm: str) -> dict | None:
+    """The results an earlier run wrote for this arm at train.steps with this config, or None."""
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+    results = saved.get("results") or {}
+    same = not checkpoint.config_diff(saved.get("config", {}), arm_run_config(c, arm),
+                                      checkpoint.MUTABLE_FIELDS + ("arms",))
+    return results if same and results.get("steps") == c.train.steps else None
+
+
+def train_arm(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, *, mesh, workdir: str | None,
+              verbose: bool = True) -> tuple[dict, np.ndarray, list[dict]]:
+    """Trains one arm; returns (results, final weights [m, d1], history logged by this call).
+
+    With a workdir, the arm checkpoints into <workdir>/<arm>/checkpoints and resumes from the newest one there
+    (the metrics log is cut back to that step); an arm whose final checkpoint and results.json are present is
+    neither retrained nor re-measured. Raises checkpoint.Preempted after saving on SIGTERM.
+    """
+    t0 = time.perf_counter()
+    main = jax.process_index() == 0
+    graphdef, tx, state = make_train_state(c, mesh)
     step_fn = loop.make_step_fn(graphdef, tx, make_loss_fn(c, arm, dictionary, mesh), mesh=mesh,
                                 steps_per_call=c.train.steps_per_call)
 
     def on_log(step, st):
-        rec = recovery.recovery(st.params["w"][...], dictionary, c.measure.threshold)
+        w = jnp.asarray(jax.device_get(st.params["w"][...]))  # process-local copy of the replicated weights
+        rec = recovery.recovery(w, dictionary, c.measure.threshold)
         return {"recovered_fraction": float(rec["recovered_fraction"]),
                 "span_share": float(rec["span_share_mean"])}
 
-    log = MetricsLog(os.path.join(workdir, arm, "metrics.jsonl") if workdir else None)
-    progress = Progress(arm, c.train.steps) if verbose else None
-    state, history = loop.fit(step_fn, state, mesh=mesh, total_steps=c.train.steps, log_every=c.train.log_every,
-                              on_log=on_log, metrics_log=log, progress=progress)
-    log.close()
-    model = loop.merge(graphdef, state)
+    arm_dir = os.path.join(workdir, arm) if workdir else None
+    metrics_path = os.path.join(arm_dir, "metrics.jsonl") if arm_dir else None
+    ckpt = _checkpointer(c, arm, arm_dir) if arm_dir else None
+    start, log = 0, None
+    try:
+        if ckpt is not None:
+            restored = ckpt.restore(state)
+            if restored is not None:
+                state, start = restored.state, restored.step
+                if "train.steps" in ckpt.resumed_changes and c.train.schedule != "constant":
+                    checkpoint.say(f"train.schedule={c.train.schedule} depends on train.steps: from step {start} on "
+                                   f"the learning rate follows the schedule for {c.train.steps} steps")
+            if start > c.train.steps:
+                raise ValueError(f"the newest checkpoint of arm {arm} is at step {start}, past "
+                                 f"train.steps={c.train.steps}: raise train.steps or use another workdir")
+            if main:
+                checkpoint.truncate_jsonl(metrics_path, start)
+        log = MetricsLog(metrics_path)
+        progress = Progress(arm, c.train.steps, start_step=start) if verbose else None
+        state, history = loop.fit(step_fn, state, mesh=mesh, total_steps=c.train.steps,
+                                  log_every=c.train.log_every, on_log=on_log, metrics_log=log, progress=progress,
+                                  checkpointer=ckpt)
+    finally:
+        if log is not None:
+            log.close()
+        if ckpt is not None:
+            ckpt.close()
+    model = loop.merge(graphdef, jax.tree_util.tree_map(lambda x: jnp.asarray(jax.device_get(x)), state))
+    weights = np.asarray(model.w[...])
+    results_path = os.path.join(arm_dir, "results.json") if arm_dir else None
+    if results_path and start == c.train.steps:
+        done = _finished_results(results_path, c, arm)
+        if done is not None:
+            if verbose and main:
+                print(f"[{arm}] finished earlier (step {start}): results from {results_path}", flush=True)
+            return done, weights, history
     results = measure(c, arm, model, dictionary)
-    results["final_loss"] = history[-1]["contrastive_loss"]
+    last_row = history[-1] if history else (ckpt.last_log if ckpt is not None else None)
+    results["final_loss"] = last_row["contrastive_loss"] if last_row else float("nan")
     results["steps"] = c.train.steps
     results["seconds"] = round(time.perf_counter() - t0, 2)
-    return results, np.asarray(model.w[...]), history
+    if results_path and main:
+        tmp = results_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"config": arm_run_config(c, arm), "results": results}, f, indent=2, sort_keys=True)
+        os.replace(tmp, results_path)
+    return results, weights, history
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool = True) -> dict:
-    """All arms of the experiment; writes the workdir (process 0) and returns the summary dict."""
+    """All arms of the experiment; writes the workdir (process 0) and returns the summary dict.
+
+    Started again in the same workdir it resumes (see train_arm); raises checkpoint.Preempted on SIGTERM after
+    saving, checkpoint.ConfigMismatch if the workdir's checkpoints were made with a config that changes the run.
+    """
     c = validate(config)
     mesh = mesh_lib.make_mesh(c.train.num_devices)
     mesh_lib.check_batch_size(c.train.batch_size, mesh)
@@ -240,7 +327,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
         results, w, history = train_arm(c, arm, dictionary, mesh=mesh, workdir=workdir, verbose=verbose)
         summary["arms"][arm] = results
         weights[arm], histories[arm] = w, history
-        if verbose:
+        if verbose and jax.process_index() == 0:
             print(f"[{arm}] " + "  ".join(f"{k}={results[k]:.4g}" for k in SUMMARY_KEYS), flush=True)
     if workdir and jax.process_index() == 0:
         write_outputs(workdir, summary, weights, np.asarray(dictionary))

@@ -5,8 +5,8 @@ r"""SimCLR at toy size on CPU, on crops of the photographs shipped with scikit-i
 What it shows: contrastive training of a small ResNet (widths 8-16-32-64) on 512 crops (8 photos = 8 classes,
 crops from the left half of each photo; test crops from the right half) raises kNN and linear-probe accuracy
 above the same encoder at random init (printed as *_init). No labels are used except by the probes.
-Expected: see docs/images.md (kNN about 0.6 -> 0.9 in roughly a minute on 2 CPU cores). The test
-tests/test_train_images.py runs a shorter version of this config.
+Expected (measured, 2 shared CPU cores, about 35 s): kNN accuracy 0.41 at init -> 0.72, linear probe
+0.57 -> 0.75, online probe 0.75 (chance 0.125). tests/test_train_images.py runs a 60-step version of it.
 """
 
 from experiments.configs import image_defaults

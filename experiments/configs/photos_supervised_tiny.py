@@ -4,7 +4,8 @@ r"""Supervised baseline at toy size on CPU: the photos of photos_simclr_tiny.py,
 
 What it shows: the supervised counterpart of photos_simclr_tiny.py on the same 8-class crops (crop_flip
 augmentation, SGD-momentum): test accuracy of the trained classifier (`test_acc`), kNN and linear-probe accuracy
-of its features, to set beside the contrastive ones. Expected: see docs/images.md (about a minute on 2 CPU cores).
+of its features, to set beside the contrastive ones. Expected (measured, 2 shared CPU cores, about 35 s):
+test_acc 0.77, kNN 0.76, linear probe 0.78 (the SimCLR config: kNN 0.72, probe 0.75).
 """
 
 from experiments.configs import photos_simclr_tiny

@@ -64,4 +64,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.measure.num_samples = 8192  # fresh samples for decoupling and probes (half train, half test)
     c.measure.probe_tasks = 8  # labels y = sign(<u, z>) for this many random u
     c.measure.probe_l2 = 1e-3
+
+    # Checkpoints in <workdir>/<arm>/checkpoints; a run started in a workdir that holds them resumes.
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every = 1000  # steps between saves (a multiple of train.steps_per_call); 0: only at the end
+    c.checkpoint.max_to_keep = 2  # newest checkpoints kept (2 leaves one to fall back on)
     return c
