@@ -327,6 +327,9 @@ def restore_encoder(path: str, name: str, subdir: str = "checkpoints") -> Encode
     """
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 
+    from cl_features.train import checkpoint  # pylint: disable=g-import-not-at-top
+    checkpoint.quiet_orbax_logs()
+
     def read(fname):
         p = os.path.join(path, fname)
         if not os.path.exists(p):

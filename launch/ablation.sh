@@ -13,7 +13,7 @@ Usage: ${PROG} [options] [-- LAUNCHER_OPTIONS...]
 
 For each augmentation set S, runs (through launch/LAUNCHER.sh, with LAUNCHER_OPTIONS)
   images -- --config=IMAGE_CONFIG --workdir=WORKDIR/S --config.task=simclr --config.augment.set=S
-then a supervised run into WORKDIR/supervised, then
+then a supervised run (SUPERVISED_CONFIG, --config.task=supervised) into WORKDIR/supervised, then
   decoupling -- --config=DECOUPLING_CONFIG --workdir=WORKDIR/report --config.models.source=checkpoints
                 --config.models.checkpoints=WORKDIR/S1,...,supervised=WORKDIR/supervised
 The report folder then holds every table, figure and the generated summary (docs/decoupling.md).
@@ -22,7 +22,8 @@ Options:
   --launcher L            local | tpu_vm | slurm (default: local).
   --workdir DIR           root of the runs (default: runs/ablation); on a multi-host TPU or SLURM job use a
                           directory every host can read.
-  --image-config PATH     training config (default: experiments/configs/photos_simclr_tiny.py).
+  --image-config PATH     SimCLR training config (default: experiments/configs/photos_simclr_tiny.py).
+  --supervised-config P   supervised training config (default: experiments/configs/photos_supervised_tiny.py).
   --decoupling-config P   measurement config (default: experiments/configs/decoupling_photos_models.py).
   --sets LIST             comma list of augmentation sets (default: ${ALL_SETS[*]// /,}).
   --supervised-set S      augmentation of the supervised encoder, or '' for none (default: crop_flip).
@@ -43,11 +44,13 @@ submits every training as its own job and the measurement as a one-GPU job named
 Examples:
   ${PROG} --workdir runs/ablation_photos                         # CPU minutes, shipped photos
   ${PROG} --launcher slurm --workdir /shared/abl --image-config experiments/configs/cifar10_simclr_resnet18.py \\
+      --supervised-config experiments/configs/cifar10_supervised_wrn34x5.py \\
       --decoupling-config experiments/configs/decoupling_cifar10.py -- --gpus-per-node 8 --partition gpu
 USAGE
 }
 
 LAUNCHER=local WORKDIR=runs/ablation IMAGE_CONFIG=experiments/configs/photos_simclr_tiny.py
+SUPERVISED_CONFIG=experiments/configs/photos_supervised_tiny.py
 DECOUPLING_CONFIG=experiments/configs/decoupling_photos_models.py SETS=$(IFS=,; echo "${ALL_SETS[*]}")
 SUPERVISED_SET=crop_flip TRAIN_FLAGS=() MEASURE_FLAGS=() SKIP_TRAIN=0 SKIP_MEASURE=0 DRY_RUN=0 LAUNCHER_ARGS=()
 while (($#)); do
@@ -59,6 +62,7 @@ while (($#)); do
     --launcher | --launcher=*) take_value "$@"; LAUNCHER=$VALUE; shift "$NSHIFT" ;;
     --workdir | --workdir=*) take_value "$@"; WORKDIR=$VALUE; shift "$NSHIFT" ;;
     --image-config | --image-config=*) take_value "$@"; IMAGE_CONFIG=$VALUE; shift "$NSHIFT" ;;
+    --supervised-config | --supervised-config=*) take_value "$@"; SUPERVISED_CONFIG=$VALUE; shift "$NSHIFT" ;;
     --decoupling-config | --decoupling-config=*) take_value "$@"; DECOUPLING_CONFIG=$VALUE; shift "$NSHIFT" ;;
     --sets | --sets=*) take_value "$@"; SETS=$VALUE; shift "$NSHIFT" ;;
     # The supervised set may be empty, and flags are themselves options: take them whole.
@@ -77,8 +81,11 @@ case $LAUNCHER in local | tpu_vm | slurm) ;; *) die "--launcher must be local, t
 check_word --workdir "$WORKDIR"
 [[ $WORKDIR != *,* && $WORKDIR != *=* ]] || die "--workdir must not hold ',' or '=' (it goes into a checkpoint list), got '$WORKDIR'"
 check_word --image-config "$IMAGE_CONFIG"
+check_word --supervised-config "$SUPERVISED_CONFIG"
 check_word --decoupling-config "$DECOUPLING_CONFIG"
 [[ -f $REPO_ROOT/$IMAGE_CONFIG || -f $IMAGE_CONFIG ]] || die "--image-config '$IMAGE_CONFIG' is not a file"
+[[ -z $SUPERVISED_SET || -f $REPO_ROOT/$SUPERVISED_CONFIG || -f $SUPERVISED_CONFIG ]] \
+  || die "--supervised-config '$SUPERVISED_CONFIG' is not a file"
 [[ -f $REPO_ROOT/$DECOUPLING_CONFIG || -f $DECOUPLING_CONFIG ]] \
   || die "--decoupling-config '$DECOUPLING_CONFIG' is not a file"
 ((SKIP_TRAIN && SKIP_MEASURE)) && die "--skip-train and --skip-measure leave nothing to do"
@@ -122,14 +129,14 @@ CHECKPOINTS=()
 if [[ -n $SUPERVISED_SET ]]; then RUNS=(${SET_LIST[@]+"${SET_LIST[@]}"} supervised); else RUNS=("${SET_LIST[@]}"); fi
 for run in "${RUNS[@]}"; do
   if [[ $run == supervised ]]; then
-    task=supervised set=$SUPERVISED_SET
+    task=supervised set=$SUPERVISED_SET config=$SUPERVISED_CONFIG
     CHECKPOINTS+=("supervised=${WORKDIR}/supervised")
   else
-    task=simclr set=$run
+    task=simclr set=$run config=$IMAGE_CONFIG
     CHECKPOINTS+=("${WORKDIR}/${run}")
   fi
   launcher_opts "$run"
-  COMMANDS+=("$(qjoin "${LAUNCH[@]}" ${OPTS[@]+"${OPTS[@]}"} images -- "--config=${IMAGE_CONFIG}" \
+  COMMANDS+=("$(qjoin "${LAUNCH[@]}" ${OPTS[@]+"${OPTS[@]}"} images -- "--config=${config}" \
     "--workdir=${WORKDIR}/${run}" "--config.task=${task}" "--config.augment.set=${set}" \
     ${TRAIN_FLAGS[@]+"${TRAIN_FLAGS[@]}"})")
 done

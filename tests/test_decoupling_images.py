@@ -346,8 +346,8 @@ def test_ablation_dry_run_prints_each_training_then_the_measurement():
         "--config.train.steps=7",
         f"{local} {train} --workdir=runs/abl/simclr --config.task=simclr --config.augment.set=simclr "
         "--config.train.steps=7",
-        f"{local} {train} --workdir=runs/abl/supervised --config.task=supervised --config.augment.set=crop_flip "
-        "--config.train.steps=7",
+        f"{local} images -- --config=experiments/configs/photos_supervised_tiny.py --workdir=runs/abl/supervised "
+        "--config.task=supervised --config.augment.set=crop_flip --config.train.steps=7",
         f"{local} decoupling -- --config=experiments/configs/decoupling_photos_models.py --workdir=runs/abl/report "
         "--config.models.source=checkpoints "
         "--config.models.checkpoints=runs/abl/crop,runs/abl/simclr,supervised=runs/abl/supervised"]
@@ -392,6 +392,7 @@ def test_ablation_runs_what_dry_run_prints(tmp_path):
     (["--supervised-set=blur"], "--supervised-set must be"),
     (["--launcher=aws"], "--launcher must be"),
     (["--image-config=nope.py"], "--image-config 'nope.py' is not a file"),
+    (["--supervised-config=nope.py"], "--supervised-config 'nope.py' is not a file"),
     (["--skip-train", "--skip-measure"], "leave nothing to do"),
     (["--workdir=runs/a b"], "--workdir must be non-empty without spaces"),
     (["--workdir=runs/a,b"], "--workdir must not hold ','"),
