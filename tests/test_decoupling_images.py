@@ -271,6 +271,7 @@ def test_cli_prints_one_error_line():
     assert r.stderr.strip().splitlines()[-1].startswith("error: config.model_free.sets must be")
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_the_whole_report(tmp_path):
     """decoupling_tiny end to end: model-free on two sets; the tiny encoder at init and after 10 training steps."""
     out = experiment.run(decoupling_tiny.get_config(), str(tmp_path), verbose=False)
