@@ -1,8 +1,9 @@
 r"""Throughput of the ResNet-18 CIFAR SimCLR step on this machine, against the same step in PyTorch (CPU).
 
-    python -m experiments.bench_images [--batch=32] [--steps=3] [--torch=auto]
+    python -m experiments.bench_images [--batch=32] [--steps=5] [--torch=auto]
 
-Times, in one run (the shared CPU is noisy, so compare within a run):
+Times, in one run, one call of each step per round so that load from other jobs hits them alike (the
+shared CPU is noisy: compare within a run):
   * jax step: the whole SimCLR train step of cifar10_simclr_resnet18.py (on-device crop + flip + colour jitter +
     grayscale of both views, ResNet-18 with the CIFAR stem, projection head 512-512-128, NT-Xent, online linear
     probe, SGD-momentum update), through `loop.make_step_fn`;
@@ -33,7 +34,7 @@ from experiments.configs import cifar10_simclr_resnet18
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch", 32, "Images per step (each gives two views).")
-flags.DEFINE_integer("steps", 3, "Timed steps per measurement (after one warm-up step).")
+flags.DEFINE_integer("steps", 5, "Timed rounds (one call of each step per round, after one warm-up call).")
 flags.DEFINE_enum("torch", "auto", ["auto", "on", "off"], "Time the PyTorch step (auto: if importable).")
 
 
@@ -46,15 +47,18 @@ def make_config(batch: int):
     return images.validate(c)
 
 
-def _time(fn, steps: int) -> float:
-    """Median seconds per call over `steps` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
+def interleaved(fns: dict, rounds: int) -> dict[str, list[float]]:
+    """Seconds per call of each function, timed in alternation (one call of each per round) after one warm-up
+    call each, so a change of load on a shared machine hits all of them alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def _flops(compiled) -> float:
@@ -63,8 +67,9 @@ def _flops(compiled) -> float:
     return float(cost.get("flops", float("nan")))
 
 
-def jax_steps(c, steps: int) -> dict:
-    """Seconds per step and XLA FLOPs per step of the full step, the model-only step and the augmentation."""
+def jax_steps(c) -> dict:
+    """Compiled callables (one step each, blocking) and XLA FLOPs per call of the full step, the model-only step
+    and the augmentation."""
     mesh = mesh_lib.make_mesh(1)
     b = c.train.batch_size
     rng = np.random.default_rng(0)
@@ -87,7 +92,7 @@ def jax_steps(c, steps: int) -> dict:
         holder[0], metrics = step.fn(holder[0], batches)
         jax.block_until_ready(metrics)
 
-    out["full_s"] = _time(full, steps)
+    out["full"] = full
 
     # Model-only step: pre-made views, encoder + head + NT-Xent + update (what the torch step does).
     def model_loss(m, batch, key, step_index):
@@ -110,20 +115,21 @@ def jax_steps(c, steps: int) -> dict:
         holder2[0], metrics = plain.fn(holder2[0], view_batches)
         jax.block_until_ready(metrics)
 
-    out["model_s"] = _time(model_only, steps)
+    out["model"] = model_only
 
     # Augmentation alone: both views of each image.
     cfg = images.resolve_augment(c.augment)
     two = jax.jit(lambda key, x: aug.two_views(key, x, cfg, 32))
     x = jnp.asarray(uint8[0])
     out["aug_flops"] = _flops(two.lower(jax.random.key(0), x).compile())
-    keys = iter(jax.random.split(jax.random.key(1), 10 * steps + 10))
-    out["aug_s"] = _time(lambda: jax.block_until_ready(two(next(keys), x)), 3 * steps)
+    keys = jax.random.split(jax.random.key(1), 1000)
+    counter = iter(range(10**9))
+    out["aug"] = lambda: jax.block_until_ready(two(keys[next(counter) % 1000], x))
     return out
 
 
-def torch_step_seconds(c, steps: int) -> float:
-    """Seconds per step of the hand-written PyTorch ResNet-18 + head + NT-Xent + SGD-momentum step."""
+def torch_step(c):
+    """The hand-written PyTorch ResNet-18 + head + NT-Xent + SGD-momentum step, as a callable."""
     import torch
     from torch import nn
     import torch.nn.functional as F
@@ -174,7 +180,7 @@ def torch_step_seconds(c, steps: int) -> float:
         loss.backward()
         opt.step()
 
-    return _time(step, steps)
+    return step
 
 
 def main(argv):
@@ -194,26 +200,34 @@ def main(argv):
     b = c.train.batch_size
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{jax.device_count()}; "
           + (f"torch {torch_version}" if use_torch != "off" else "torch not timed")
-          + f"; batch {b} images = {2 * b} views of 32x32, median of {FLAGS.steps} steps")
-    r = jax_steps(c, FLAGS.steps)
-    t = torch_step_seconds(c, FLAGS.steps) if use_torch != "off" else float("nan")
-    header = ("what", "ms/step", "images/s", "XLA GFLOP/image", "GFLOP/s", "vs torch")
+          + f"; batch {b} images = {2 * b} views of 32x32, median of {FLAGS.steps} interleaved rounds")
+    r = jax_steps(c)
+    fns = {"full": r["full"], "model": r["model"]}
+    if use_torch != "off":
+        fns["torch"] = torch_step(c)
+    times = interleaved(fns, FLAGS.steps)
+    aug = interleaved({"aug": r["aug"]}, 10 * FLAGS.steps)["aug"]
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    t = med.get("torch", float("nan"))
+    header = ("what", "ms/step", "images/s", "XLA GFLOP/image", "GFLOP/s")
     rows = [
-        ("jax SimCLR step (augment + ResNet-18 + head + NT-Xent + probe + update)", r["full_s"], r["full_flops"]),
-        ("jax model step (views in: ResNet-18 + head + NT-Xent + update)", r["model_s"], r["model_flops"]),
+        ("jax SimCLR step (augment + ResNet-18 + head + NT-Xent + probe + update)", med["full"], r["full_flops"]),
+        ("jax model step (views in: ResNet-18 + head + NT-Xent + update)", med["model"], r["model_flops"]),
         ("torch model step (same, eager)", t, float("nan")),
-        ("jax augmentation alone (two views, crop_flip_color)", r["aug_s"], r["aug_flops"]),
+        ("jax augmentation alone (two views, crop_flip_color)", float(np.median(aug)), r["aug_flops"]),
     ]
+    cell = lambda v, fmt: "-" if not np.isfinite(v) else format(v, fmt)  # noqa: E731
     print("| " + " | ".join(header) + " |")
     print("|---" * len(header) + "|")
-    cell = lambda v, fmt: "-" if not np.isfinite(v) else format(v, fmt)  # noqa: E731
     for name, seconds, flops in rows:
-        ratio = f"{t / seconds:.2f}x" if name.startswith("jax model") and np.isfinite(t) else ""
         print(f"| {name} | {cell(seconds * 1e3, '.0f')} | {cell(b / seconds, '.1f')} | "
-              f"{cell(flops / b / 1e9, '.4f')} | {cell(flops / seconds / 1e9, '.1f')} | {ratio} |")
-    if np.isfinite(t):
-        print(f"jax model step / torch model step throughput: {t / r['model_s']:.2f}x "
-              f"(jax full step incl. augmentation: {t / r['full_s']:.2f}x)")
+              f"{cell(flops / b / 1e9, '.4f')} | {cell(flops / seconds / 1e9, '.1f')} |")
+    if use_torch != "off":
+        ratios = np.asarray(times["torch"]) / np.asarray(times["model"])
+        full = np.asarray(times["torch"]) / np.asarray(times["full"])
+        print(f"jax / torch images/s, model step: median {np.median(ratios):.2f}x (rounds: "
+              + ", ".join(f"{x:.2f}" for x in ratios) + f"); jax full step incl. augmentation / torch model step: "
+              f"{np.median(full):.2f}x")
 
 
 if __name__ == "__main__":
