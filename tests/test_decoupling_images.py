@@ -205,6 +205,12 @@ def test_write_report_writes_every_table_and_non_empty_figure(tmp_path):
     report.redraw(str(tmp_path))  # from the folder alone: the same summary and tables
     assert open(paths["summary.md"]).read() == summary
     assert json.load(open(paths["model_free.json"])) == mf
+    # The report command dispatches a decoupling folder to the same redraw.
+    from experiments import report as report_cmd
+
+    redone = report_cmd.make_report(str(tmp_path), kind="decoupling")
+    assert not redone.missing and os.path.getsize(redone.written["tsne.png"]) > 3000
+    assert open(paths["summary.md"]).read() == summary
 
 
 # ------------------------------------------------------------------------------------------ experiment
