@@ -93,8 +93,17 @@ def synthetic(workdir: str, info: dict | None) -> Report:
 
 
 # kind -> report(workdir, info) -> Report, or "module:function" imported on use.
+def decoupling(workdir: str, info: dict | None) -> Report:
+    """A decoupling report folder: redrawn from the inputs write_report kept there."""
+    del info
+    from cl_features.report import decoupling as decoupling_report
+
+    return Report(written=dict(decoupling_report.redraw(workdir)), missing=[])
+
+
 REPORTS: dict[str, Callable[[str, dict | None], Report] | str] = {
     "synthetic": synthetic,
+    "decoupling": decoupling,
 }
 
 

@@ -91,3 +91,13 @@ def test_unknown_name_and_bad_params():
         vectors.check_name("cutout")
     with pytest.raises(ValueError, match="augment.keep_prob"):
         vectors.AugmentParams(keep_prob=0.0).validate()
+
+
+def test_fair_bits_are_fair_and_independent():
+    bits = np.asarray(jax.vmap(lambda k: vectors.fair_bits(k, 100))(_keys(4000)))
+    assert bits.shape == (4000, 100) and set(np.unique(bits)) == {0.0, 1.0}
+    assert abs(bits.mean() - 0.5) < 0.005
+    # Every bit position is fair, and neighbouring positions (same or adjacent random word) are uncorrelated.
+    assert np.abs(bits.mean(0) - 0.5).max() < 0.04
+    c = np.corrcoef(bits.T)
+    assert np.abs(c[np.triu_indices(100, 1)]).max() < 0.08

@@ -24,6 +24,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from cl_features.data.sparse_coding import fair_bits
+
 AUGMENTATIONS = ("complementary_mask", "independent_mask", "gaussian_noise", "none", "dense_mask")
 
 
@@ -70,7 +72,7 @@ class AugmentParams:
 
 
 def _complementary(key, sparse, dense, params):
-    mask = jax.random.bernoulli(key, 0.5, sparse.shape).astype(sparse.dtype)
+    mask = fair_bits(key, sparse.shape[-1]).astype(sparse.dtype)
     s1, s2 = 2.0 * mask, 2.0 * (1.0 - mask)
     return (s1 * sparse, s1 * dense), (s2 * sparse, s2 * dense)
 
@@ -97,7 +99,7 @@ def _identity(key, sparse, dense, params):
 
 
 def _dense_mask(key, sparse, dense, params):
-    mask = jax.random.bernoulli(key, 0.5, dense.shape).astype(dense.dtype)
+    mask = fair_bits(key, dense.shape[-1]).astype(dense.dtype)
     return (sparse, 2.0 * mask * dense), (sparse, 2.0 * (1.0 - mask) * dense)
 
 

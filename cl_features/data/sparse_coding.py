@@ -42,12 +42,19 @@ def make_dictionary(key: jax.Array, d1: int, d: int, kind: str = "orthogonal") -
     return q * jnp.sign(jnp.diagonal(r))[None, :]
 
 
+def fair_bits(key: jax.Array, n: int) -> jax.Array:
+    """n independent Bernoulli(1/2) values as 0/1 float32 [n], 32 from each random word (cheaper than bernoulli)."""
+    words = jax.random.bits(key, ((n + 31) // 32,), jnp.uint32)
+    bits = (words[:, None] >> jnp.arange(32, dtype=jnp.uint32)[None, :]) & jnp.uint32(1)
+    return bits.reshape(-1)[:n].astype(jnp.float32)
+
+
 def sample_example(key: jax.Array, dictionary: jax.Array, sparsity: float, sigma: float) -> SparseBatch:
     """One example: (x, z, mz, xi) with shapes [d1], [d], [d1], [d1]."""
     d1, d = dictionary.shape
     k_support, k_sign, k_noise = jax.random.split(key, 3)
     active = jax.random.bernoulli(k_support, sparsity, (d,))
-    sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, (d,)), 1.0, -1.0)
+    sign = 2.0 * fair_bits(k_sign, d) - 1.0
     z = jnp.where(active, sign, 0.0).astype(jnp.float32)
     mz = dictionary @ z
     xi = sigma * jax.random.normal(k_noise, (d1,), dtype=jnp.float32)

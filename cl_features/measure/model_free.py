@@ -1,0 +1,168 @@
+"""Model-free feature decoupling per augmentation set: which image statistics survive the two views.
+
+For each named augmentation set (cl_features.augment.images.NAMED_SETS) the two views of N images are drawn
+on device (`augment.images.two_views`), and the cross-view Pearson correlation over the N positive pairs is
+measured for
+
+  dense statistics   mean colour, colour histogram, low-frequency DCT magnitudes of the luminance
+                     (`image_stats.dense_statistics`);
+  sparse statistics  max- and mean-pooled thresholded responses of a fixed patch dictionary
+                     (`image_stats.sparse_statistics`), with one or both of two dictionaries:
+                       'rgb'        fitted to, and applied on, the colour patches;
+                       'luminance'  fitted to, and applied on, the luminance (Y = 0.299 R + 0.587 G + 0.114 B,
+                                    repeated in the three channels), so it sees shape, not colour.
+
+The RGB dictionary's atoms carry colour, so colour jitter lowers its codes' correlation too; the luminance
+dictionary separates "the local pattern is still there" from "its colour changed" (paper.md section 7).
+
+Tables: {set_name: {'stats': {row: {'corr_mean', 'corr_median', 'n_dims'}}, 'dense_mean': float,
+'sparse_mean': {kind: float}, 'ratio': {kind: dense_mean / sparse_mean}}}, where row is a dense statistic name
+or '<sparse statistic>/<kind>' (e.g. 'patch_codes_max/luminance').
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cl_features.augment import images as augment_images
+from cl_features.measure import correlation
+from cl_features.measure import image_stats
+
+__all__ = ["DICTIONARY_KINDS", "luminance_images", "fit_dictionaries", "prepare", "make_views", "view_table",
+           "augmentation_tables"]
+
+DICTIONARY_KINDS = ("rgb", "luminance")
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def luminance_images(images) -> np.ndarray:
+    """images: [N, H, W, 3] float in [0, 1] -> [N, H, W, 3] float32, Y = 0.299 R + 0.587 G + 0.114 B in
+    every channel (so any RGB statistic of it is a statistic of the luminance alone)."""
+    x = np.asarray(images, np.float32)
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"images must be [N, H, W, 3]; got shape {x.shape}")
+    y = np.clip(x @ _LUMA, 0.0, 1.0)
+    return np.repeat(y[..., None], 3, axis=-1)
+
+
+def check_kinds(kinds: Sequence[str], field: str = "dictionaries") -> tuple[str, ...]:
+    kinds = tuple(kinds)
+    if not kinds or any(k not in DICTIONARY_KINDS for k in kinds) or len(set(kinds)) != len(kinds):
+        raise ValueError(f"{field} must be a non-empty list of distinct names from {DICTIONARY_KINDS}; "
+                         f"got {list(kinds)}")
+    return kinds
+
+
+def prepare(images, kind: str) -> np.ndarray:
+    """What a dictionary of `kind` looks at: the images themselves ('rgb') or their luminance."""
+    check_kinds([kind], "kind")
+    return luminance_images(images) if kind == "luminance" else np.asarray(images, np.float32)
+
+
+def fit_dictionaries(images, kinds: Sequence[str] = DICTIONARY_KINDS, **fit_kwargs
+                     ) -> dict[str, image_stats.PatchDictionary]:
+    """images: [N, H, W, 3] float in [0, 1] -> {kind: PatchDictionary} fitted by
+    `image_stats.fit_patch_dictionary(prepare(images, kind), **fit_kwargs)` (same seed for every kind)."""
+    return {k: image_stats.fit_patch_dictionary(prepare(images, k), **fit_kwargs) for k in check_kinds(kinds)}
+
+
+@functools.lru_cache(maxsize=32)
+def _views_fn(set_name: str, out_size: int, color_strength: float | None):
+    """The jitted two_views of one named set (cached: one compilation per set, size and batch shape)."""
+    cfg = augment_images.named_set(set_name)
+    if color_strength is not None:
+        cfg.color_jitter.strength = float(color_strength)
+    augment_images.validate(cfg)
+    return jax.jit(lambda k, imgs, ids: augment_images.two_views(k, imgs, cfg, out_size, ids))
+
+
+def make_views(key, images, set_name: str, out_size: int, *, batch_size: int = 512,
+               color_strength: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Two views of every image under the named augmentation set -> (view1, view2): [N, out, out, 3] float32.
+
+    images: [N, H, W, 3] uint8 or float in [0, 1]. Example i uses fold_in(key, i) whatever `batch_size`
+    (`two_views` with global example ids), so the views do not depend on how the images are batched.
+    `color_strength` overrides the set's colour-jitter strength (0.5 = SimCLR CIFAR, 1.0 = ImageNet).
+    """
+    if set_name not in augment_images.NAMED_SETS:
+        raise ValueError(f"augmentation set must be one of {augment_images.NAMED_SETS}, got {set_name!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
+    if isinstance(out_size, bool) or not isinstance(out_size, (int, np.integer)) or out_size < 1:
+        raise ValueError(f"out_size must be an int >= 1; got {out_size!r}")
+    fn = _views_fn(set_name, int(out_size), None if color_strength is None else float(color_strength))
+    x = np.asarray(images)
+    n = x.shape[0]
+    v1 = np.empty((n, out_size, out_size, 3), np.float32)
+    v2 = np.empty_like(v1)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        ids = np.arange(start, start + batch_size, dtype=np.uint32)
+        chunk = x[start:stop]
+        if stop - start < batch_size:  # pad to one compiled shape
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - (stop - start), axis=0)])
+        a, b = fn(key, jnp.asarray(chunk), jnp.asarray(ids))
+        v1[start:stop], v2[start:stop] = np.asarray(a)[: stop - start], np.asarray(b)[: stop - start]
+    return v1, v2
+
+
+def _row(a, b) -> dict:
+    s = correlation.summary(correlation.cross_view_correlation(a, b))
+    return {"corr_mean": s["mean"], "corr_median": s["median"], "n_dims": s["n_dims"]}
+
+
+def view_table(views1, views2, dictionaries: Mapping[str, image_stats.PatchDictionary], *, bins: int = 8,
+               k: int = 4, threshold: float = 1.0, stride: int = 1, chunk_size: int = 128) -> dict:
+    """Cross-view correlation of every dense statistic and of every dictionary's sparse statistics.
+
+    views1, views2: [N, H, W, 3] float in [0, 1], row i of each a positive pair. For the 'rgb' dictionary
+    alone this is `image_stats.decoupling_table` (same numbers), arranged as in the module docstring.
+    """
+    v1 = np.asarray(views1, np.float32)
+    v2 = np.asarray(views2, np.float32)
+    if v1.shape != v2.shape:
+        raise ValueError(f"views1 and views2 must have the same shape; got {v1.shape} and {v2.shape}")
+    kinds = check_kinds(list(dictionaries))
+    d1 = image_stats.dense_statistics(v1, bins=bins, k=k, chunk_size=chunk_size)
+    d2 = image_stats.dense_statistics(v2, bins=bins, k=k, chunk_size=chunk_size)
+    stats = {name: _row(d1[name], d2[name]) for name in image_stats.DENSE_STATS}
+    sparse_mean = {}
+    for kind in kinds:
+        s1, s2 = (image_stats.sparse_statistics(prepare(v, kind), dictionaries[kind], threshold=threshold,
+                                                stride=stride, chunk_size=chunk_size) for v in (v1, v2))
+        for name in image_stats.SPARSE_STATS:
+            stats[f"{name}/{kind}"] = _row(s1[name], s2[name])
+        sparse_mean[kind] = float(np.mean([stats[f"{n}/{kind}"]["corr_mean"] for n in image_stats.SPARSE_STATS]))
+    dense_mean = float(np.mean([stats[n]["corr_mean"] for n in image_stats.DENSE_STATS]))
+    ratio = {kd: dense_mean / s if s != 0 else float("nan") for kd, s in sparse_mean.items()}
+    return {"stats": stats, "dense_mean": dense_mean, "sparse_mean": sparse_mean, "ratio": ratio}
+
+
+def augmentation_tables(key, images, set_names: Sequence[str],
+                        dictionaries: Mapping[str, image_stats.PatchDictionary], *, out_size: int,
+                        batch_size: int = 512, color_strength: float | None = None, **table_kwargs) -> dict:
+    """{set_name: view_table(two views of images under that set)}, every set drawing with the same `key`.
+
+    The augmentation pipeline feeds each op from fixed random slots, so with one key the sets share their
+    draws: 'crop' and 'crop_flip_color' crop the same boxes, and differences between sets are paired.
+
+    images: [N, H, W, 3] uint8 or float in [0, 1]; table_kwargs go to `view_table` (bins, k, threshold,
+    stride, chunk_size).
+    """
+    names = list(set_names)
+    for name in names:
+        if name not in augment_images.NAMED_SETS:
+            raise ValueError(f"augmentation sets must be names from {augment_images.NAMED_SETS}; got {name!r}")
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"augmentation sets must be a non-empty list without repeats; got {names}")
+    out = {}
+    for name in names:
+        v1, v2 = make_views(key, images, name, out_size, batch_size=batch_size,
+                            color_strength=color_strength)
+        out[name] = view_table(v1, v2, dictionaries, **table_kwargs)
+    return out

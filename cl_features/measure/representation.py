@@ -1,0 +1,232 @@
+"""What a trained encoder's layers do on real images: activation density, cross-view correlation, dense reliance.
+
+The paper's Fig. 2-3 claim, in numbers (paper.md section 7): an encoder trained without the right augmentation
+learns dense features, ones that fire on almost every image and track global image statistics. Per layer of an
+encoder (any module called as `model(x, return_intermediates=True) -> (features [N, d], {layer: [N, h, w, c]})`,
+e.g. cl_features.models.resnet), this module measures
+
+  activation density   a unit is one channel at one position; it fires when its activation exceeds
+                       `threshold` (0: post-ReLU "on"). Per image, the fraction of the layer's units that fire;
+                       per channel, the fraction of (image, position) pairs on which it fires, i.e. the fraction
+                       of images each unit fires on, averaged over positions. Both have the same mean (the
+                       layer's density); the per-channel spread says whether a few channels fire on every image
+                       ('dense_units': density >= dense_unit) or never ('dead_units').
+  channel correlation  Pearson correlation over positive pairs of each channel's spatially mean-pooled
+                       activation in the two views (the image analogue of the synthetic experiment's per-neuron
+                       cross-view correlation).
+  dense reliance       held-out ridge R^2 from the final features to the colour histogram of the image
+                       (`dense_reliance`), and to any other per-image statistic (`statistic_reliance`); the ridge
+                       penalty is chosen on the training rows only (`reliance_r2`).
+
+All reductions over positions run inside one jitted forward per batch, so only [N, c] arrays per layer reach the
+host. Everything returned is float64 NumPy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from cl_features.measure import correlation
+from cl_features.measure import image_stats
+
+__all__ = ["EncoderOutputs", "eval_view", "layer_order", "outputs_fn", "encoder_outputs", "activation_density",
+           "channel_correlation", "L2_GRID", "reliance_r2", "dense_reliance", "statistic_reliance", "layer_table"]
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderOutputs:
+    """An encoder's outputs on N images, reduced over positions.
+
+    features: [N, d] the representation; pooled: {layer: [N, c]} mean activation per channel;
+    active: {layer: [N, c]} fraction of positions where the channel's activation > threshold.
+    Layers are in network order (`layer_order`).
+    """
+
+    features: np.ndarray
+    pooled: dict[str, np.ndarray]
+    active: dict[str, np.ndarray]
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(self.pooled)
+
+
+def eval_view(model: nnx.Module) -> nnx.Module:
+    """The model in inference mode (BatchNorm on running statistics, dropout off), sharing its arrays."""
+    return nnx.view(model, raise_if_not_found=False, use_running_average=True, deterministic=True)
+
+
+def layer_order(names) -> list[str]:
+    """'stem', then 'stage1', 'stage2', ... (numerically), then 'final', then any other name alphabetically."""
+    def key(name: str):
+        if name == "stem":
+            return (0, 0, name)
+        if name.startswith("stage") and name[5:].isdigit():
+            return (1, int(name[5:]), name)
+        if name == "final":
+            return (2, 0, name)
+        return (3, 0, name)
+    return sorted(names, key=key)
+
+
+def _check_batch_size(batch_size) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
+    return int(batch_size)
+
+
+def outputs_fn(model: nnx.Module, *, batch_size: int = 256,
+               preprocess: Callable[[jax.Array], jax.Array] | None = None,
+               threshold: float = 0.0) -> Callable[[np.ndarray], EncoderOutputs]:
+    """images -> EncoderOutputs of `model` in inference mode (see `eval_view`), compiled once for every call.
+
+    images: [N, H, W, 3] uint8 (scaled to [0, 1]) or float. `preprocess` (e.g. per-channel normalisation, a
+    resize) maps a float32 batch [B, H, W, 3] to the model's input inside the jitted forward. Images go in
+    batches of `batch_size`, the last one padded (one compiled shape per image size); padded rows are dropped.
+    The model's arrays are read at each call, so the function follows further training of the same model.
+    """
+    batch_size = _check_batch_size(batch_size)
+    if not np.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number; got {threshold}")
+    preprocess = preprocess or (lambda v: v)
+    graphdef = nnx.graphdef(eval_view(model))
+
+    @jax.jit
+    def forward(state, batch):
+        m = nnx.merge(graphdef, state)
+        batch = batch.astype(jnp.float32) / 255.0 if batch.dtype == jnp.uint8 else batch.astype(jnp.float32)
+        out = m(preprocess(batch), return_intermediates=True)
+        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Mapping)):
+            raise ValueError("model(x, return_intermediates=True) must return (features, {layer: activation})")
+        feats, inter = out
+        pooled = {k: jnp.mean(v.astype(jnp.float32), axis=(1, 2)) for k, v in inter.items()}
+        active = {k: jnp.mean((v > threshold).astype(jnp.float32), axis=(1, 2)) for k, v in inter.items()}
+        return feats.astype(jnp.float32), pooled, active
+
+    def run(images) -> EncoderOutputs:
+        x = np.asarray(images)
+        if x.ndim != 4 or x.shape[-1] != 3 or x.shape[0] < 1:
+            raise ValueError(f"images must be [N >= 1, H, W, 3]; got shape {x.shape}")
+        if not (x.dtype == np.uint8 or np.issubdtype(x.dtype, np.floating)):
+            raise ValueError(f"images must be uint8 or float; got dtype {x.dtype}")
+        if x.dtype != np.uint8:
+            x = x.astype(np.float32)
+        state = nnx.state(model)
+        parts = []
+        for start in range(0, x.shape[0], batch_size):
+            chunk = x[start:start + batch_size]
+            m = chunk.shape[0]
+            if m < batch_size:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - m, axis=0)])
+            out = jax.device_get(forward(state, jnp.asarray(chunk)))
+            parts.append(jax.tree.map(lambda a: np.asarray(a, np.float64)[:m], out))
+        feats = np.concatenate([p[0] for p in parts])
+        layers = layer_order(parts[0][1])
+        pooled = {k: np.concatenate([p[1][k] for p in parts]) for k in layers}
+        active = {k: np.concatenate([p[2][k] for p in parts]) for k in layers}
+        return EncoderOutputs(features=feats, pooled=pooled, active=active)
+
+    return run
+
+
+def encoder_outputs(model: nnx.Module, images, *, batch_size: int = 256,
+                    preprocess: Callable[[jax.Array], jax.Array] | None = None,
+                    threshold: float = 0.0) -> EncoderOutputs:
+    """`outputs_fn(model, ...)(images)`: one call (use `outputs_fn` to compile once for many image sets)."""
+    return outputs_fn(model, batch_size=batch_size, preprocess=preprocess, threshold=threshold)(images)
+
+
+def activation_density(active, *, dense_unit: float = 0.9) -> dict[str, float]:
+    """active: [N, c] fraction of positions where each channel fires, per image (EncoderOutputs.active).
+
+    Returns {'density': mean fraction of units firing (over images, positions, channels),
+    'image_density_std': std over images of the fraction of units firing per image,
+    'dense_units': fraction of channels that fire on >= dense_unit of the (image, position) pairs,
+    'dead_units': fraction of channels that never fire}.
+    """
+    a = np.asarray(active, np.float64)
+    if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"active must be [N >= 1, c >= 1]; got shape {a.shape}")
+    if np.any(a < 0) or np.any(a > 1) or not np.all(np.isfinite(a)):
+        raise ValueError("active must hold fractions in [0, 1]")
+    if not 0 < dense_unit <= 1:
+        raise ValueError(f"dense_unit must be in (0, 1]; got {dense_unit}")
+    per_image = a.mean(axis=1)  # [N]
+    per_unit = a.mean(axis=0)  # [c]
+    return {"density": float(per_image.mean()), "image_density_std": float(per_image.std()),
+            "dense_units": float(np.mean(per_unit >= dense_unit)), "dead_units": float(np.mean(per_unit == 0))}
+
+
+def channel_correlation(pooled1, pooled2) -> np.ndarray:
+    """pooled1, pooled2: [N, c] pooled channel activations of the two views -> [c] Pearson over the N pairs
+    (NaN for a channel constant in either view)."""
+    return correlation.cross_view_correlation(pooled1, pooled2)
+
+
+L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+
+
+def reliance_r2(features, targets, *, l2: float | Sequence[float] = L2_GRID, train_frac: float = 0.7,
+                seed: int = 0) -> float:
+    """Held-out ridge R^2 from features: [N, d] to targets: [N, k] (correlation.ridge_r2, rows split by seed).
+
+    With several l2 values, the one used is chosen by the same R^2 on a split of the training rows only
+    (train_frac of them fit, the rest score), so the held-out rows never take part in the choice.
+    """
+    l2s = [float(v) for v in (l2 if isinstance(l2, (list, tuple)) else [l2])]
+    if not l2s:
+        raise ValueError("l2 must be a number or a non-empty list of numbers")
+    best = l2s[0]
+    if len(l2s) > 1:
+        x = np.asarray(features, np.float64)
+        y = np.asarray(targets, np.float64)
+        n_train = int(round(train_frac * x.shape[0]))
+        tr = np.random.default_rng(seed).permutation(x.shape[0])[:n_train]  # ridge_r2's training rows
+        scores = [correlation.ridge_r2(x[tr], y[tr], l2=v, train_frac=train_frac, seed=seed + 1) for v in l2s]
+        best = l2s[int(np.nanargmax(scores))] if np.isfinite(scores).any() else l2s[0]
+    return correlation.ridge_r2(features, targets, l2=best, train_frac=train_frac, seed=seed)
+
+
+def dense_reliance(features, images, *, bins: int = 8, l2: float | Sequence[float] = L2_GRID,
+                   train_frac: float = 0.7, seed: int = 0) -> float:
+    """Held-out ridge R^2 from features: [N, d] to the colour histogram [N, 3 * bins] of images: [N, H, W, 3]
+    (float in [0, 1]): how much of the representation a dense statistic explains. See `reliance_r2`."""
+    hist = image_stats.colour_histogram(images, bins)
+    return reliance_r2(features, hist, l2=l2, train_frac=train_frac, seed=seed)
+
+
+def statistic_reliance(features, statistics: Mapping[str, np.ndarray], *,
+                       l2: float | Sequence[float] = L2_GRID, train_frac: float = 0.7,
+                       seed: int = 0) -> dict[str, float]:
+    """{name: reliance_r2(features: [N, d], statistics[name]: [N, k])} (same split for all)."""
+    return {name: reliance_r2(features, s, l2=l2, train_frac=train_frac, seed=seed)
+            for name, s in statistics.items()}
+
+
+def layer_table(clean: EncoderOutputs, views: Mapping[str, tuple[EncoderOutputs, EncoderOutputs]], *,
+                dense_unit: float = 0.9) -> dict[str, dict]:
+    """Per layer (and 'features', the representation): density on the clean images and, for each named view
+    pair, the mean / median of the per-channel cross-view correlation.
+
+    Returns {layer: {'channels': c, 'density', 'image_density_std', 'dense_units', 'dead_units',
+    'corr/<view set>': mean, 'corr_median/<view set>': median}}; 'features' has no density entries.
+    """
+    table: dict[str, dict] = {}
+    for layer in clean.layers:
+        row = {"channels": int(clean.pooled[layer].shape[1])}
+        row.update(activation_density(clean.active[layer], dense_unit=dense_unit))
+        table[layer] = row
+    table["features"] = {"channels": int(clean.features.shape[1])}
+    for name, (a, b) in views.items():
+        for layer in table:
+            x1, x2 = (a.features, b.features) if layer == "features" else (a.pooled[layer], b.pooled[layer])
+            s = correlation.summary(channel_correlation(x1, x2))
+            table[layer][f"corr/{name}"] = s["mean"]
+            table[layer][f"corr_median/{name}"] = s["median"]
+    return table

@@ -1,0 +1,380 @@
+"""The feature-decoupling report: tables (markdown + JSON), figures (PNG) and a summary computed from the numbers.
+
+Inputs are the plain dicts the measurements return:
+  model_free  {set_name: cl_features.measure.model_free.view_table(...)}
+  models      {model_name: {'train_set': str, 'scores': {name: float}, 'layers': representation.layer_table(...)}}
+`write_report` lays out one folder:
+
+  summary.md                 the generated summary, every table and links to the figures
+  model_free.json / .md      cross-view correlation of each dense and sparse statistic per augmentation set
+  representation.json / .md  per model: scores (dense reliance, kNN, linear probe, t-SNE separation) and per
+                             layer density and channel correlation
+  figures/model_free.png, figures/representation.png, figures/tsne.png, figures/feature_vis.png
+  pictures.npz, report_inputs.json   what the figures are drawn from; `redraw(outdir)` rewrites the folder
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cl_features.augment.images import NAMED_SETS  # noqa: E402
+from cl_features.measure import feature_vis, tsne  # noqa: E402
+from cl_features.measure.image_stats import DENSE_STATS, SPARSE_STATS  # noqa: E402
+
+__all__ = ["COLOUR_STATS", "COLOUR_SETS", "TRANSITIONS", "model_free_markdown", "representation_markdown",
+           "model_free_figure", "representation_figure", "summary_text", "write_report", "redraw"]
+
+COLOUR_STATS = ("mean_colour", "colour_histogram")  # the dense statistics colour distortion targets
+COLOUR_SETS = ("crop_flip_color", "simclr")  # named sets with colour jitter + random grayscale
+# Adjacent named sets and the op the second one adds.
+TRANSITIONS = tuple((a, b, op) for a, b, op in zip(NAMED_SETS, NAMED_SETS[1:],
+                                                   ("random crop", "horizontal flip", "colour distortion",
+                                                    "Gaussian blur")))
+NOISE_FLOOR = 0.01  # changes in mean correlation smaller than this are reported as no change
+SCORE_COLUMNS = ("dense_reliance", "reliance/mean_colour", "reliance/low_frequency_energy",
+                 "reliance/patch_codes_mean/luminance", "knn_acc", "linear_probe_acc", "tsne_separation")
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return "nan" if math.isnan(v) else f"{v:.3f}"
+    return str(v)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _kinds(model_free: Mapping) -> list[str]:
+    return list(next(iter(model_free.values()))["sparse_mean"]) if model_free else []
+
+
+def colour_mean(table: Mapping) -> float:
+    """Mean cross-view correlation of the colour statistics (mean colour, colour histogram) of one view_table."""
+    return float(np.mean([table["stats"][s]["corr_mean"] for s in COLOUR_STATS]))
+
+
+# --------------------------------------------------------------------------------------------------- tables
+
+
+def model_free_markdown(model_free: Mapping[str, Mapping]) -> str:
+    """One row per augmentation set: each statistic's mean cross-view correlation, the dense and sparse means
+    and their ratio per dictionary."""
+    kinds = _kinds(model_free)
+    header = ["augmentation", *DENSE_STATS, "dense mean"]
+    for k in kinds:
+        header += [f"{s.replace('patch_codes_', 'codes ')} ({k})" for s in SPARSE_STATS]
+        header += [f"sparse mean ({k})", f"dense / sparse ({k})"]
+    rows = []
+    for name, t in model_free.items():
+        row = [name, *(t["stats"][s]["corr_mean"] for s in DENSE_STATS), t["dense_mean"]]
+        for k in kinds:
+            row += [t["stats"][f"{s}/{k}"]["corr_mean"] for s in SPARSE_STATS]
+            row += [t["sparse_mean"][k], t["ratio"][k]]
+        rows.append(row)
+    return _table(header, rows)
+
+
+def representation_markdown(models: Mapping[str, Mapping]) -> str:
+    """Two tables: per-model scores, then per-model, per-layer density and channel correlation."""
+    if not models:
+        return ""
+    score_cols = [c for c in SCORE_COLUMNS if any(c in m["scores"] for m in models.values())]
+    score_cols += sorted({c for m in models.values() for c in m["scores"]} - set(score_cols))
+    scores = _table(["model", "trained with", *score_cols],
+                    [[name, m["train_set"], *(m["scores"].get(c) for c in score_cols)] for name, m in models.items()])
+    layer_cols = ["channels", "density", "dense_units", "dead_units"]
+    corr_cols = sorted({c for m in models.values() for row in m["layers"].values() for c in row
+                        if c.startswith("corr/")})
+    rows = []
+    for name, m in models.items():
+        for layer, row in m["layers"].items():
+            rows.append([name, layer, *(row.get(c) for c in layer_cols + corr_cols)])
+    layers = _table(["model", "layer", *layer_cols, *(c.replace("corr/", "channel corr ") for c in corr_cols)], rows)
+    return ("Scores (dense_reliance: held-out ridge R^2 from the representation to the colour histogram; "
+            "reliance/X: the same for statistic X):\n\n" + scores + "\nPer layer (density: fraction of units "
+            "firing, on clean images; channel corr S: mean over channels of the cross-view correlation of "
+            "pooled activations, views from augmentation set S):\n\n" + layers)
+
+
+# -------------------------------------------------------------------------------------------------- figures
+
+
+def model_free_figure(model_free: Mapping[str, Mapping], path: str) -> None:
+    """Grouped bars: per augmentation set, each dense statistic's and each dictionary's sparse mean correlation."""
+    sets = list(model_free)
+    kinds = _kinds(model_free)
+    series = [(s, [model_free[a]["stats"][s]["corr_mean"] for a in sets], c)
+              for s, c in zip(DENSE_STATS, ("tab:red", "tab:orange", "tab:brown"))]
+    series += [(f"sparse ({k})", [model_free[a]["sparse_mean"][k] for a in sets], c)
+               for k, c in zip(kinds, ("tab:blue", "tab:cyan"))]
+    x = np.arange(len(sets))
+    w = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(1.7 * len(sets) + 2.5, 3.8))
+    for i, (label, vals, color) in enumerate(series):
+        ax.bar(x - 0.4 + w * (i + 0.5), vals, w, label=label, color=color)
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.set_xticks(x, sets)
+    ax.set(ylabel="cross-view correlation (mean over dims)", ylim=(min(-0.05, ax.get_ylim()[0]), 1.05),
+           title="Model-free decoupling: dense (warm) vs sparse (blue) statistics")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def representation_figure(models: Mapping[str, Mapping], path: str) -> None:
+    """Three panels: density per layer, channel correlation per layer (first view set), dense reliance."""
+    names = list(models)
+    layer_names = [l for l in next(iter(models.values()))["layers"] if l != "features"]
+    corr_keys = sorted({c for m in models.values() for c in m["layers"].get("features", {}) if c.startswith("corr/")})
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for name in names:
+        layers = models[name]["layers"]
+        axes[0].plot(layer_names, [layers[l].get("density", np.nan) for l in layer_names], marker="o", label=name)
+        if corr_keys:
+            ks = layer_names + ["features"]
+            axes[1].plot(ks, [layers[l].get(corr_keys[-1], np.nan) for l in ks], marker="o", label=name)
+    axes[0].set(title="activation density (clean images)", ylabel="fraction of units firing", ylim=(0, 1))
+    axes[1].set(title=f"channel cross-view correlation ({corr_keys[-1][5:] if corr_keys else '-'} views)",
+                ylabel="mean over channels", ylim=(-0.05, 1.05))
+    rel = [models[n]["scores"].get("dense_reliance", np.nan) for n in names]
+    axes[2].bar(np.arange(len(names)), rel, color="tab:red")
+    axes[2].set_xticks(np.arange(len(names)), names, rotation=20, fontsize=8)
+    axes[2].set(title="dense reliance: R^2 features -> colour histogram", ylim=(min(0, np.nanmin(rel) - 0.05)
+                                                                               if np.isfinite(rel).any() else 0, 1))
+    axes[0].legend(fontsize=7)
+    for ax in axes[:2]:
+        ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -------------------------------------------------------------------------------------------------- summary
+
+
+def _model_free_sentences(mf: Mapping[str, Mapping]) -> list[str]:
+    kinds = _kinds(mf)
+    out = []
+    for a, b, op in TRANSITIONS:
+        if a not in mf or b not in mf:
+            continue
+        ta, tb = mf[a], mf[b]
+        d_dense = ta["dense_mean"] - tb["dense_mean"]
+        d_colour = colour_mean(ta) - colour_mean(tb)
+        parts = [f"**{op}** ({a} -> {b}) moves the dense statistics' mean cross-view correlation from "
+                 f"{ta['dense_mean']:.2f} to {tb['dense_mean']:.2f} (colour statistics {colour_mean(ta):.2f} -> "
+                 f"{colour_mean(tb):.2f}, low-frequency energy {ta['stats']['low_frequency_energy']['corr_mean']:.2f}"
+                 f" -> {tb['stats']['low_frequency_energy']['corr_mean']:.2f}), while the sparse ones go"]
+        verdicts = []
+        for k in kinds:
+            d_sparse = ta["sparse_mean"][k] - tb["sparse_mean"][k]
+            parts.append(f" from {ta['sparse_mean'][k]:.2f} to {tb['sparse_mean'][k]:.2f} ({k} dictionary)"
+                         + ("," if k != kinds[-1] else "."))
+            verdicts.append(_verdict(d_dense, d_sparse, k))
+        text = "".join(parts)
+        if verdicts:
+            text += " " + " ".join(verdicts)
+        if op == "colour distortion":
+            text += (f" On the colour statistics alone the drop is {d_colour:.2f}.")
+        out.append(text)
+    for k in kinds:
+        ratios = {name: t["ratio"][k] for name, t in mf.items()}
+        augmented = {n: r for n, r in ratios.items() if n != "none"} or ratios  # 'none' is 1 by construction
+        low = min(augmented, key=augmented.get)
+        out.append(f"Dense / sparse ({k}) per set: " + ", ".join(f"{n} {r:.2f}" for n, r in ratios.items()) +
+                   f"; lowest under {low}" + (" (below 1: the dense content keeps less correlation than the sparse)."
+                                              if augmented[low] < 1 else
+                                              " (not below 1: in absolute terms the sparse statistics keep no more "
+                                              "correlation than the dense ones under any set)."))
+    if "none" in mf and "crop" in mf:
+        t0, t1 = mf["none"], mf["crop"]
+        for k in kinds:
+            decouples = (t0["dense_mean"] - t1["dense_mean"]) > (t0["sparse_mean"][k] - t1["sparse_mean"][k])
+            out.append(f"Crop alone {'does' if decouples else 'does not'} decouple for the {k} dictionary: "
+                       f"dense / sparse = {t1['ratio'][k]:.2f} after cropping (1.00 with identical views; "
+                       f"below 1 means the dense content lost more correlation than the sparse).")
+    return out
+
+
+def _verdict(d_dense: float, d_sparse: float, kind: str, floor: float = NOISE_FLOOR) -> str:
+    """One sentence comparing the drops in correlation; drops below `floor` count as no change."""
+    if d_dense < floor and d_sparse < floor:
+        return f"Neither changes by {floor:.2f} or more ({kind}: dense {-d_dense:+.2f}, sparse {-d_sparse:+.2f})."
+    if d_sparse < floor:
+        return f"Only the dense statistics lose correlation ({kind}: sparse {-d_sparse:+.2f})."
+    if d_dense < floor:
+        return f"Only the sparse ({kind}) statistics lose correlation (dense {-d_dense:+.2f})."
+    ratio = d_dense / d_sparse
+    if ratio >= 1:
+        return f"The dense drop is {ratio:.1f}x the sparse ({kind}) drop."
+    return f"The sparse ({kind}) drop is {1 / ratio:.1f}x the dense drop."
+
+
+def _model_sentences(models: Mapping[str, Mapping]) -> list[str]:
+    out = []
+    rel = {n: m["scores"].get("dense_reliance") for n, m in models.items()}
+    if any(v is not None for v in rel.values()):
+        listing = ", ".join(f"{n} {v:.2f}" for n, v in rel.items() if v is not None)
+        out.append(f"Dense reliance (held-out R^2 from the representation to the colour histogram): {listing}.")
+        with_c = [v for n, v in rel.items() if v is not None and models[n]["train_set"] in COLOUR_SETS]
+        without = [v for n, v in rel.items() if v is not None and models[n]["train_set"] in NAMED_SETS
+                   and models[n]["train_set"] not in COLOUR_SETS]
+        if with_c and without:
+            a, b = float(np.mean(without)), float(np.mean(with_c))
+            direction = "lower" if b < a else "higher"
+            out.append(f"Encoders trained with colour distortion have {direction} dense reliance "
+                       f"({b:.2f} on average) than those trained without it ({a:.2f}).")
+    for key, label in (("knn_acc", "kNN accuracy"), ("linear_probe_acc", "Linear-probe accuracy"),
+                       ("tsne_separation", "t-SNE class separation (silhouette)")):
+        vals = {n: m["scores"][key] for n, m in models.items() if key in m["scores"]}
+        if vals:
+            out.append(f"{label}: " + ", ".join(f"{n} {v:.2f}" for n, v in vals.items()) + ".")
+    dens = {}
+    for n, m in models.items():
+        layers = [l for l in m["layers"] if l != "features" and "density" in m["layers"][l]]
+        if layers:
+            dens[n] = (layers[-1], m["layers"][layers[-1]]["density"], m["layers"][layers[-1]]["dense_units"])
+    if dens:
+        out.append("Last-layer activation density (fraction of units firing / fraction of channels firing on "
+                   ">= 90% of images): " + ", ".join(f"{n} {d:.2f} / {u:.2f}" for n, (_, d, u) in dens.items()) + ".")
+    return out
+
+
+def summary_text(model_free: Mapping | None = None, models: Mapping | None = None) -> str:
+    """A few sentences of what the numbers show, generated from them (nothing hard-coded about the outcome)."""
+    lines = []
+    if model_free:
+        lines.append("Model-free (cross-view correlation over positive pairs; 1 = unchanged by the augmentation):")
+        lines += [f"- {s}" for s in _model_free_sentences(model_free)]
+    if models:
+        lines.append("Representations:")
+        lines += [f"- {s}" for s in _model_sentences(models)]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------- write
+
+
+def _json_default(v):
+    if isinstance(v, (np.generic, np.ndarray)):
+        return v.tolist()
+    if isinstance(v, tuple):
+        return list(v)
+    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
+
+
+def _dump(obj, path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False, default=_json_default, allow_nan=True)
+
+
+def write_report(outdir: str, *, model_free: Mapping | None = None, models: Mapping | None = None,
+                 tsne_maps: Mapping[str, np.ndarray] | None = None, tsne_labels=None,
+                 class_names: Sequence[str] | None = None, vis: Mapping[str, np.ndarray] | None = None,
+                 vis_channels: Sequence[int] | None = None, vis_layer: str | None = None,
+                 config: Mapping | None = None, notes: Sequence[str] = ()) -> dict[str, str]:
+    """Writes the report folder (see the module docstring) and returns {artefact: path} of what it wrote.
+
+    Everything it is drawn from is kept (JSON tables, pictures.npz with the t-SNE maps and the visualisations,
+    report_inputs.json with the rest), so `redraw(outdir)` makes the same folder again.
+    """
+    os.makedirs(os.path.join(outdir, "figures"), exist_ok=True)
+    paths: dict[str, str] = {}
+    sections = ["# Feature decoupling report\n", summary_text(model_free, models)]
+    if notes:
+        sections.append("\n".join(f"- {n}" for n in notes) + "\n")
+    if model_free:
+        md = model_free_markdown(model_free)
+        paths["model_free.json"] = os.path.join(outdir, "model_free.json")
+        paths["model_free.md"] = os.path.join(outdir, "model_free.md")
+        paths["model_free.png"] = os.path.join(outdir, "figures", "model_free.png")
+        _dump(model_free, paths["model_free.json"])
+        with open(paths["model_free.md"], "w") as f:
+            f.write(md)
+        model_free_figure(model_free, paths["model_free.png"])
+        sections += ["## Model-free: cross-view correlation per augmentation set\n", md,
+                     "![model-free](figures/model_free.png)\n"]
+    if models:
+        md = representation_markdown(models)
+        paths["representation.json"] = os.path.join(outdir, "representation.json")
+        paths["representation.md"] = os.path.join(outdir, "representation.md")
+        paths["representation.png"] = os.path.join(outdir, "figures", "representation.png")
+        _dump(models, paths["representation.json"])
+        with open(paths["representation.md"], "w") as f:
+            f.write(md)
+        representation_figure(models, paths["representation.png"])
+        sections += ["## Representations\n", md, "![representation](figures/representation.png)\n"]
+    arrays = {}
+    if tsne_maps:
+        paths["tsne.png"] = os.path.join(outdir, "figures", "tsne.png")
+        tsne.figure(tsne_maps, tsne_labels, paths["tsne.png"], class_names=class_names,
+                    title="t-SNE of the representation, coloured by class")
+        sections.append("![t-SNE](figures/tsne.png)\n")
+        arrays.update({f"tsne/{k}": np.asarray(v) for k, v in tsne_maps.items()})
+        arrays["tsne_labels"] = np.asarray(tsne_labels)
+    if vis:
+        paths["feature_vis.png"] = os.path.join(outdir, "figures", "feature_vis.png")
+        values = {n: m["vis_activation"] for n, m in (models or {}).items() if "vis_activation" in m}
+        feature_vis.grid_figure(vis, paths["feature_vis.png"], channels=vis_channels, values=values or None,
+                                title=(f"activation maximisation, layer {vis_layer} (number: mean activation "
+                                       "reached)") if vis_layer else None)
+        sections.append("![feature visualisation](figures/feature_vis.png)\n")
+        arrays.update({f"vis/{k}": np.asarray(v) for k, v in vis.items()})
+    if arrays:
+        paths["pictures.npz"] = os.path.join(outdir, "pictures.npz")
+        np.savez_compressed(paths["pictures.npz"], **arrays)
+    if config is not None:
+        paths["config.json"] = os.path.join(outdir, "config.json")
+        _dump(config, paths["config.json"])
+    paths["report_inputs.json"] = os.path.join(outdir, "report_inputs.json")
+    _dump({"class_names": None if class_names is None else list(class_names),
+           "vis_channels": None if vis_channels is None else [int(v) for v in vis_channels],
+           "vis_layer": vis_layer, "notes": list(notes)}, paths["report_inputs.json"])
+    paths["summary.md"] = os.path.join(outdir, "summary.md")
+    with open(paths["summary.md"], "w") as f:
+        f.write("\n".join(sections))
+    return paths
+
+
+def redraw(outdir: str) -> dict[str, str]:
+    """Rewrites the report folder `outdir` from what `write_report` kept there (no measurement)."""
+    def load(name):
+        path = os.path.join(outdir, name)
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+
+    inputs = load("report_inputs.json")
+    if inputs is None:
+        raise FileNotFoundError(f"{outdir!r} has no report_inputs.json: not a report folder written by write_report")
+    pictures = {}
+    path = os.path.join(outdir, "pictures.npz")
+    if os.path.exists(path):
+        with np.load(path) as z:
+            pictures = {k: z[k] for k in z.files}
+    maps = {k[5:]: v for k, v in pictures.items() if k.startswith("tsne/")}
+    vis = {k[4:]: v for k, v in pictures.items() if k.startswith("vis/")}
+    return write_report(outdir, model_free=load("model_free.json"), models=load("representation.json"),
+                        tsne_maps=maps or None, tsne_labels=pictures.get("tsne_labels"),
+                        class_names=inputs["class_names"], vis=vis or None, vis_channels=inputs["vis_channels"],
+                        vis_layer=inputs["vis_layer"], config=load("config.json"), notes=inputs["notes"])
