@@ -101,7 +101,7 @@ def test_report_errors(tmp_path, monkeypatch):
         report.make_report(str(tmp_path / "absent"))
     with pytest.raises(ValueError, match="nothing to report"):
         report.make_report(str(tmp_path))
-    with pytest.raises(ValueError, match=r"kind must be one of \['synthetic'\], got 'images'"):
+    with pytest.raises(ValueError, match=r"kind must be one of \['decoupling', 'synthetic'\], got 'images'"):
         report.make_report(str(tmp_path), kind="images")
 
 
