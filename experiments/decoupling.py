@@ -26,6 +26,7 @@ from ml_collections import config_flags
 import numpy as np
 from flax import nnx
 
+from cl_features.config_checks import is_int as _is_int, require as _require
 from cl_features.augment import images as augment_images
 from cl_features.data import images as data_images
 from cl_features.data import photos
@@ -43,15 +44,6 @@ _FIT_STREAM, _MEASURE_STREAM, _MODEL_FREE_STREAM, _VIEWS_STREAM, _VIS_STREAM, _I
 
 
 # ----------------------------------------------------------------------------------------------- config
-
-
-def _require(ok: bool, field: str, allowed: str, value) -> None:
-    if not ok:
-        raise ValueError(f"config.{field} must be {allowed}, got {value!r}")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def _is_num(v) -> bool:

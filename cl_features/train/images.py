@@ -37,6 +37,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from cl_features.config_checks import is_int as _is_int, require as _require
 from cl_features import objectives
 from cl_features.augment import images as aug
 from cl_features.data import images as data_images
@@ -93,15 +94,6 @@ def resolve_augment(augment: ml_collections.ConfigDict) -> ml_collections.Config
                 cfg[op][field] = tuple(value) if isinstance(value, list) else value
     aug.validate(cfg)
     return cfg
-
-
-def _require(ok: bool, field: str, allowed: str, value) -> None:
-    if not ok:
-        raise ValueError(f"config.{field} must be {allowed}, got {value!r}")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def _is_num(v) -> bool:

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from cl_features.config_checks import require as _require
 from cl_features import objectives
 from cl_features.augment import vectors
 from cl_features.data import sparse_coding
@@ -57,11 +58,6 @@ def arm_names(config: ml_collections.ConfigDict) -> list[str]:
     if len(set(arms)) != len(arms):
         raise ValueError(f"arms must not repeat a name, got {config.arms!r}")
     return arms
-
-
-def _require(ok: bool, field: str, allowed: str, value) -> None:
-    if not ok:
-        raise ValueError(f"config.{field} must be {allowed}, got {value!r}")
 
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
