@@ -49,5 +49,11 @@ def l2_penalty(params, weight_decay: float) -> jax.Array:
 
 
 def instance_accuracy(logits: jax.Array) -> jax.Array:
-    """Fraction of anchors whose positive has the largest logit. logits: [batch, batch]."""
-    return jnp.mean(jnp.argmax(logits, axis=1) == jnp.arange(logits.shape[0]))
+    """Fraction of anchors whose positive logit beats every negative strictly. logits: [batch, batch].
+
+    (A max-reduce: argmax's (value, index) reduce cost ~10% of the synthetic step on CPU. Ties count as
+    misses, so a collapsed representation with all logits equal scores 0.)
+    """
+    n = logits.shape[0]
+    negatives = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, logits)
+    return jnp.mean(jnp.diagonal(logits) > jnp.max(negatives, axis=1))

@@ -78,3 +78,11 @@ def test_cross_entropy_and_l2_penalty():
 def test_instance_accuracy():
     logits = jnp.array([[3.0, 1.0], [4.0, 2.0]])
     assert float(objectives.instance_accuracy(logits)) == 0.5
+    # Ties are misses: a collapsed representation (all logits equal) scores 0, not 1/batch.
+    assert float(objectives.instance_accuracy(jnp.zeros((4, 4)))) == 0.0
+    logits = jnp.array([[1.0, 1.0, 0.0], [0.0, 2.0, 1.0], [5.0, 0.0, 4.0]])
+    assert float(objectives.instance_accuracy(logits)) == pytest.approx(1 / 3)
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(64, 64)).astype(np.float32) + 2.0 * np.eye(64, dtype=np.float32)
+    ref = np.mean(np.argmax(logits, axis=1) == np.arange(64))  # no ties in continuous values
+    assert float(objectives.instance_accuracy(jnp.asarray(logits))) == ref

@@ -24,6 +24,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from cl_features import prng
 from cl_features.data.sparse_coding import fair_bits
 
 AUGMENTATIONS = ("complementary_mask", "independent_mask", "gaussian_noise", "none", "dense_mask")
@@ -79,17 +80,17 @@ def _complementary(key, sparse, dense, params):
 
 def _independent(key, sparse, dense, params):
     q = params.keep_prob
-    k1, k2 = jax.random.split(key)
-    s1 = jax.random.bernoulli(k1, q, sparse.shape).astype(sparse.dtype) / q
-    s2 = jax.random.bernoulli(k2, q, sparse.shape).astype(sparse.dtype) / q
+    k1, k2 = prng.split(key)
+    s1 = prng.bernoulli(k1, q, sparse.shape).astype(sparse.dtype) / q
+    s2 = prng.bernoulli(k2, q, sparse.shape).astype(sparse.dtype) / q
     return (s1 * sparse, s1 * dense), (s2 * sparse, s2 * dense)
 
 
 def _gaussian(key, sparse, dense, params):
     std = params.noise_std * params.sigma
-    k1, k2 = jax.random.split(key)
-    e1 = std * jax.random.normal(k1, dense.shape, dense.dtype)
-    e2 = std * jax.random.normal(k2, dense.shape, dense.dtype)
+    k1, k2 = prng.split(key)
+    e1 = std * prng.normal(k1, dense.shape, dense.dtype)
+    e2 = std * prng.normal(k2, dense.shape, dense.dtype)
     return (sparse, dense + e1), (sparse, dense + e2)
 
 

@@ -6,7 +6,8 @@
 - xi: [d1] ~ N(0, sigma^2 I) (dense features).
 
 Sampling is keyed per example (`key_i = fold_in(step_key, global_index)`), so a batch is the same whatever
-the number of devices or processes that compute its shards.
+the number of devices or processes that compute its shards. Draws go through `cl_features.prng` (jax.random's
+threefry numbers bit for bit, cheaper on CPU).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from cl_features import prng
 
 DICTIONARY_KINDS = ("orthogonal", "identity")
 
@@ -44,7 +47,7 @@ def make_dictionary(key: jax.Array, d1: int, d: int, kind: str = "orthogonal") -
 
 def fair_bits(key: jax.Array, n: int) -> jax.Array:
     """n independent Bernoulli(1/2) values as 0/1 float32 [n], 32 from each random word (cheaper than bernoulli)."""
-    words = jax.random.bits(key, ((n + 31) // 32,), jnp.uint32)
+    words = prng.bits(key, ((n + 31) // 32,))
     bits = (words[:, None] >> jnp.arange(32, dtype=jnp.uint32)[None, :]) & jnp.uint32(1)
     return bits.reshape(-1)[:n].astype(jnp.float32)
 
@@ -52,18 +55,18 @@ def fair_bits(key: jax.Array, n: int) -> jax.Array:
 def sample_example(key: jax.Array, dictionary: jax.Array, sparsity: float, sigma: float) -> SparseBatch:
     """One example: (x, z, mz, xi) with shapes [d1], [d], [d1], [d1]."""
     d1, d = dictionary.shape
-    k_support, k_sign, k_noise = jax.random.split(key, 3)
-    active = jax.random.bernoulli(k_support, sparsity, (d,))
+    k_support, k_sign, k_noise = prng.split(key, 3)
+    active = prng.bernoulli(k_support, sparsity, (d,))
     sign = 2.0 * fair_bits(k_sign, d) - 1.0
     z = jnp.where(active, sign, 0.0).astype(jnp.float32)
     mz = dictionary @ z
-    xi = sigma * jax.random.normal(k_noise, (d1,), dtype=jnp.float32)
+    xi = sigma * prng.normal(k_noise, (d1,))
     return SparseBatch(x=mz + xi, z=z, mz=mz, xi=xi)
 
 
 def example_keys(key: jax.Array, example_ids: jax.Array) -> jax.Array:
     """Per-example keys [batch] from global example ids [batch]."""
-    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, example_ids)
+    return prng.fold_in(key, example_ids)
 
 
 def sample(

@@ -20,6 +20,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
+from cl_features import prng
 from cl_features.train import mesh as mesh_lib
 
 LossFn = Callable[[nnx.Module, Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
@@ -64,7 +65,7 @@ def make_step_fn(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, loss_
     """
 
     def one_step(state: TrainState, batch):
-        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        key = prng.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
         def objective(params):
             # copy=True: fresh Variables at this trace level, so BatchNorm may update its statistics.

@@ -18,7 +18,7 @@ import optax
 from flax import nnx
 
 from cl_features.config_checks import require as _require
-from cl_features import objectives
+from cl_features import objectives, prng
 from cl_features.augment import vectors
 from cl_features.data import sparse_coding
 from cl_features.measure import decoupling, probe, recovery
@@ -143,7 +143,7 @@ def make_loss_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, 
 
     def loss_fn(model, batch, key, step):
         del batch
-        k_data, k_aug = jax.random.split(key)
+        k_data, k_aug = prng.split(key)
         ids = jax.lax.with_sharding_constraint(jnp.arange(batch_size, dtype=jnp.uint32), ids_sharding)
         data = sparse_coding.sample(k_data, dictionary, batch_size, p, sigma, ids)
         views = vectors.augment_parts(arm, sparse_coding.example_keys(k_aug, ids), data.mz, data.xi, params)
