@@ -54,14 +54,13 @@ def make_config(**over):
 
 
 def _setup(c, num_devices: int):
-    from cl_features.train import loop, mesh as mesh_lib, synthetic
+    from cl_features.train import mesh as mesh_lib, synthetic
 
     mesh = mesh_lib.make_mesh(num_devices)
     mesh_lib.check_batch_size(c.train.batch_size, mesh)
     dictionary = synthetic.make_dictionary(c)
     graphdef, tx, state = synthetic.make_train_state(c, mesh)
-    step = loop.make_step_fn(graphdef, tx, synthetic.make_loss_fn(c, "complementary_mask", dictionary, mesh),
-                             mesh=mesh, steps_per_call=c.train.steps_per_call)
+    step = synthetic.make_step_fn(c, "complementary_mask", dictionary, graphdef, tx, mesh)
     return mesh, step, state
 
 

@@ -84,8 +84,7 @@ def jax_steps_per_second(c, seconds: float) -> float:
     tx = optim.make_optimizer(name=c.train.optimizer, learning_rate=c.train.learning_rate)
     graphdef, state = loop.init_state(model, tx, 0)
     state = loop.place_state(state, mesh)
-    step = loop.make_step_fn(graphdef, tx, synthetic.make_loss_fn(c, "complementary_mask", dictionary, mesh),
-                             mesh=mesh, steps_per_call=c.train.steps_per_call)
+    step = synthetic.make_step_fn(c, "complementary_mask", dictionary, graphdef, tx, mesh)
     holder = [state]
 
     def call():

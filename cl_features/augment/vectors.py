@@ -18,7 +18,6 @@ part only).
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -72,44 +71,59 @@ class AugmentParams:
             raise ValueError(f"augment.noise_std must be >= 0, got {self.noise_std}")
 
 
-def _complementary(key, sparse, dense, params):
-    mask = fair_bits(key, sparse.shape[-1]).astype(sparse.dtype)
+# Each augmentation is a pair: draw(key, d1, params) -> its random numbers for one example, and
+# apply(draws, sparse, dense, params) -> ((sparse1, dense1), (sparse2, dense2)), elementwise with broadcasting, so it
+# runs on a whole batch of draws. Keeping the two apart lets a train step draw the next batch's numbers ahead
+# (`make_sample_fn` in cl_features.train.synthetic).
+
+def _draw_mask(key, d1, params):
+    return fair_bits(key, d1)
+
+
+def _apply_complementary(mask, sparse, dense, params):
     s1, s2 = 2.0 * mask, 2.0 * (1.0 - mask)
     return (s1 * sparse, s1 * dense), (s2 * sparse, s2 * dense)
 
 
-def _independent(key, sparse, dense, params):
-    q = params.keep_prob
+def _draw_independent(key, d1, params):
     k1, k2 = prng.split(key)
-    s1 = prng.bernoulli(k1, q, sparse.shape).astype(sparse.dtype) / q
-    s2 = prng.bernoulli(k2, q, sparse.shape).astype(sparse.dtype) / q
+    q = params.keep_prob
+    return (prng.bernoulli(k1, q, (d1,)).astype(jnp.float32), prng.bernoulli(k2, q, (d1,)).astype(jnp.float32))
+
+
+def _apply_independent(masks, sparse, dense, params):
+    s1, s2 = masks[0] / params.keep_prob, masks[1] / params.keep_prob
     return (s1 * sparse, s1 * dense), (s2 * sparse, s2 * dense)
 
 
-def _gaussian(key, sparse, dense, params):
-    std = params.noise_std * params.sigma
+def _draw_gaussian(key, d1, params):
     k1, k2 = prng.split(key)
-    e1 = std * prng.normal(k1, dense.shape, dense.dtype)
-    e2 = std * prng.normal(k2, dense.shape, dense.dtype)
-    return (sparse, dense + e1), (sparse, dense + e2)
+    return prng.normal(k1, (d1,)), prng.normal(k2, (d1,))
 
 
-def _identity(key, sparse, dense, params):
-    del key, params
+def _apply_gaussian(noise, sparse, dense, params):
+    std = params.noise_std * params.sigma
+    return (sparse, dense + std * noise[0]), (sparse, dense + std * noise[1])
+
+
+def _draw_nothing(key, d1, params):
+    return ()
+
+
+def _apply_identity(draws, sparse, dense, params):
     return (sparse, dense), (sparse, dense)
 
 
-def _dense_mask(key, sparse, dense, params):
-    mask = fair_bits(key, dense.shape[-1]).astype(dense.dtype)
+def _apply_dense_mask(mask, sparse, dense, params):
     return (sparse, 2.0 * mask * dense), (sparse, 2.0 * (1.0 - mask) * dense)
 
 
-_FNS: dict[str, Callable] = {
-    "complementary_mask": _complementary,
-    "independent_mask": _independent,
-    "gaussian_noise": _gaussian,
-    "none": _identity,
-    "dense_mask": _dense_mask,
+_FNS: dict[str, tuple[Callable, Callable]] = {
+    "complementary_mask": (_draw_mask, _apply_complementary),
+    "independent_mask": (_draw_independent, _apply_independent),
+    "gaussian_noise": (_draw_gaussian, _apply_gaussian),
+    "none": (_draw_nothing, _apply_identity),
+    "dense_mask": (_draw_mask, _apply_dense_mask),
 }
 
 
@@ -119,12 +133,23 @@ def check_name(name: str, field: str = "augmentation") -> str:
     return name
 
 
+def draw(name: str, keys: jax.Array, d1: int, params: AugmentParams = AugmentParams()):
+    """The augmentation's random numbers for a batch: a pytree of [batch, d1] arrays (keys: [batch])."""
+    fn = _FNS[check_name(name)][0]
+    return jax.vmap(lambda k: fn(k, d1, params))(keys)
+
+
+def apply(name: str, draws, sparse: jax.Array, dense: jax.Array,
+          params: AugmentParams = AugmentParams()) -> Views:
+    """Two views of a batch from `draw`'s numbers. sparse, dense: [batch, d1]."""
+    (a1, b1), (a2, b2) = _FNS[check_name(name)][1](draws, sparse, dense, params)
+    return Views(a1, b1, a2, b2)
+
+
 def augment_parts(name: str, keys: jax.Array, sparse: jax.Array, dense: jax.Array,
                   params: AugmentParams = AugmentParams()) -> Views:
     """Two views of a batch. keys: [batch] (one per example); sparse, dense: [batch, d1]."""
-    fn = functools.partial(_FNS[check_name(name)], params=params)
-    (a1, b1), (a2, b2) = jax.vmap(fn)(keys, sparse, dense)
-    return Views(a1, b1, a2, b2)
+    return apply(name, draw(name, keys, sparse.shape[-1], params), sparse, dense, params)
 
 
 def two_views(name: str, keys: jax.Array, x: jax.Array,

@@ -55,17 +55,27 @@ class StepFn:
 
 def make_step_fn(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, loss_fn: LossFn, *,
                  mesh: Mesh, steps_per_call: int = 1, host_batches: bool = False,
+                 sample_fn: Callable[[jax.Array, jax.Array], Any] | None = None,
                  unroll: int | bool = 1) -> StepFn:
     """jit(state, batches) -> (state, mean metrics) running `steps_per_call` steps.
 
     With host_batches, `batches` is a pytree whose leaves are [steps_per_call, global_batch, ...], sharded on
-    the batch axis; otherwise it is None and the loss samples its own data from the key. `unroll`: an int is
-    passed to `lax.scan`; True traces the steps one after the other with no loop in the program (XLA:CPU runs
-    convolutions inside any while loop, even a one-trip one, about 10x slower).
+    the batch axis. Otherwise `batches` is None and the data is drawn on device: by `sample_fn(key, step)` when
+    given (the loss gets its batch; both get the step's key), else by the loss itself (batch=None). With
+    sample_fn the batch of step s+1 is drawn while step s runs and waits in the loop carry: XLA then writes it
+    to memory once instead of recomputing the random draws inside each fusion that reads them (XLA:CPU does),
+    and the draw can overlap the step's matmuls. This costs one unused draw per call and changes no number.
+    `unroll`: an int is passed to `lax.scan`; True traces the steps one after the other with no loop in the
+    program (XLA:CPU runs convolutions inside any while loop, even a one-trip one, about 10x slower).
     """
+    if sample_fn is not None and host_batches:
+        raise ValueError("make_step_fn: sample_fn and host_batches exclude each other")
+
+    def step_key(state: TrainState, step) -> jax.Array:
+        return prng.fold_in(jax.random.wrap_key_data(state.rng), step)
 
     def one_step(state: TrainState, batch):
-        key = prng.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        key = step_key(state, state.step)
 
         def objective(params):
             # copy=True: fresh Variables at this trace level, so BatchNorm may update its statistics.
@@ -80,8 +90,27 @@ def make_step_fn(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, loss_
         metrics = {"loss": loss, **metrics}
         return TrainState(state.step + 1, params, rest, opt_state, state.rng), metrics
 
+    def pipelined(state: TrainState):
+        def body(carry, _):
+            state, batch = carry
+            upcoming = sample_fn(step_key(state, state.step + 1), state.step + 1)
+            state, row = one_step(state, batch)
+            return (state, upcoming), row
+
+        carry = (state, sample_fn(step_key(state, state.step), state.step))
+        if unroll is True:
+            rows = []
+            for _ in range(steps_per_call):
+                carry, row = body(carry, None)
+                rows.append(row)
+            return carry[0], jax.tree_util.tree_map(lambda *ms: jnp.stack(ms), *rows)
+        (state, _), metrics = jax.lax.scan(body, carry, None, length=steps_per_call, unroll=unroll)
+        return state, metrics
+
     def many_steps(state: TrainState, batches):
-        if unroll is True:  # a Python loop: the program has no while loop at all
+        if sample_fn is not None:
+            state, metrics = pipelined(state)
+        elif unroll is True:  # a Python loop: the program has no while loop at all
             rows = []
             for i in range(steps_per_call):
                 state, row = one_step(state, None if batches is None else

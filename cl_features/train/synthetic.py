@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -134,19 +135,44 @@ def bias_scale_at(c: ml_collections.ConfigDict, step) -> jax.Array:
     return brelu.bias_scale(step, c=c.model.bias_c, sigma=c.data.sigma, ramp_steps=c.model.bias_ramp_steps)
 
 
-def make_loss_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, mesh):
-    """loss_fn(model, batch=None, key, step): samples its batch on device, two views, contrastive loss."""
+class SyntheticBatch(NamedTuple):
+    """One step's draws: the parts of x = Mz + xi and the augmentation's random numbers."""
+
+    mz: jax.Array  # [batch, d1]
+    xi: jax.Array  # [batch, d1]
+    draws: Any  # vectors.draw(arm, ...): a pytree of [batch, d1] arrays
+
+
+def make_sample_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, mesh):
+    """sample_fn(key, step) -> SyntheticBatch of the global batch, keyed per example (same on any mesh)."""
     params = augment_params(c)
     ids_sharding = mesh_lib.batch_sharding(mesh)
     batch_size, p, sigma = c.train.batch_size, c.data.sparsity, c.data.sigma
-    tau, wd = c.objective.temperature, c.objective.weight_decay
 
-    def loss_fn(model, batch, key, step):
-        del batch
+    def sample_fn(key, step):
+        del step
         k_data, k_aug = prng.split(key)
         ids = jax.lax.with_sharding_constraint(jnp.arange(batch_size, dtype=jnp.uint32), ids_sharding)
         data = sparse_coding.sample(k_data, dictionary, batch_size, p, sigma, ids)
-        views = vectors.augment_parts(arm, sparse_coding.example_keys(k_aug, ids), data.mz, data.xi, params)
+        draws = vectors.draw(arm, sparse_coding.example_keys(k_aug, ids), c.data.d1, params)
+        return SyntheticBatch(mz=data.mz, xi=data.xi, draws=draws)
+
+    return sample_fn
+
+
+def make_loss_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, mesh):
+    """loss_fn(model, batch, key, step): two views of the batch, contrastive loss (+ l2).
+
+    batch: a SyntheticBatch from `make_sample_fn`, or None to draw it here from the key (same numbers).
+    """
+    params = augment_params(c)
+    sample_fn = make_sample_fn(c, arm, dictionary, mesh)
+    tau, wd = c.objective.temperature, c.objective.weight_decay
+
+    def loss_fn(model, batch, key, step):
+        if batch is None:
+            batch = sample_fn(key, step)
+        views = vectors.apply(arm, batch.draws, batch.mz, batch.xi, params)
         bs = bias_scale_at(c, step)
         h1, h2 = model(views.view1, bs), model(views.view2, bs)
         if c.objective.name == "info_nce":
@@ -160,6 +186,14 @@ def make_loss_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, 
                       "active_frac": jnp.mean(h1 != 0)}
 
     return loss_fn
+
+
+def make_step_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, graphdef, tx,
+                 mesh) -> loop.StepFn:
+    """The compiled multi-step train function of one arm (each step's batch drawn during the step before)."""
+    return loop.make_step_fn(graphdef, tx, make_loss_fn(c, arm, dictionary, mesh), mesh=mesh,
+                             steps_per_call=c.train.steps_per_call,
+                             sample_fn=make_sample_fn(c, arm, dictionary, mesh))
 
 
 def measure(c: ml_collections.ConfigDict, arm: str, model: brelu.SymmetricReLUNet,
@@ -247,8 +281,7 @@ def train_arm(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, *, 
     t0 = time.perf_counter()
     main = jax.process_index() == 0
     graphdef, tx, state = make_train_state(c, mesh)
-    step_fn = loop.make_step_fn(graphdef, tx, make_loss_fn(c, arm, dictionary, mesh), mesh=mesh,
-                                steps_per_call=c.train.steps_per_call)
+    step_fn = make_step_fn(c, arm, dictionary, graphdef, tx, mesh)
 
     def on_log(step, st):
         w = jnp.asarray(jax.device_get(st.params["w"][...]))  # process-local copy of the replicated weights
