@@ -101,3 +101,14 @@ def test_fair_bits_are_fair_and_independent():
     assert np.abs(bits.mean(0) - 0.5).max() < 0.04
     c = np.corrcoef(bits.T)
     assert np.abs(c[np.triu_indices(100, 1)]).max() < 0.08
+
+
+def test_packed_words_unpack_to_the_same_bits_batched():
+    keys = _keys(16)
+    words = jax.vmap(lambda k: sparse_coding.fair_words(k, 70))(keys)
+    assert words.shape == (16, 3) and words.dtype == jnp.uint32
+    per_example = jax.vmap(lambda k: sparse_coding.fair_bits(k, 70))(keys)
+    np.testing.assert_array_equal(sparse_coding.unpack_bits(words, 70), per_example)
+    w = np.asarray(words[0])
+    expected = [(int(w[i // 32]) >> (i % 32)) & 1 for i in range(70)]
+    np.testing.assert_array_equal(sparse_coding.unpack_bits(words[0], 70), expected)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from cl_features import prng
-from cl_features.data.sparse_coding import fair_bits
+from cl_features.data.sparse_coding import fair_bits, fair_words, unpack_bits  # noqa: F401  (fair_bits: re-export)
 
 AUGMENTATIONS = ("complementary_mask", "independent_mask", "gaussian_noise", "none", "dense_mask")
 
@@ -77,10 +77,11 @@ class AugmentParams:
 # (`make_sample_fn` in cl_features.train.synthetic).
 
 def _draw_mask(key, d1, params):
-    return fair_bits(key, d1)
+    return fair_words(key, d1)  # packed: a drawn-ahead batch carries 1/32 of the floats
 
 
-def _apply_complementary(mask, sparse, dense, params):
+def _apply_complementary(words, sparse, dense, params):
+    mask = unpack_bits(words, sparse.shape[-1])
     s1, s2 = 2.0 * mask, 2.0 * (1.0 - mask)
     return (s1 * sparse, s1 * dense), (s2 * sparse, s2 * dense)
 
@@ -114,7 +115,8 @@ def _apply_identity(draws, sparse, dense, params):
     return (sparse, dense), (sparse, dense)
 
 
-def _apply_dense_mask(mask, sparse, dense, params):
+def _apply_dense_mask(words, sparse, dense, params):
+    mask = unpack_bits(words, dense.shape[-1])
     return (sparse, 2.0 * mask * dense), (sparse, 2.0 * (1.0 - mask) * dense)
 
 
@@ -134,7 +136,7 @@ def check_name(name: str, field: str = "augmentation") -> str:
 
 
 def draw(name: str, keys: jax.Array, d1: int, params: AugmentParams = AugmentParams()):
-    """The augmentation's random numbers for a batch: a pytree of [batch, d1] arrays (keys: [batch])."""
+    """The augmentation's random numbers for a batch: a pytree of [batch, ...] arrays (keys: [batch])."""
     fn = _FNS[check_name(name)][0]
     return jax.vmap(lambda k: fn(k, d1, params))(keys)
 

@@ -45,11 +45,20 @@ def make_dictionary(key: jax.Array, d1: int, d: int, kind: str = "orthogonal") -
     return q * jnp.sign(jnp.diagonal(r))[None, :]
 
 
+def fair_words(key: jax.Array, n: int) -> jax.Array:
+    """n fair coin flips packed 32 to a random word: uint32 [ceil(n / 32)] (`unpack_bits` gives the 0/1 values)."""
+    return prng.bits(key, ((n + 31) // 32,))
+
+
+def unpack_bits(words: jax.Array, n: int) -> jax.Array:
+    """words: uint32 [..., W] -> 0/1 float32 [..., n] (bit j of word i is value 32 i + j; n <= 32 W)."""
+    bits = (words[..., :, None] >> jnp.arange(32, dtype=jnp.uint32)) & jnp.uint32(1)
+    return bits.reshape(*words.shape[:-1], -1)[..., :n].astype(jnp.float32)
+
+
 def fair_bits(key: jax.Array, n: int) -> jax.Array:
     """n independent Bernoulli(1/2) values as 0/1 float32 [n], 32 from each random word (cheaper than bernoulli)."""
-    words = prng.bits(key, ((n + 31) // 32,))
-    bits = (words[:, None] >> jnp.arange(32, dtype=jnp.uint32)[None, :]) & jnp.uint32(1)
-    return bits.reshape(-1)[:n].astype(jnp.float32)
+    return unpack_bits(fair_words(key, n), n)
 
 
 def sample_example(key: jax.Array, dictionary: jax.Array, sparsity: float, sigma: float) -> SparseBatch:

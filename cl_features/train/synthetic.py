@@ -140,7 +140,7 @@ class SyntheticBatch(NamedTuple):
 
     mz: jax.Array  # [batch, d1]
     xi: jax.Array  # [batch, d1]
-    draws: Any  # vectors.draw(arm, ...): a pytree of [batch, d1] arrays
+    draws: Any  # vectors.draw(arm, ...): a pytree of [batch, ...] arrays
 
 
 def make_sample_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, mesh):
