@@ -1,12 +1,18 @@
 r"""Throughput of the synthetic train step, against this machine's matmul rate and a PyTorch eager step.
 
     python -m experiments.bench_synthetic [--sizes=default,large] [--seconds=10] [--torch=auto]
+    python -m experiments.bench_synthetic --parts [--seconds=4]
 
 For each size it reports steps/s and examples/s of the jitted step (data sampling and complementary masking on
 device included, `train.steps_per_call` steps per compiled call), the step's matmul FLOPs (counted analytically),
 this machine's measured float32 matmul FLOP/s in the same run, the step's share of it, and the same step written
 in plain PyTorch (CPU, eager) as a ratio. PyTorch is a benchmark-only extra: `pip install torch==2.13.0`.
 Timings on shared machines are noisy: compare ratios within one run.
+
+--parts times the pieces the step's speed came from, each against its baseline in the same run: jax.random's
+threefry draws against cl_features.prng's (same numbers), the instance accuracy as argmax against the max-reduce
+in cl_features.objectives, and the default-size step drawing its batch inside the loss against drawing the next
+batch during the current step (`sample_fn`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["default", "large"], "Sizes to time: default, large.")
 flags.DEFINE_float("seconds", 10.0, "Approximate timing budget per measurement.")
 flags.DEFINE_enum("torch", "auto", ["auto", "on", "off"], "Time the PyTorch eager step (auto: if importable).")
+flags.DEFINE_bool("parts", False, "Time the step's pieces against their baselines instead (see the docstring).")
 
 SIZES = {
     "default": {},
@@ -77,14 +84,18 @@ def matmul_rate(n: int, seconds: float) -> float:
     return 2.0 * n**3 / _timeit(lambda: f(a, b).block_until_ready(), seconds, best=True)
 
 
-def jax_steps_per_second(c, seconds: float) -> float:
+def jax_steps_per_second(c, seconds: float, ahead: bool = True) -> float:
     mesh = mesh_lib.make_mesh(1)
     dictionary = synthetic.make_dictionary(c)
     model = synthetic.make_model(c)
     tx = optim.make_optimizer(name=c.train.optimizer, learning_rate=c.train.learning_rate)
     graphdef, state = loop.init_state(model, tx, 0)
     state = loop.place_state(state, mesh)
-    step = synthetic.make_step_fn(c, "complementary_mask", dictionary, graphdef, tx, mesh)
+    if ahead:
+        step = synthetic.make_step_fn(c, "complementary_mask", dictionary, graphdef, tx, mesh)
+    else:  # the loss draws its own batch (the path before sample_fn)
+        step = loop.make_step_fn(graphdef, tx, synthetic.make_loss_fn(c, "complementary_mask", dictionary, mesh),
+                                 mesh=mesh, steps_per_call=c.train.steps_per_call)
     holder = [state]
 
     def call():
@@ -92,6 +103,54 @@ def jax_steps_per_second(c, seconds: float) -> float:
         jax.block_until_ready(metrics)
 
     return c.train.steps_per_call / _timeit(call, seconds)
+
+
+def _per_call_ms(fn, seconds: float) -> float:
+    """ms per evaluation of fn(key) on fresh keys: 50 calls inside one jitted scan."""
+    def many(key):
+        def body(acc, i):
+            out = fn(jax.random.fold_in(key, i))
+            return acc + jnp.sum(out.astype(jnp.float32)), None
+        return jax.lax.scan(body, jnp.float32(0), jnp.arange(50))[0]
+    f = jax.jit(many)
+    key = jax.random.key(0)
+    return 1e3 * _timeit(lambda: f(key).block_until_ready(), seconds, best=True) / 50
+
+
+def _fresh_logits(key, n: int):
+    """A cheap fresh [n, n] matrix (outer product of two drawn vectors), the same input for both sides."""
+    from cl_features import prng
+
+    u = prng.normal(key, (2, n))
+    return u[0][:, None] * u[1][None, :] + jnp.eye(n)
+
+
+def _argmax_accuracy(logits):
+    return jnp.mean(jnp.argmax(logits, axis=1) == jnp.arange(logits.shape[0]))
+
+
+def parts(seconds: float) -> None:
+    from cl_features import objectives, prng
+
+    c = make_config("default")
+    b, d1 = c.train.batch_size, c.data.d1
+    rows = [
+        ("random bits [512, 256]", "jax.random.bits", "prng.bits",
+         lambda k: jax.random.bits(k, (b, d1), jnp.uint32), lambda k: prng.bits(k, (b, d1))),
+        ("normals [512, 256]", "jax.random.normal", "prng.normal",
+         lambda k: jax.random.normal(k, (b, d1)), lambda k: prng.normal(k, (b, d1))),
+        ("instance accuracy [512, 512]", "argmax", "objectives.instance_accuracy",
+         lambda k: _argmax_accuracy(_fresh_logits(k, b)), lambda k: objectives.instance_accuracy(_fresh_logits(k, b))),
+    ]
+    print("| piece | baseline | ms | ours | ms | speed-up |")
+    print("|---|---|---|---|---|---|")
+    for name, base_name, ours_name, base, ours in rows:
+        t_base, t_ours = _per_call_ms(base, seconds), _per_call_ms(ours, seconds)
+        print(f"| {name} | {base_name} | {t_base:.3f} | {ours_name} | {t_ours:.3f} | {t_base / t_ours:.2f}x |")
+    plain = jax_steps_per_second(c, seconds, ahead=False)
+    ahead = jax_steps_per_second(c, seconds, ahead=True)
+    print(f"| train step, default size (steps/s) | batch drawn in the loss | {plain:.1f} | drawn a step ahead "
+          f"(sample_fn) | {ahead:.1f} | {ahead / plain:.2f}x |")
 
 
 def torch_steps_per_second(c, seconds: float) -> float:
@@ -135,6 +194,10 @@ def torch_steps_per_second(c, seconds: float) -> float:
 
 def main(argv):
     del argv
+    if FLAGS.parts:
+        print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{jax.device_count()}")
+        parts(FLAGS.seconds)
+        return
     use_torch = FLAGS.torch
     if use_torch != "off":
         try:
