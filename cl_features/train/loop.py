@@ -64,7 +64,8 @@ def make_step_fn(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, loss_
     given (the loss gets its batch; both get the step's key), else by the loss itself (batch=None). With
     sample_fn the batch of step s+1 is drawn while step s runs and waits in the loop carry: XLA then writes it
     to memory once instead of recomputing the random draws inside each fusion that reads them (XLA:CPU does),
-    and the draw can overlap the step's matmuls. This costs one unused draw per call and changes no number.
+    and the draw can overlap the step's matmuls. This costs one unused draw per call; the draws are the same, the
+    results equal up to float32 rounding (XLA may contract a multiply-add on one side and not the other).
     `unroll`: an int is passed to `lax.scan`; True traces the steps one after the other with no loop in the
     program (XLA:CPU runs convolutions inside any while loop, even a one-trip one, about 10x slower).
     """

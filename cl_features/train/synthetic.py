@@ -163,7 +163,7 @@ def make_sample_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array
 def make_loss_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, mesh):
     """loss_fn(model, batch, key, step): two views of the batch, contrastive loss (+ l2).
 
-    batch: a SyntheticBatch from `make_sample_fn`, or None to draw it here from the key (same numbers).
+    batch: a SyntheticBatch from `make_sample_fn`, or None to draw it here from the key (the same draws).
     """
     params = augment_params(c)
     sample_fn = make_sample_fn(c, arm, dictionary, mesh)
