@@ -237,20 +237,12 @@ BAD = [
 ]
 
 
-def _set(config, dotted, value):
-    *path, last = dotted.split(".")
-    node = config
-    for p in path:
-        node = node[p]
-    node[last] = value
-
-
 @pytest.mark.parametrize("field,value,match", BAD)
 def test_bad_config_values_are_refused_before_compiling(field, value, match, monkeypatch):
     config = decoupling_photos.get_config()
     if field == "models.checkpoints":
         config.models.source = "checkpoints"
-    _set(config, field, value)
+    config.update_from_flattened_dict({field: value})
 
     def no_jit(*a, **k):
         raise AssertionError("compiled before validating")

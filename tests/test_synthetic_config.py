@@ -31,19 +31,11 @@ BAD = [
 ]
 
 
-def _set(config, dotted, value):
-    *path, last = dotted.split(".")
-    node = config
-    for p in path:
-        node = node[p]
-    node[last] = value
-
-
 @pytest.mark.parametrize("field,value,match", BAD)
 def test_bad_values_are_refused_before_compiling(field, value, match, monkeypatch):
     config = synthetic_config.get_config()
     config.data.d = 16
-    _set(config, field, value)
+    config.update_from_flattened_dict({field: value})
 
     def no_jit(*a, **k):
         raise AssertionError("compiled before validating")

@@ -26,6 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cl_features import jsonio  # noqa: E402
 from cl_features.augment.images import NAMED_SETS  # noqa: E402
 from cl_features.measure import feature_vis, tsne  # noqa: E402
 from cl_features.measure.image_stats import DENSE_STATS, SPARSE_STATS  # noqa: E402
@@ -274,17 +275,8 @@ def summary_text(model_free: Mapping | None = None, models: Mapping | None = Non
 # ---------------------------------------------------------------------------------------------------- write
 
 
-def _json_default(v):
-    if isinstance(v, (np.generic, np.ndarray)):
-        return v.tolist()
-    if isinstance(v, tuple):
-        return list(v)
-    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
-
-
 def _dump(obj, path: str) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=False, default=_json_default, allow_nan=True)
+    jsonio.dump(obj, path, sort_keys=False)  # keep the tables' order
 
 
 def write_report(outdir: str, *, model_free: Mapping | None = None, models: Mapping | None = None,
@@ -302,27 +294,21 @@ def write_report(outdir: str, *, model_free: Mapping | None = None, models: Mapp
     sections = ["# Feature decoupling report\n", summary_text(model_free, models)]
     if notes:
         sections.append("\n".join(f"- {n}" for n in notes) + "\n")
-    if model_free:
-        md = model_free_markdown(model_free)
-        paths["model_free.json"] = os.path.join(outdir, "model_free.json")
-        paths["model_free.md"] = os.path.join(outdir, "model_free.md")
-        paths["model_free.png"] = os.path.join(outdir, "figures", "model_free.png")
-        _dump(model_free, paths["model_free.json"])
-        with open(paths["model_free.md"], "w") as f:
+    for name, table, to_markdown, figure, title in (
+            ("model_free", model_free, model_free_markdown, model_free_figure,
+             "Model-free: cross-view correlation per augmentation set"),
+            ("representation", models, representation_markdown, representation_figure, "Representations")):
+        if not table:
+            continue
+        md = to_markdown(table)
+        for ext in ("json", "md"):
+            paths[f"{name}.{ext}"] = os.path.join(outdir, f"{name}.{ext}")
+        paths[f"{name}.png"] = os.path.join(outdir, "figures", f"{name}.png")
+        _dump(table, paths[f"{name}.json"])
+        with open(paths[f"{name}.md"], "w") as f:
             f.write(md)
-        model_free_figure(model_free, paths["model_free.png"])
-        sections += ["## Model-free: cross-view correlation per augmentation set\n", md,
-                     "![model-free](figures/model_free.png)\n"]
-    if models:
-        md = representation_markdown(models)
-        paths["representation.json"] = os.path.join(outdir, "representation.json")
-        paths["representation.md"] = os.path.join(outdir, "representation.md")
-        paths["representation.png"] = os.path.join(outdir, "figures", "representation.png")
-        _dump(models, paths["representation.json"])
-        with open(paths["representation.md"], "w") as f:
-            f.write(md)
-        representation_figure(models, paths["representation.png"])
-        sections += ["## Representations\n", md, "![representation](figures/representation.png)\n"]
+        figure(table, paths[f"{name}.png"])
+        sections += [f"## {title}\n", md, f"![{name.replace('_', '-')}](figures/{name}.png)\n"]
     arrays = {}
     if tsne_maps:
         paths["tsne.png"] = os.path.join(outdir, "figures", "tsne.png")

@@ -25,7 +25,6 @@ excluded (`decay_mask`), unless `train.decay_bn_and_bias`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -38,7 +37,7 @@ import numpy as np
 from flax import nnx
 
 from cl_features.config_checks import is_int as _is_int, require as _require
-from cl_features import objectives
+from cl_features import jsonio, objectives
 from cl_features.augment import images as aug
 from cl_features.data import images as data_images
 from cl_features.data import photos
@@ -660,17 +659,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
         _print(f"[{c.task}] " + "  ".join(f"{k}={summary[k]:.4g}" for k in SUMMARY_KEYS if k in summary))
     if workdir and main:
         os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2, sort_keys=True, default=_json_default)
+        jsonio.dump(summary, os.path.join(workdir, "summary.json"))
     return summary
-
-
-def _json_default(v):
-    if isinstance(v, (np.generic, np.ndarray)):
-        return v.tolist()
-    if isinstance(v, tuple):
-        return list(v)
-    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
 
 
 def _print(msg: str) -> None:
