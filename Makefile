@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 WORKDIR ?= runs/synthetic
 TEST_WORKERS ?= 2
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean format
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,9 +20,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m experiments.synthetic --config=experiments/configs/synthetic.py --workdir=$(WORKDIR)
 
-# The test suite (toy sizes; what CI runs).
+# Formatter and linter checks, then the test suite (toy sizes; what CI runs).
 test: $(STAMP)
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
+
+# Rewrites the code with the project's formatter and applies the linter's safe fixes.
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
 
 clean:
 	rm -rf $(VENV) runs

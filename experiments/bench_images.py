@@ -29,7 +29,8 @@ from absl import app, flags
 
 from cl_features import objectives
 from cl_features.augment import images as aug
-from cl_features.train import images, loop, mesh as mesh_lib
+from cl_features.train import images, loop
+from cl_features.train import mesh as mesh_lib
 from experiments.configs import cifar10_simclr_resnet18
 
 FLAGS = flags.FLAGS
@@ -82,8 +83,15 @@ def jax_steps(c) -> dict:
     model = images.make_model(c, 10)
     tx = images.make_optimizer(c, sched)
     graphdef, state = loop.init_state(model, tx, 0)
-    step = loop.make_step_fn(graphdef, tx, images.make_loss_fn(c, mesh), mesh=mesh, steps_per_call=1,
-                             host_batches=True, unroll=images.unroll(c))
+    step = loop.make_step_fn(
+        graphdef,
+        tx,
+        images.make_loss_fn(c, mesh),
+        mesh=mesh,
+        steps_per_call=1,
+        host_batches=True,
+        unroll=images.unroll(c),
+    )
     batches = loop.stack_batches(iter([{"image": uint8[0], "label": labels[0]}]), 1, mesh)
     holder = [loop.place_state(state, mesh)]
     out["full_flops"] = _flops(step.fn.lower(holder[0], batches).compile())
@@ -104,8 +112,9 @@ def jax_steps(c) -> dict:
     c_plain.objective.online_probe = False
     model = images.make_model(c_plain, 10)
     graphdef, state = loop.init_state(model, tx, 0)
-    plain = loop.make_step_fn(graphdef, tx, model_loss, mesh=mesh, steps_per_call=1, host_batches=True,
-                              unroll=images.unroll(c))
+    plain = loop.make_step_fn(
+        graphdef, tx, model_loss, mesh=mesh, steps_per_call=1, host_batches=True, unroll=images.unroll(c)
+    )
     views = rng.normal(size=(2 * b, 32, 32, 3)).astype(np.float32)
     view_batches = loop.stack_batches(iter([{"views": views}]), 1, mesh)
     holder2 = [loop.place_state(state, mesh)]
@@ -131,8 +140,8 @@ def jax_steps(c) -> dict:
 def torch_step(c):
     """The hand-written PyTorch ResNet-18 + head + NT-Xent + SGD-momentum step, as a callable."""
     import torch
-    from torch import nn
     import torch.nn.functional as F
+    from torch import nn
 
     torch.manual_seed(0)
 
@@ -143,8 +152,11 @@ def torch_step(c):
             self.bn1 = nn.BatchNorm2d(c_out)
             self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
             self.bn2 = nn.BatchNorm2d(c_out)
-            self.shortcut = (nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
-                             if stride != 1 or c_in != c_out else nn.Identity())
+            self.shortcut = (
+                nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+                if stride != 1 or c_in != c_out
+                else nn.Identity()
+            )
 
         def forward(self, x):
             y = F.relu(self.bn1(self.conv1(x)))
@@ -194,13 +206,15 @@ def main(argv):
             torch_version = f"{torch.__version__} ({torch.get_num_threads()} threads)"
         except ImportError:
             if use_torch == "on":
-                raise SystemExit("error: --torch=on but torch is not installed (pip install torch==2.13.0)")
+                raise SystemExit("error: --torch=on but torch is not installed (pip install torch==2.13.0)") from None
             use_torch = "off"
     c = make_config(FLAGS.batch)
     b = c.train.batch_size
-    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{jax.device_count()}; "
-          + (f"torch {torch_version}" if use_torch != "off" else "torch not timed")
-          + f"; batch {b} images = {2 * b} views of 32x32, median of {FLAGS.steps} interleaved rounds")
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{jax.device_count()}; "
+        + (f"torch {torch_version}" if use_torch != "off" else "torch not timed")
+        + f"; batch {b} images = {2 * b} views of 32x32, median of {FLAGS.steps} interleaved rounds"
+    )
     r = jax_steps(c)
     fns = {"full": r["full"], "model": r["model"]}
     if use_torch != "off":
@@ -220,14 +234,19 @@ def main(argv):
     print("| " + " | ".join(header) + " |")
     print("|---" * len(header) + "|")
     for name, seconds, flops in rows:
-        print(f"| {name} | {cell(seconds * 1e3, '.0f')} | {cell(b / seconds, '.1f')} | "
-              f"{cell(flops / b / 1e9, '.4f')} | {cell(flops / seconds / 1e9, '.1f')} |")
+        print(
+            f"| {name} | {cell(seconds * 1e3, '.0f')} | {cell(b / seconds, '.1f')} | "
+            f"{cell(flops / b / 1e9, '.4f')} | {cell(flops / seconds / 1e9, '.1f')} |"
+        )
     if use_torch != "off":
         ratios = np.asarray(times["torch"]) / np.asarray(times["model"])
         full = np.asarray(times["torch"]) / np.asarray(times["full"])
-        print(f"jax / torch images/s, model step: median {np.median(ratios):.2f}x (rounds: "
-              + ", ".join(f"{x:.2f}" for x in ratios) + f"); jax full step incl. augmentation / torch model step: "
-              f"{np.median(full):.2f}x")
+        print(
+            f"jax / torch images/s, model step: median {np.median(ratios):.2f}x (rounds: "
+            + ", ".join(f"{x:.2f}" for x in ratios)
+            + f"); jax full step incl. augmentation / torch model step: "
+            f"{np.median(full):.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -30,16 +30,24 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_float("seconds", 5.0, "Timing budget per throughput measurement.")
 flags.DEFINE_integer("overhead_steps", 1000, "Steps of each run in the checkpoint-overhead table.")
-flags.DEFINE_list("ckpt_sizes", ["256x128", "1024x512", "2048x1024", "4096x2048"],
-                  "d1 x width of the models whose checkpoints are timed.")
+flags.DEFINE_list(
+    "ckpt_sizes",
+    ["256x128", "1024x512", "2048x1024", "4096x2048"],
+    "d1 x width of the models whose checkpoints are timed.",
+)
 flags.DEFINE_list("every", ["0", "500", "100", "50"], "Checkpoint intervals for the overhead table (0: none).")
 flags.DEFINE_integer("worker_devices", 0, "Internal: run one throughput measurement on this many devices.")
 
 # Forced devices share the cores: on a loaded machine a device can reach a collective long after the others.
-PATIENT_COLLECTIVES = ("--xla_cpu_collective_call_terminate_timeout_seconds=600 "
-                       "--xla_cpu_collective_timeout_seconds=600")
-BASE = {"data.d": 64, "data.d1": 256, "model.width": 128, "train.batch_size": 512, "train.steps_per_call": 50,
-        "arms": "complementary_mask"}
+PATIENT_COLLECTIVES = "--xla_cpu_collective_call_terminate_timeout_seconds=600 --xla_cpu_collective_timeout_seconds=600"
+BASE = {
+    "data.d": 64,
+    "data.d1": 256,
+    "model.width": 128,
+    "train.batch_size": 512,
+    "train.steps_per_call": 50,
+    "arms": "complementary_mask",
+}
 
 
 def make_config(**over):
@@ -54,7 +62,8 @@ def make_config(**over):
 
 
 def _setup(c, num_devices: int):
-    from cl_features.train import mesh as mesh_lib, synthetic
+    from cl_features.train import mesh as mesh_lib
+    from cl_features.train import synthetic
 
     mesh = mesh_lib.make_mesh(num_devices)
     mesh_lib.check_batch_size(c.train.batch_size, mesh)
@@ -78,8 +87,12 @@ def throughput_worker(num_devices: int, seconds: float) -> dict:
         jax.block_until_ready(m)  # one call in flight: a deep queue of collectives can starve 2 cores
         calls += 1
     dt = time.perf_counter() - t0
-    return {"devices": num_devices, "steps_per_s": calls * step.steps_per_call / dt, "seconds": dt,
-            "steps": calls * step.steps_per_call}
+    return {
+        "devices": num_devices,
+        "steps_per_s": calls * step.steps_per_call / dt,
+        "seconds": dt,
+        "steps": calls * step.steps_per_call,
+    }
 
 
 def throughput_table(seconds: float) -> list[str]:
@@ -87,16 +100,23 @@ def throughput_table(seconds: float) -> list[str]:
     for n in (1, 2, 4):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
         env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={n} {PATIENT_COLLECTIVES}")
-        proc = subprocess.run([sys.executable, "-m", "experiments.bench_scaling", f"--worker_devices={n}",
-                               f"--seconds={seconds}"], env=env, capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "experiments.bench_scaling", f"--worker_devices={n}", f"--seconds={seconds}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode:
             raise SystemExit(f"error: throughput worker on {n} devices failed:\n{proc.stderr[-2000:]}")
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     base = results[0]["steps_per_s"]
     lines = ["| forced CPU devices | steps/s | examples/s | ratio to 1 device |", "|---:|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {r['devices']} | {r['steps_per_s']:.1f} | {r['steps_per_s'] * 512:.0f} | "
-                     f"{r['steps_per_s'] / base:.2f} |")
+        lines.append(
+            f"| {r['devices']} | {r['steps_per_s']:.1f} | {r['steps_per_s'] * 512:.0f} | "
+            f"{r['steps_per_s'] / base:.2f} |"
+        )
     return lines
 
 
@@ -110,8 +130,10 @@ def checkpoint_table(sizes: list[str], repeats: int = 3) -> list[str]:
 
     from cl_features.train import checkpoint
 
-    lines = ["| d1 x width | parameters | state MB | save: blocking s | save: written s | restore s |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| d1 x width | parameters | state MB | save: blocking s | save: written s | restore s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for size in sizes:
         d1, width = (int(v) for v in size.split("x"))
         c = make_config(**{"data.d1": d1, "model.width": width, "train.optimizer": "adam"})
@@ -134,8 +156,10 @@ def checkpoint_table(sizes: list[str], repeats: int = 3) -> list[str]:
                 restore.append(time.perf_counter() - t0)
                 ck.close()
         params = d1 * width
-        lines.append(f"| {d1} x {width} | {params:,} | {nbytes / 2**20:.1f} | {_median(block):.3f} | "
-                     f"{_median(written):.3f} | {_median(restore):.3f} |")
+        lines.append(
+            f"| {d1} x {width} | {params:,} | {nbytes / 2**20:.1f} | {_median(block):.3f} | "
+            f"{_median(written):.3f} | {_median(restore):.3f} |"
+        )
     return lines
 
 
@@ -157,8 +181,9 @@ def overhead_table(steps: int, intervals: list[int], repeats: int = 3) -> list[s
             with tempfile.TemporaryDirectory() as tmp:
                 ck = checkpoint.Checkpointer(tmp, config=c.to_dict(), every=every, max_to_keep=2) if every else None
                 t0 = time.perf_counter()
-                state, _ = loop.fit(step, state, mesh=mesh, total_steps=steps, log_every=c.train.log_every,
-                                    checkpointer=ck)
+                state, _ = loop.fit(
+                    step, state, mesh=mesh, total_steps=steps, log_every=c.train.log_every, checkpointer=ck
+                )
                 if ck is not None:
                     ck.close()  # waits for the last write
                 jax.block_until_ready(state)
@@ -182,8 +207,10 @@ def main(argv):
     from cl_features.train import checkpoint
 
     checkpoint.say = lambda msg: None  # no "[checkpoint] resuming ..." lines between the tables
-    print(f"# bench_scaling: jax {jax.__version__}, {os.cpu_count()} CPU cores, python {sys.version.split()[0]}, "
-          f"load average {os.getloadavg()[0]:.1f} at the start")
+    print(
+        f"# bench_scaling: jax {jax.__version__}, {os.cpu_count()} CPU cores, python {sys.version.split()[0]}, "
+        f"load average {os.getloadavg()[0]:.1f} at the start"
+    )
     print(f"# command: {' '.join(sys.orig_argv)}\n")
     print(f"Step throughput (global batch 512, d=64, d1=256, width 128, {FLAGS.seconds:g} s per point):\n")
     print("\n".join(throughput_table(FLAGS.seconds)) + "\n")

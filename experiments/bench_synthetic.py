@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from cl_features.train import loop, mesh as mesh_lib, optim, synthetic
+from cl_features.train import loop, optim, synthetic
+from cl_features.train import mesh as mesh_lib
 from experiments.configs import synthetic as synthetic_config
 
 FLAGS = flags.FLAGS
@@ -33,10 +34,7 @@ flags.DEFINE_float("seconds", 10.0, "Approximate timing budget per measurement."
 flags.DEFINE_enum("torch", "auto", ["auto", "on", "off"], "Time the PyTorch eager step (auto: if importable).")
 flags.DEFINE_bool("parts", False, "Time the step's pieces against their baselines instead (see the docstring).")
 
-SIZES = {
-    "default": {},
-    "large": {"d1": 1024, "d": 256, "width": 512, "batch_size": 1024},
-}
+SIZES = {"default": {}, "large": {"d1": 1024, "d": 256, "width": 512, "batch_size": 1024}}
 
 
 def make_config(size: str):
@@ -94,8 +92,13 @@ def jax_steps_per_second(c, seconds: float, ahead: bool = True) -> float:
     if ahead:
         step = synthetic.make_step_fn(c, "complementary_mask", dictionary, graphdef, tx, mesh)
     else:  # the loss draws its own batch (the path before sample_fn)
-        step = loop.make_step_fn(graphdef, tx, synthetic.make_loss_fn(c, "complementary_mask", dictionary, mesh),
-                                 mesh=mesh, steps_per_call=c.train.steps_per_call)
+        step = loop.make_step_fn(
+            graphdef,
+            tx,
+            synthetic.make_loss_fn(c, "complementary_mask", dictionary, mesh),
+            mesh=mesh,
+            steps_per_call=c.train.steps_per_call,
+        )
     holder = [state]
 
     def call():
@@ -107,11 +110,14 @@ def jax_steps_per_second(c, seconds: float, ahead: bool = True) -> float:
 
 def _per_call_ms(fn, seconds: float) -> float:
     """ms per evaluation of fn(key) on fresh keys: 50 calls inside one jitted scan."""
+
     def many(key):
         def body(acc, i):
             out = fn(jax.random.fold_in(key, i))
             return acc + jnp.sum(out.astype(jnp.float32)), None
+
         return jax.lax.scan(body, jnp.float32(0), jnp.arange(50))[0]
+
     f = jax.jit(many)
     key = jax.random.key(0)
     return 1e3 * _timeit(lambda: f(key).block_until_ready(), seconds, best=True) / 50
@@ -135,12 +141,27 @@ def parts(seconds: float) -> None:
     c = make_config("default")
     b, d1 = c.train.batch_size, c.data.d1
     rows = [
-        ("random bits [512, 256]", "jax.random.bits", "prng.bits",
-         lambda k: jax.random.bits(k, (b, d1), jnp.uint32), lambda k: prng.bits(k, (b, d1))),
-        ("normals [512, 256]", "jax.random.normal", "prng.normal",
-         lambda k: jax.random.normal(k, (b, d1)), lambda k: prng.normal(k, (b, d1))),
-        ("instance accuracy [512, 512]", "argmax", "objectives.instance_accuracy",
-         lambda k: _argmax_accuracy(_fresh_logits(k, b)), lambda k: objectives.instance_accuracy(_fresh_logits(k, b))),
+        (
+            "random bits [512, 256]",
+            "jax.random.bits",
+            "prng.bits",
+            lambda k: jax.random.bits(k, (b, d1), jnp.uint32),
+            lambda k: prng.bits(k, (b, d1)),
+        ),
+        (
+            "normals [512, 256]",
+            "jax.random.normal",
+            "prng.normal",
+            lambda k: jax.random.normal(k, (b, d1)),
+            lambda k: prng.normal(k, (b, d1)),
+        ),
+        (
+            "instance accuracy [512, 512]",
+            "argmax",
+            "objectives.instance_accuracy",
+            lambda k: _argmax_accuracy(_fresh_logits(k, b)),
+            lambda k: objectives.instance_accuracy(_fresh_logits(k, b)),
+        ),
     ]
     print("| piece | baseline | ms | ours | ms | speed-up |")
     print("|---|---|---|---|---|---|")
@@ -149,8 +170,10 @@ def parts(seconds: float) -> None:
         print(f"| {name} | {base_name} | {t_base:.3f} | {ours_name} | {t_ours:.3f} | {t_base / t_ours:.2f}x |")
     plain = jax_steps_per_second(c, seconds, ahead=False)
     ahead = jax_steps_per_second(c, seconds, ahead=True)
-    print(f"| train step, default size (steps/s) | batch drawn in the loss | {plain:.1f} | drawn a step ahead "
-          f"(sample_fn) | {ahead:.1f} | {ahead / plain:.2f}x |")
+    print(
+        f"| train step, default size (steps/s) | batch drawn in the loss | {plain:.1f} | drawn a step ahead "
+        f"(sample_fn) | {ahead:.1f} | {ahead / plain:.2f}x |"
+    )
 
 
 def torch_steps_per_second(c, seconds: float) -> float:
@@ -206,14 +229,28 @@ def main(argv):
             torch_version = torch.__version__
         except ImportError:
             if use_torch == "on":
-                raise SystemExit("error: --torch=on but torch is not installed (pip install torch==2.13.0)")
+                raise SystemExit("error: --torch=on but torch is not installed (pip install torch==2.13.0)") from None
             use_torch, torch_version = "off", None
-    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{jax.device_count()}"
-          + (f", torch {torch_version}" if use_torch != "off" else ", torch not timed"))
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{jax.device_count()}"
+        + (f", torch {torch_version}" if use_torch != "off" else ", torch not timed")
+    )
     rate = max(matmul_rate(1024, FLAGS.seconds), matmul_rate(2048, FLAGS.seconds))
     print(f"measured float32 matmul rate (best of 1024^3, 2048^3): {rate / 1e9:.1f} GFLOP/s")
-    header = ("size", "batch", "d1", "d", "m", "steps/s", "examples/s", "GFLOP/step", "GFLOP/s", "share of matmul",
-              "torch steps/s", "jax/torch")
+    header = (
+        "size",
+        "batch",
+        "d1",
+        "d",
+        "m",
+        "steps/s",
+        "examples/s",
+        "GFLOP/step",
+        "GFLOP/s",
+        "share of matmul",
+        "torch steps/s",
+        "jax/torch",
+    )
     rows = []
     for size in FLAGS.sizes:
         if size not in SIZES:
@@ -222,9 +259,22 @@ def main(argv):
         sps = jax_steps_per_second(c, FLAGS.seconds)
         flops = step_matmul_flops(c)
         tsps = torch_steps_per_second(c, FLAGS.seconds) if use_torch != "off" else float("nan")
-        rows.append((size, c.train.batch_size, c.data.d1, c.data.d, c.model.width, f"{sps:.1f}",
-                     f"{sps * c.train.batch_size:.0f}", f"{flops / 1e9:.3f}", f"{sps * flops / 1e9:.1f}",
-                     f"{sps * flops / rate:.0%}", f"{tsps:.1f}", f"{sps / tsps:.2f}x"))
+        rows.append(
+            (
+                size,
+                c.train.batch_size,
+                c.data.d1,
+                c.data.d,
+                c.model.width,
+                f"{sps:.1f}",
+                f"{sps * c.train.batch_size:.0f}",
+                f"{flops / 1e9:.3f}",
+                f"{sps * flops / 1e9:.1f}",
+                f"{sps * flops / rate:.0%}",
+                f"{tsps:.1f}",
+                f"{sps / tsps:.2f}x",
+            )
+        )
     print("| " + " | ".join(header) + " |")
     print("|---" * len(header) + "|")
     for r in rows:

@@ -31,17 +31,19 @@ def main(argv):
         info = distributed.initialize_from_flags()  # before any other JAX call
         data = images.open_data(config)
     except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}")
+        raise SystemExit(f"error: {e}") from None
     if info.process_count > 1:
         distributed.log_once(f"{info.process_count} processes")
     try:
         images.run(config, FLAGS.workdir, data=data)
     except checkpoint.Preempted as e:
-        distributed.log_once(f"preempted: saved step {e.step} in {e.directory}. Resume with the same command:\n"
-                             f"  {shlex.join(sys.orig_argv)}")
+        distributed.log_once(
+            f"preempted: saved step {e.step} in {e.directory}. Resume with the same command:\n"
+            f"  {shlex.join(sys.orig_argv)}"
+        )
         return 0
     except (ValueError, FloatingPointError) as e:  # config mismatch on resume, batch/devices, non-finite loss
-        raise SystemExit(f"error: {e}")
+        raise SystemExit(f"error: {e}") from None
     distributed.log_once(f"wrote {FLAGS.workdir}/metrics.jsonl, summary.json and checkpoints")
 
 

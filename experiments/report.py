@@ -18,7 +18,7 @@ import dataclasses
 import importlib
 import json
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from absl import app, flags
 
@@ -53,8 +53,7 @@ def progress_table(workdir: str, arms: list[str], total_steps: int | None) -> st
             continue
         last = rows[-1]
         cells = [f"{last[k]:.3f}" if isinstance(last.get(k), float) else str(last.get(k, "")) for k in cols]
-        lines.append(f"| {arm} | {last['step']} | {total_steps if total_steps else '?'} | " + " | ".join(cells)
-                     + " |")
+        lines.append(f"| {arm} | {last['step']} | {total_steps if total_steps else '?'} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -72,20 +71,26 @@ def synthetic(workdir: str, info: dict | None) -> Report:
         if "cosines.png" not in report.written:
             report.missing.append("cosines.png: no weights.npz in the workdir")
     else:
-        arms = _arm_list(config["arms"]) if "arms" in config else sorted(
-            d for d in os.listdir(workdir) if os.path.exists(os.path.join(workdir, d, "metrics.jsonl")))
+        arms = (
+            _arm_list(config["arms"])
+            if "arms" in config
+            else sorted(d for d in os.listdir(workdir) if os.path.exists(os.path.join(workdir, d, "metrics.jsonl")))
+        )
         logged = [a for a in arms if os.path.exists(os.path.join(workdir, a, "metrics.jsonl"))]
         if not logged:
-            raise ValueError(f"workdir {workdir!r} has neither summary.json nor any <arm>/metrics.jsonl: "
-                             "nothing to report")
+            raise ValueError(
+                f"workdir {workdir!r} has neither summary.json nor any <arm>/metrics.jsonl: nothing to report"
+            )
         report = Report()
         report.written["recovery.png"] = os.path.join(workdir, "recovery.png")
         figures._recovery_figure(workdir, logged, report.written["recovery.png"])
         report.written["progress.md"] = os.path.join(workdir, "progress.md")
         with open(report.written["progress.md"], "w") as f:
             f.write(progress_table(workdir, logged, config.get("train", {}).get("steps")))
-        report.missing.append("summary.json: the run has not finished, so summary.md, cosines.png and "
-                              "decoupling.png are not drawn (resume it with the same command and workdir)")
+        report.missing.append(
+            "summary.json: the run has not finished, so summary.md, cosines.png and "
+            "decoupling.png are not drawn (resume it with the same command and workdir)"
+        )
     for arm in arms:
         if not os.path.exists(os.path.join(workdir, arm, "metrics.jsonl")):
             report.missing.append(f"{arm}/metrics.jsonl: arm {arm!r} has logged nothing yet")
@@ -101,10 +106,7 @@ def decoupling(workdir: str, info: dict | None) -> Report:
     return Report(written=dict(decoupling_report.redraw(workdir)), missing=[])
 
 
-REPORTS: dict[str, Callable[[str, dict | None], Report] | str] = {
-    "synthetic": synthetic,
-    "decoupling": decoupling,
-}
+REPORTS: dict[str, Callable[[str, dict | None], Report] | str] = {"synthetic": synthetic, "decoupling": decoupling}
 
 
 def _resolve(fn) -> Callable[[str, dict | None], Report]:
@@ -131,7 +133,7 @@ def main(argv):
     try:
         report = make_report(FLAGS.workdir, FLAGS.kind)
     except ValueError as e:
-        raise SystemExit(f"error: {e}")
+        raise SystemExit(f"error: {e}") from None
     for name, path in report.written.items():
         print(f"wrote {path}")
         if name.endswith(".md"):

@@ -27,21 +27,23 @@ def main(argv):
     try:
         config = synthetic.validate(FLAGS.config)
     except ValueError as e:
-        raise SystemExit(f"error: {e}")
+        raise SystemExit(f"error: {e}") from None
     try:
         info = distributed.initialize_from_flags()  # before any other JAX call
     except ValueError as e:
-        raise SystemExit(f"error: {e}")
+        raise SystemExit(f"error: {e}") from None
     if info.process_count > 1:
         distributed.log_once(f"{info.process_count} processes")
     try:
         synthetic.run(config, FLAGS.workdir)
     except checkpoint.Preempted as e:
-        distributed.log_once(f"preempted: saved step {e.step} in {e.directory}. Resume with the same command:\n"
-                             f"  {shlex.join(sys.orig_argv)}")
+        distributed.log_once(
+            f"preempted: saved step {e.step} in {e.directory}. Resume with the same command:\n"
+            f"  {shlex.join(sys.orig_argv)}"
+        )
         return 0
     except (ValueError, FloatingPointError) as e:  # config mismatch on resume, batch/devices, non-finite loss
-        raise SystemExit(f"error: {e}")
+        raise SystemExit(f"error: {e}") from None
     distributed.log_once(f"wrote {FLAGS.workdir}/summary.json, summary.md and figures")
 
 

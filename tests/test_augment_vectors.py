@@ -52,13 +52,18 @@ def test_moments_match_samples(name):
     keys = _keys(n)
     for part in ("sparse", "dense"):
         m = vectors.moments(name, params)[part]
-        v_scale = vectors.augment_parts(name, keys, ones, zeros, params) if part == "sparse" else \
-            vectors.augment_parts(name, keys, zeros, ones, params)
+        v_scale = (
+            vectors.augment_parts(name, keys, ones, zeros, params)
+            if part == "sparse"
+            else vectors.augment_parts(name, keys, zeros, ones, params)
+        )
         v_noise = vectors.augment_parts(name, keys, zeros, zeros, params)
         s1 = np.asarray(v_scale.sparse1 if part == "sparse" else v_scale.dense1) - np.asarray(
-            v_noise.sparse1 if part == "sparse" else v_noise.dense1)
+            v_noise.sparse1 if part == "sparse" else v_noise.dense1
+        )
         s2 = np.asarray(v_scale.sparse2 if part == "sparse" else v_scale.dense2) - np.asarray(
-            v_noise.sparse2 if part == "sparse" else v_noise.dense2)
+            v_noise.sparse2 if part == "sparse" else v_noise.dense2
+        )
         e1 = np.asarray(v_noise.sparse1 if part == "sparse" else v_noise.dense1)
         tol = 0.05 * max(1.0, m.k11)
         assert abs(s1.mean() - m.mu) < tol

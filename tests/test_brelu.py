@@ -46,8 +46,7 @@ def test_no_gradient_through_scheduled_bias():
 
 
 def test_learned_bias_and_relu_variants():
-    model = brelu.SymmetricReLUNet(4, 3, rngs=nnx.Rngs(0), bias="learned", bias_scale_init=1.0,
-                                   activation="relu")
+    model = brelu.SymmetricReLUNet(4, 3, rngs=nnx.Rngs(0), bias="learned", bias_scale_init=1.0, activation="relu")
     np.testing.assert_allclose(model.b[...], jnp.linalg.norm(model.w[...], axis=1), rtol=1e-6)
     assert len(jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))) == 2
     x = jax.random.normal(jax.random.key(3), (5, 4))

@@ -16,15 +16,28 @@ import optax
 import pytest
 from flax import nnx
 
-from cl_features.train import checkpoint, loop, mesh as mesh_lib, synthetic
+from cl_features.train import checkpoint, loop, synthetic
+from cl_features.train import mesh as mesh_lib
 from cl_features.train.metrics_log import read_jsonl
 from experiments.configs import synthetic as synthetic_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ARM = "complementary_mask"
-TINY = {"data.d": 8, "data.d1": 32, "model.width": 16, "train.batch_size": 32, "train.schedule": "constant",
-        "train.steps": 120, "train.steps_per_call": 10, "train.log_every": 20, "checkpoint.every": 40,
-        "checkpoint.max_to_keep": 3, "measure.num_samples": 256, "measure.probe_tasks": 2, "arms": ARM}
+TINY = {
+    "data.d": 8,
+    "data.d1": 32,
+    "model.width": 16,
+    "train.batch_size": 32,
+    "train.schedule": "constant",
+    "train.steps": 120,
+    "train.steps_per_call": 10,
+    "train.log_every": 20,
+    "checkpoint.every": 40,
+    "checkpoint.max_to_keep": 3,
+    "measure.num_samples": 256,
+    "measure.probe_tasks": 2,
+    "arms": ARM,
+}
 
 
 def tiny_config(**over):
@@ -43,8 +56,11 @@ def compilation_cache(tmp_path_factory):
     """A persistent XLA cache for this module: its tests rebuild the same step functions many times."""
     from jax.experimental.compilation_cache import compilation_cache as cc
 
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
+    names = (
+        "jax_compilation_cache_dir",
+        "jax_persistent_cache_min_compile_time_secs",
+        "jax_persistent_cache_min_entry_size_bytes",
+    )
     before = {n: getattr(jax.config, n) for n in names}
     cc.reset_cache()
     jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
@@ -103,25 +119,38 @@ def preempt_at(monkeypatch, step):
 
 
 def test_config_diff_names_fields_and_allows_mutable_ones():
-    saved = {"seed": 0, "train": {"steps": 100, "batch_size": 32, "log_every": 10}, "checkpoint": {"every": 5},
-             "data": {"d": 8}}
-    now = {"seed": 1, "train": {"steps": 500, "batch_size": 64, "log_every": 50}, "checkpoint": {"every": 50},
-           "data": {"d": 8, "extra": None}}
+    saved = {
+        "seed": 0,
+        "train": {"steps": 100, "batch_size": 32, "log_every": 10},
+        "checkpoint": {"every": 5},
+        "data": {"d": 8},
+    }
+    now = {
+        "seed": 1,
+        "train": {"steps": 500, "batch_size": 64, "log_every": 50},
+        "checkpoint": {"every": 50},
+        "data": {"d": 8, "extra": None},
+    }
     assert checkpoint.config_diff(saved, now) == ["data.extra", "seed", "train.batch_size"]
     assert checkpoint.config_diff(saved, saved) == []
     assert checkpoint.describe_diff(saved, now, ["seed", "data.extra"]) == "seed: 0 -> 1; data.extra: (absent) -> null"
 
 
 def test_fingerprint_sees_one_changed_word_a_swap_and_non_finite_values():
-    tree = {"a": jnp.arange(1000, dtype=jnp.float32), "b": jnp.arange(6, dtype=jnp.int32).reshape(2, 3),
-            "k": jnp.array([3, 4], jnp.uint32), "h": jnp.ones(5, jnp.bfloat16), "f": jnp.array([True, False])}
+    tree = {
+        "a": jnp.arange(1000, dtype=jnp.float32),
+        "b": jnp.arange(6, dtype=jnp.int32).reshape(2, 3),
+        "k": jnp.array([3, 4], jnp.uint32),
+        "h": jnp.ones(5, jnp.bfloat16),
+        "f": jnp.array([True, False]),
+    }
     h, finite = checkpoint.fingerprint(tree)
     assert finite and checkpoint.fingerprint(jax.tree_util.tree_map(jnp.copy, tree)) == (h, True)
     one_ulp = dict(tree, a=tree["a"].at[517].set(np.nextafter(np.float32(517), np.float32(1e9))))
     swapped = dict(tree, a=tree["a"].at[3].set(4.0).at[4].set(3.0))
     for changed in (one_ulp, swapped, dict(tree, f=jnp.array([True, True])), dict(tree, h=tree["h"].at[0].set(2))):
         assert checkpoint.fingerprint(changed)[0] != h
-    assert checkpoint.fingerprint(dict(tree, a=tree["a"].at[0].set(jnp.nan))) [1] is False
+    assert checkpoint.fingerprint(dict(tree, a=tree["a"].at[0].set(jnp.nan)))[1] is False
     assert checkpoint.fingerprint(dict(tree, h=tree["h"].at[0].set(jnp.inf)))[1] is False
 
 
@@ -134,8 +163,11 @@ def test_truncate_jsonl_drops_later_and_torn_rows(tmp_path):
 
 
 def test_every_must_be_a_multiple_of_steps_per_call():
-    with pytest.raises(ValueError, match=r"checkpoint.every must be an int >= 0 and a multiple of "
-                                         r"train.steps_per_call \(10\), got 25"):
+    with pytest.raises(
+        ValueError,
+        match=r"checkpoint.every must be an int >= 0 and a multiple of "
+        r"train.steps_per_call \(10\), got 25",
+    ):
         tiny_config(checkpoint__every=25)
     with pytest.raises(ValueError, match="checkpoint.max_to_keep"):
         tiny_config(checkpoint__max_to_keep=0)
@@ -219,8 +251,12 @@ def test_corrupt_newest_falls_back_and_is_kept(tmp_path, mesh, reference, capsys
 def test_silently_altered_state_is_caught_by_the_fingerprint(tmp_path, mesh, capsys):
     c = tiny_config(train__steps=80)
     train(c, tmp_path, mesh)
-    ck = checkpoint.Checkpointer(ckpt_dir(tmp_path), config=synthetic.arm_run_config(c, ARM), every=40,
-                                 mutable_fields=synthetic.RESUME_MUTABLE_FIELDS)
+    ck = checkpoint.Checkpointer(
+        ckpt_dir(tmp_path),
+        config=synthetic.arm_run_config(c, ARM),
+        every=40,
+        mutable_fields=synthetic.RESUME_MUTABLE_FIELDS,
+    )
     _, _, target = synthetic.make_train_state(c, mesh)
     good = ck.restore(target)
     assert good.step == 80
@@ -230,8 +266,12 @@ def test_silently_altered_state_is_caught_by_the_fingerprint(tmp_path, mesh, cap
     import shutil
 
     shutil.move(os.path.join(ckpt_dir(tmp_path), "80"), tmp_path / "old80")
-    ck = checkpoint.Checkpointer(ckpt_dir(tmp_path), config=synthetic.arm_run_config(c, ARM), every=40,
-                                 mutable_fields=synthetic.RESUME_MUTABLE_FIELDS)
+    ck = checkpoint.Checkpointer(
+        ckpt_dir(tmp_path),
+        config=synthetic.arm_run_config(c, ARM),
+        every=40,
+        mutable_fields=synthetic.RESUME_MUTABLE_FIELDS,
+    )
     altered = good.state._replace(params=jax.tree_util.tree_map(lambda x: x * 1.0001, good.state.params))
     ck.save(80, altered)
     ck.wait()
@@ -250,8 +290,12 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     msg = str(e.value)
     step = int(msg.split(" at step ")[1].split()[0].rstrip(",;"))
     assert msg.startswith("non-finite loss") and 10 < step < 120
-    ck = checkpoint.Checkpointer(ckpt_dir(tmp_path), config=synthetic.arm_run_config(c, ARM), every=10,
-                                 mutable_fields=synthetic.RESUME_MUTABLE_FIELDS)
+    ck = checkpoint.Checkpointer(
+        ckpt_dir(tmp_path),
+        config=synthetic.arm_run_config(c, ARM),
+        every=10,
+        mutable_fields=synthetic.RESUME_MUTABLE_FIELDS,
+    )
     last = ck.latest_step
     assert last == step - 10 and f"the last good checkpoint is step {last} in {ck.step_path(last)}" in msg
     restored = ck.restore(synthetic.make_train_state(c, mesh)[2])
@@ -284,10 +328,15 @@ class _Records:
 
 
 def _loader():
-    sampler = grain.samplers.IndexSampler(num_records=64, shard_options=grain.sharding.NoSharding(), shuffle=True,
-                                          num_epochs=None, seed=3)
-    return grain.DataLoader(data_source=_Records(), sampler=sampler,
-                            operations=[grain.transforms.Batch(batch_size=8, drop_remainder=True)], worker_count=0)
+    sampler = grain.samplers.IndexSampler(
+        num_records=64, shard_options=grain.sharding.NoSharding(), shuffle=True, num_epochs=None, seed=3
+    )
+    return grain.DataLoader(
+        data_source=_Records(),
+        sampler=sampler,
+        operations=[grain.transforms.Batch(batch_size=8, drop_remainder=True)],
+        worker_count=0,
+    )
 
 
 def _fit_linear(mesh, workdir, total, preempt_step=None):
@@ -314,8 +363,7 @@ def _fit_linear(mesh, workdir, total, preempt_step=None):
                 return original(step, st, **kw)
 
             ck.maybe_save = maybe_save
-        state, _ = loop.fit(step_fn, state, mesh=mesh, total_steps=total, log_every=3, batch_iter=it,
-                            checkpointer=ck)
+        state, _ = loop.fit(step_fn, state, mesh=mesh, total_steps=total, log_every=3, batch_iter=it, checkpointer=ck)
     return jax.device_get(state.params["kernel"][...]), next(it)["x"]
 
 

@@ -14,10 +14,21 @@ import pytest
 pytestmark = pytest.mark.slow
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHILD = ROOT / "tests" / "_synthetic_child.py"
-CONFIG = {"data.d": 8, "data.d1": 32, "model.width": 16, "train.batch_size": 32, "train.schedule": "constant",
-          "train.steps": 100, "train.steps_per_call": 10, "train.log_every": 20, "checkpoint.every": 20,
-          "checkpoint.max_to_keep": 2, "measure.num_samples": 256, "measure.probe_tasks": 2,
-          "arms": "complementary_mask,none"}
+CONFIG = {
+    "data.d": 8,
+    "data.d1": 32,
+    "model.width": 16,
+    "train.batch_size": 32,
+    "train.schedule": "constant",
+    "train.steps": 100,
+    "train.steps_per_call": 10,
+    "train.log_every": 20,
+    "checkpoint.every": 20,
+    "checkpoint.max_to_keep": 2,
+    "measure.num_samples": 256,
+    "measure.probe_tasks": 2,
+    "arms": "complementary_mask,none",
+}
 CLI = [f"--config.{k}={v}" for k, v in CONFIG.items()]
 BOUNDARIES = 2 * 100 // 10  # step boundaries over both arms
 
@@ -30,12 +41,23 @@ def xla_cache(tmp_path_factory):
 
 def run_child(workdir, cache, fault=None, extra=(), timeout=120):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_", "CLF_"))}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), JAX_COMPILATION_CACHE_DIR=cache,
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env.update(
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=str(ROOT),
+        JAX_COMPILATION_CACHE_DIR=cache,
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
     if fault:
         env["CLF_FAULT"] = fault
-    return subprocess.run([sys.executable, str(CHILD), f"--workdir={workdir}", *CLI, *extra], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(CHILD), f"--workdir={workdir}", *CLI, *extra],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def outputs(workdir):

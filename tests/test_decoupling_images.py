@@ -41,7 +41,7 @@ def _gray_structured(n, size, rng):
     for i in range(n):
         for _ in range(rng.integers(1, 4)):
             r, c = rng.integers(0, size - 5, 2)
-            gray[i, r:r + 6, c:c + 6] += rng.choice([-0.25, 0.25]) * PLUS
+            gray[i, r : r + 6, c : c + 6] += rng.choice([-0.25, 0.25]) * PLUS
     offset = rng.uniform(-0.2, 0.2, size=(n, 1, 1, 3)).astype(np.float32)
     return np.clip(gray[..., None] + offset, 0.0, 1.0)
 
@@ -114,7 +114,7 @@ def test_a_planted_atom_keeps_its_sparse_correlation_under_moves_and_recolouring
         v = np.broadcast_to(rng.uniform(0.2, 0.6, (n, 1, 1, 3)), (n, size, size, 3)).astype(np.float32).copy()
         for i in np.flatnonzero(present):
             r, c = rng.integers(0, size - 5, 2)
-            v[i, r:r + 6, c:c + 6] += 0.3 * PLUS[..., None]
+            v[i, r : r + 6, c : c + 6] += 0.3 * PLUS[..., None]
         views.append(v)
     dictionary = _plain_dictionary(_plus_atom())
     t = MF.view_table(views[0], views[1], {"luminance": dictionary}, bins=4, k=3, threshold=1.0)
@@ -150,35 +150,59 @@ def _fake_table(dense, colour, lf, rgb, lum):
     for kind, val in (("rgb", rgb), ("luminance", lum)):
         for s in S.SPARSE_STATS:
             stats[f"{s}/{kind}"] = {"corr_mean": val, "corr_median": val, "n_dims": 8}
-    return {"stats": stats, "dense_mean": dense, "sparse_mean": {"rgb": rgb, "luminance": lum},
-            "ratio": {"rgb": dense / rgb, "luminance": dense / lum}}
+    return {
+        "stats": stats,
+        "dense_mean": dense,
+        "sparse_mean": {"rgb": rgb, "luminance": lum},
+        "ratio": {"rgb": dense / rgb, "luminance": dense / lum},
+    }
 
 
 def _fake_models():
-    layers = {"stem": {"channels": 8, "density": 0.5, "image_density_std": 0.1, "dense_units": 0.25,
-                       "dead_units": 0.0, "corr/simclr": 0.7, "corr_median/simclr": 0.7},
-              "features": {"channels": 64, "corr/simclr": 0.9, "corr_median/simclr": 0.9}}
-    return {"crop": {"train_set": "crop", "scores": {"dense_reliance": 0.6, "knn_acc": 0.5}, "layers": layers},
-            "simclr": {"train_set": "simclr", "scores": {"dense_reliance": 0.2, "knn_acc": 0.7}, "layers": layers},
-            "supervised": {"train_set": "supervised:crop_flip", "scores": {"dense_reliance": 0.4}, "layers": layers}}
+    layers = {
+        "stem": {
+            "channels": 8,
+            "density": 0.5,
+            "image_density_std": 0.1,
+            "dense_units": 0.25,
+            "dead_units": 0.0,
+            "corr/simclr": 0.7,
+            "corr_median/simclr": 0.7,
+        },
+        "features": {"channels": 64, "corr/simclr": 0.9, "corr_median/simclr": 0.9},
+    }
+    return {
+        "crop": {"train_set": "crop", "scores": {"dense_reliance": 0.6, "knn_acc": 0.5}, "layers": layers},
+        "simclr": {"train_set": "simclr", "scores": {"dense_reliance": 0.2, "knn_acc": 0.7}, "layers": layers},
+        "supervised": {"train_set": "supervised:crop_flip", "scores": {"dense_reliance": 0.4}, "layers": layers},
+    }
 
 
 def test_summary_text_is_computed_from_the_numbers():
-    mf = {"none": _fake_table(1.0, 1.0, 1.0, 1.0, 1.0), "crop": _fake_table(0.8, 0.9, 0.6, 0.7, 0.6),
-          "crop_flip": _fake_table(0.8, 0.9, 0.6, 0.7, 0.5),
-          "crop_flip_color": _fake_table(0.4, 0.3, 0.6, 0.6, 0.48)}
+    mf = {
+        "none": _fake_table(1.0, 1.0, 1.0, 1.0, 1.0),
+        "crop": _fake_table(0.8, 0.9, 0.6, 0.7, 0.6),
+        "crop_flip": _fake_table(0.8, 0.9, 0.6, 0.7, 0.5),
+        "crop_flip_color": _fake_table(0.4, 0.3, 0.6, 0.6, 0.48),
+    }
     text = report.summary_text(mf, _fake_models())
-    assert "**colour distortion** (crop_flip -> crop_flip_color) moves the dense statistics' mean cross-view " \
-           "correlation from 0.80 to 0.40 (colour statistics 0.90 -> 0.30" in text
+    assert (
+        "**colour distortion** (crop_flip -> crop_flip_color) moves the dense statistics' mean cross-view "
+        "correlation from 0.80 to 0.40 (colour statistics 0.90 -> 0.30" in text
+    )
     assert "from 0.50 to 0.48 (luminance dictionary)" in text
     assert "The dense drop is 20.0x the sparse (luminance) drop." in text
     assert "The dense drop is 4.0x the sparse (rgb) drop." in text
     assert "Crop alone does not decouple for the luminance dictionary: dense / sparse = 1.33" in text
     assert "Only the sparse (luminance) statistics lose correlation" in text  # flip: dense unchanged
-    assert "Dense / sparse (rgb) per set: none 1.00, crop 1.14, crop_flip 1.14, crop_flip_color 0.67; lowest under " \
-           "crop_flip_color (below 1" in text
-    assert "Encoders trained with colour distortion have lower dense reliance (0.20 on average) than those " \
-           "trained without it (0.60)." in text
+    assert (
+        "Dense / sparse (rgb) per set: none 1.00, crop 1.14, crop_flip 1.14, crop_flip_color 0.67; lowest under "
+        "crop_flip_color (below 1" in text
+    )
+    assert (
+        "Encoders trained with colour distortion have lower dense reliance (0.20 on average) than those "
+        "trained without it (0.60)." in text
+    )
     assert "kNN accuracy: crop 0.50, simclr 0.70." in text
 
 
@@ -188,11 +212,28 @@ def test_write_report_writes_every_table_and_non_empty_figure(tmp_path):
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 10)
     paths = report.write_report(
-        str(tmp_path), model_free=mf, models=models, tsne_maps={m: rng.normal(size=(30, 2)) for m in models},
-        tsne_labels=labels, class_names=["a", "b", "c"], vis={m: rng.random((4, 8, 8, 3)) for m in models},
-        vis_layer="stage3", config={"seed": 0})
-    for name in ("model_free.json", "model_free.md", "representation.json", "representation.md", "summary.md",
-                 "config.json", "model_free.png", "representation.png", "tsne.png", "feature_vis.png"):
+        str(tmp_path),
+        model_free=mf,
+        models=models,
+        tsne_maps={m: rng.normal(size=(30, 2)) for m in models},
+        tsne_labels=labels,
+        class_names=["a", "b", "c"],
+        vis={m: rng.random((4, 8, 8, 3)) for m in models},
+        vis_layer="stage3",
+        config={"seed": 0},
+    )
+    for name in (
+        "model_free.json",
+        "model_free.md",
+        "representation.json",
+        "representation.md",
+        "summary.md",
+        "config.json",
+        "model_free.png",
+        "representation.png",
+        "tsne.png",
+        "feature_vis.png",
+    ):
         assert os.path.getsize(paths[name]) > (3000 if name.endswith(".png") else 10), name
     assert json.load(open(paths["model_free.json"])) == mf
     assert json.load(open(paths["representation.json"])) == models
@@ -262,9 +303,13 @@ def test_shipped_configs_are_valid_and_checkpoint_lists_parse():
 
 
 def test_cli_prints_one_error_line():
-    r = subprocess.run([sys.executable, "-m", "experiments.decoupling", "--config.model_free.sets=blur"],
-                       capture_output=True, text=True, timeout=120,
-                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run(
+        [sys.executable, "-m", "experiments.decoupling", "--config.model_free.sets=blur"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     assert r.returncode != 0
     assert r.stderr.strip().splitlines()[-1].startswith("error: config.model_free.sets must be")
 
@@ -290,8 +335,15 @@ def test_tiny_run_writes_the_whole_report(tmp_path):
             if layer != "features":
                 assert 0 < row["density"] < 1 and 0 <= row["dense_units"] <= 1
         s = model["scores"]
-        for key in ("dense_reliance", "reliance/mean_colour", "reliance/low_frequency_energy",
-                    "reliance/patch_codes_mean/luminance", "knn_acc", "linear_probe_acc", "tsne_separation"):
+        for key in (
+            "dense_reliance",
+            "reliance/mean_colour",
+            "reliance/low_frequency_energy",
+            "reliance/patch_codes_mean/luminance",
+            "knn_acc",
+            "linear_probe_acc",
+            "tsne_separation",
+        ):
             assert np.isfinite(s[key]), key
         assert 0 <= s["knn_acc"] <= 1 and 0 <= s["linear_probe_acc"] <= 1
         assert len(model["vis_activation"]) == 4
@@ -299,8 +351,18 @@ def test_tiny_run_writes_the_whole_report(tmp_path):
     assert models["init"]["scores"]["dense_reliance"] != models["crop_flip_color"]["scores"]["dense_reliance"]
     assert os.path.getsize(tmp_path / "models" / "crop_flip_color" / "metrics.jsonl") > 0
     files = out["paths"]
-    for name in ("model_free.json", "model_free.md", "representation.json", "representation.md", "summary.md",
-                 "model_free.png", "representation.png", "tsne.png", "feature_vis.png", "pictures.npz"):
+    for name in (
+        "model_free.json",
+        "model_free.md",
+        "representation.json",
+        "representation.md",
+        "summary.md",
+        "model_free.png",
+        "representation.png",
+        "tsne.png",
+        "feature_vis.png",
+        "pictures.npz",
+    ):
         assert os.path.getsize(files[name]) > (3000 if name.endswith(".png") else 100), name
     assert json.load(open(tmp_path / "run_info.json"))["kind"] == "decoupling"
     text = open(files["summary.md"]).read()
@@ -330,13 +392,22 @@ CFG = ["--image-config=experiments/configs/decoupling_tiny.py"]  # any existing 
 
 
 def _ablation(*args, env=None):
-    return subprocess.run(["bash", ABLATION, *args], capture_output=True, text=True, timeout=60, cwd=ROOT,
-                          env=env)
+    return subprocess.run(["bash", ABLATION, *args], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
 
 
 def test_ablation_dry_run_prints_each_training_then_the_measurement():
-    r = _ablation("--dry-run", *CFG, "--sets", "crop,simclr", "--train-flag=--config.train.steps=7",
-                  "--workdir", "runs/abl", "--", "--cpu-devices", "2")
+    r = _ablation(
+        "--dry-run",
+        *CFG,
+        "--sets",
+        "crop,simclr",
+        "--train-flag=--config.train.steps=7",
+        "--workdir",
+        "runs/abl",
+        "--",
+        "--cpu-devices",
+        "2",
+    )
     assert r.returncode == 0, r.stderr
     local = f"bash {ROOT}/launch/local.sh --cpu-devices 2"
     train = "images -- --config=experiments/configs/decoupling_tiny.py"
@@ -349,17 +420,30 @@ def test_ablation_dry_run_prints_each_training_then_the_measurement():
         "--config.task=supervised --config.augment.set=crop_flip --config.train.steps=7",
         f"{local} decoupling -- --config=experiments/configs/decoupling_photos_models.py --workdir=runs/abl/report "
         "--config.models.source=checkpoints "
-        "--config.models.checkpoints=runs/abl/crop,runs/abl/simclr,supervised=runs/abl/supervised"]
+        "--config.models.checkpoints=runs/abl/crop,runs/abl/simclr,supervised=runs/abl/supervised",
+    ]
 
 
 def test_ablation_slurm_measurement_waits_for_the_trainings():
-    r = _ablation("--dry-run", *CFG, "--launcher=slurm", "--sets=crop", "--supervised-set=", "--workdir=/shared/abl",
-                  "--", "--gpus-per-node", "8", "--job-name=abl")
+    r = _ablation(
+        "--dry-run",
+        *CFG,
+        "--launcher=slurm",
+        "--sets=crop",
+        "--supervised-set=",
+        "--workdir=/shared/abl",
+        "--",
+        "--gpus-per-node",
+        "8",
+        "--job-name=abl",
+    )
     assert r.returncode == 0, r.stderr
     train, measure = r.stdout.splitlines()
     assert "--job-name=abl --script=/shared/abl/slurm/abl-crop.sbatch images --" in train
-    assert ("--gpus-per-node 8 --job-name=abl --job-name=abl --script=/shared/abl/slurm/abl-report.sbatch "
-            "--nodes=1 --gpus-per-node=1 --sbatch-arg=--dependency=singleton decoupling --") in measure
+    assert (
+        "--gpus-per-node 8 --job-name=abl --job-name=abl --script=/shared/abl/slurm/abl-report.sbatch "
+        "--nodes=1 --gpus-per-node=1 --sbatch-arg=--dependency=singleton decoupling --"
+    ) in measure
     assert measure.endswith("--config.models.checkpoints=/shared/abl/crop")
 
 
@@ -376,6 +460,7 @@ def test_ablation_runs_what_dry_run_prints(tmp_path):
     assert r.returncode == 0, r.stderr
     calls = [json.loads(l) for l in record.read_text().splitlines()]
     import shlex
+
     words = [shlex.split(p) for p in printed]  # bash local.sh --python=FAKE EXPERIMENT -- FLAGS...
     assert [c["argv"] for c in calls] == [["-m", f"experiments.{w[3]}", *w[5:]] for w in words]
     assert [c["argv"][1] for c in calls] == ["experiments.images"] * 2 + ["experiments.decoupling"]
@@ -384,19 +469,22 @@ def test_ablation_runs_what_dry_run_prints(tmp_path):
     assert all(c["cwd"] == ROOT for c in calls)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--sets=crop,cutout"], "--sets must be a comma list"),
-    (["--sets=crop,crop"], "--sets must not repeat"),
-    (["--sets=", "--supervised-set="], "--sets is empty"),
-    (["--supervised-set=blur"], "--supervised-set must be"),
-    (["--launcher=aws"], "--launcher must be"),
-    (["--image-config=nope.py"], "--image-config 'nope.py' is not a file"),
-    (["--supervised-config=nope.py"], "--supervised-config 'nope.py' is not a file"),
-    (["--skip-train", "--skip-measure"], "leave nothing to do"),
-    (["--workdir=runs/a b"], "--workdir must be non-empty without spaces"),
-    (["--workdir=runs/a,b"], "--workdir must not hold ','"),
-    (["crop"], "unknown argument 'crop'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--sets=crop,cutout"], "--sets must be a comma list"),
+        (["--sets=crop,crop"], "--sets must not repeat"),
+        (["--sets=", "--supervised-set="], "--sets is empty"),
+        (["--supervised-set=blur"], "--supervised-set must be"),
+        (["--launcher=aws"], "--launcher must be"),
+        (["--image-config=nope.py"], "--image-config 'nope.py' is not a file"),
+        (["--supervised-config=nope.py"], "--supervised-config 'nope.py' is not a file"),
+        (["--skip-train", "--skip-measure"], "leave nothing to do"),
+        (["--workdir=runs/a b"], "--workdir must be non-empty without spaces"),
+        (["--workdir=runs/a,b"], "--workdir must not hold ','"),
+        (["crop"], "unknown argument 'crop'"),
+    ],
+)
 def test_ablation_bad_arguments_print_one_line_and_exit_2(args, message):
     r = _ablation(*CFG, *args, "--dry-run")
     assert r.returncode == 2
@@ -408,7 +496,9 @@ def test_restore_encoder_reads_an_image_workdir(tmp_path):
     whose 'state' item is the TrainState): the restored encoder has the saved weights, not the initial ones."""
     import orbax.checkpoint as ocp
     from flax import nnx
-    from cl_features.train import images as train_images, loop
+
+    from cl_features.train import images as train_images
+    from cl_features.train import loop
 
     ic = train_images.validate(experiment.image_config("photos_simclr_tiny"))
     ic.augment.set = "crop_flip_color"
@@ -419,8 +509,10 @@ def test_restore_encoder_reads_an_image_workdir(tmp_path):
     with ocp.CheckpointManager(str(tmp_path / "checkpoints")) as mngr:
         mngr.save(7, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
         mngr.wait_until_finished()
-    json.dump({"config": ic.to_dict(), "num_train": 512, "num_classes": 8, "knn_acc": 0.5},
-              open(tmp_path / "summary.json", "w"))
+    json.dump(
+        {"config": ic.to_dict(), "num_train": 512, "num_classes": 8, "knn_acc": 0.5},
+        open(tmp_path / "summary.json", "w"),
+    )
     enc = experiment.restore_encoder(str(tmp_path), "cfc")
     assert (enc.name, enc.train_set, enc.input_size) == ("cfc", "crop_flip_color", 16)
     assert enc.scores == {"train/knn_acc": 0.5, "train_steps": 7}

@@ -27,13 +27,19 @@ def _permute_channels(images, rng):
 def _gray_structured(n, size, rng):
     """[n, size, size, 3]: gray background with 2-5 random 6x6 gray patterns (from a bank of 4) at random
     places, plus a per-image colour offset per channel. Structure is gray; colour is a dense, global tint."""
-    bank = np.stack([PLUS, np.tri(6, dtype=np.float32), np.eye(6, dtype=np.float32)[::-1],
-                     np.kron(np.eye(2, dtype=np.float32), np.ones((3, 3), np.float32))])
+    bank = np.stack(
+        [
+            PLUS,
+            np.tri(6, dtype=np.float32),
+            np.eye(6, dtype=np.float32)[::-1],
+            np.kron(np.eye(2, dtype=np.float32), np.ones((3, 3), np.float32)),
+        ]
+    )
     gray = np.full((n, size, size), 0.5, np.float32)
     for i in range(n):
         for _ in range(rng.integers(2, 6)):
             r, c = rng.integers(0, size - 5, 2)
-            gray[i, r:r + 6, c:c + 6] += rng.choice([-0.3, 0.3]) * bank[rng.integers(len(bank))]
+            gray[i, r : r + 6, c : c + 6] += rng.choice([-0.3, 0.3]) * bank[rng.integers(len(bank))]
     offset = rng.uniform(-0.2, 0.2, size=(n, 1, 1, 3)).astype(np.float32)
     return np.clip(gray[..., None] + offset, 0.0, 1.0)
 
@@ -48,7 +54,7 @@ def _planted_pair(n, size, rng):
         for i in np.flatnonzero(present):
             for _ in range(2):
                 r, c = rng.integers(0, size - 5, 2)
-                v[i, r:r + 6, c:c + 6] = 0.1 + 0.8 * PLUS[..., None]
+                v[i, r : r + 6, c : c + 6] = 0.1 + 0.8 * PLUS[..., None]
         views.append(v)
     return views[0], views[1], present
 
@@ -211,7 +217,10 @@ def test_dense_statistics_shapes_and_chunking():
     x = np.random.default_rng(7).uniform(size=(11, 8, 8, 3)).astype(np.float32)
     stats = S.dense_statistics(x, bins=5, k=3, chunk_size=4)
     assert {k: v.shape for k, v in stats.items()} == {
-        "mean_colour": (11, 3), "colour_histogram": (11, 15), "low_frequency_energy": (11, 9)}
+        "mean_colour": (11, 3),
+        "colour_histogram": (11, 15),
+        "low_frequency_energy": (11, 9),
+    }
     whole = S.dense_statistics(jnp.asarray(x), bins=5, k=3, chunk_size=100)  # JAX arrays work too
     for name in stats:
         np.testing.assert_allclose(stats[name], whole[name], rtol=1e-12)
@@ -224,7 +233,7 @@ def test_dense_statistics_shapes_and_chunking():
 def test_extract_patches_matches_loops():
     x = np.random.default_rng(8).uniform(size=(2, 9, 8, 3)).astype(np.float32)
     got = S.extract_patches(x, 3, stride=2)
-    want = [[x[n, r:r + 3, c:c + 3].reshape(-1) for r in range(0, 7, 2) for c in range(0, 6, 2)] for n in range(2)]
+    want = [[x[n, r : r + 3, c : c + 3].reshape(-1) for r in range(0, 7, 2) for c in range(0, 6, 2)] for n in range(2)]
     np.testing.assert_array_equal(got, np.array(want))
 
 
@@ -273,7 +282,7 @@ def test_sparse_codes_match_a_per_patch_reference(gray_images, gray_dictionary):
         codes = []
         for r in range(0, 20 - 5, 2):
             for c in range(0, 20 - 5, 2):
-                p = img[r:r + 6, c:c + 6].reshape(-1).astype(np.float64)
+                p = img[r : r + 6, c : c + 6].reshape(-1).astype(np.float64)
                 p = (p - p.mean()) / np.sqrt(p.var() + d.contrast_eps)
                 codes.append(np.maximum(d.atoms @ (d.whitening @ (p - d.mean)) - threshold, 0.0))
         codes = np.array(codes)
@@ -283,8 +292,9 @@ def test_sparse_codes_match_a_per_patch_reference(gray_images, gray_dictionary):
     got = S.sparse_statistics(x, d, threshold=threshold, stride=2, chunk_size=2)
     np.testing.assert_allclose(got["patch_codes_max"], want_max, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got["patch_codes_mean"], want_mean, rtol=1e-4, atol=1e-4)
-    np.testing.assert_array_equal(S.sparse_codes(x, d, threshold=threshold, stride=2, pool="mean"),
-                                  got["patch_codes_mean"])
+    np.testing.assert_array_equal(
+        S.sparse_codes(x, d, threshold=threshold, stride=2, pool="mean"), got["patch_codes_mean"]
+    )
     assert np.mean(nonzero) < 0.3  # most per-position responses are exactly 0
 
 

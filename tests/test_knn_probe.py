@@ -93,8 +93,9 @@ def test_ridge_probe_matches_lstsq():
     xs = (x64 - x64.mean(0)) / (x64.std(0) + 1e-6)
     # Augmented least squares: rows [xs, 1] with targets one-hot, plus sqrt(n l2) I rows penalising w only.
     n = len(y)
-    a = np.concatenate([np.concatenate([xs, np.ones((n, 1))], 1),
-                        np.concatenate([np.sqrt(n * l2) * np.eye(6), np.zeros((6, 1))], 1)])
+    a = np.concatenate(
+        [np.concatenate([xs, np.ones((n, 1))], 1), np.concatenate([np.sqrt(n * l2) * np.eye(6), np.zeros((6, 1))], 1)]
+    )
     t = np.concatenate([np.eye(3)[y], np.zeros((6, 3))])
     coef = np.linalg.lstsq(a, t, rcond=None)[0]
     np.testing.assert_allclose(probe.w, coef[:6], atol=1e-10)

@@ -66,8 +66,14 @@ def test_decoupling_analytic_values(dictionary):
     w = dictionary.T[:3]
     comp = decoupling.predicted(w, dictionary, sparsity=0.2, sigma=0.5, augmentation="complementary_mask")
     none = decoupling.predicted(w, dictionary, sparsity=0.2, sigma=0.5, augmentation="none")
-    ind = decoupling.predicted(w, dictionary, sparsity=0.2, sigma=0.5, augmentation="independent_mask",
-                               params=vectors.AugmentParams(keep_prob=0.25))
+    ind = decoupling.predicted(
+        w,
+        dictionary,
+        sparsity=0.2,
+        sigma=0.5,
+        augmentation="independent_mask",
+        params=vectors.AugmentParams(keep_prob=0.25),
+    )
     np.testing.assert_allclose(comp["dense_corr"], 0.0, atol=1e-6)
     np.testing.assert_allclose(none["dense_corr"], 1.0, rtol=1e-6)
     np.testing.assert_allclose(none["sparse_corr"], 1.0, rtol=1e-6)

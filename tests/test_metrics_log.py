@@ -37,11 +37,11 @@ def raw_records(path: str) -> list[bytes]:
         data = f.read()
     records, pos = [], 0
     while pos < len(data):
-        header = data[pos:pos + 8]
+        header = data[pos : pos + 8]
         (length,) = struct.unpack("<Q", header)
-        assert struct.unpack("<I", data[pos + 8:pos + 12])[0] == masked_reference(header)
-        payload = data[pos + 12:pos + 12 + length]
-        assert struct.unpack("<I", data[pos + 12 + length:pos + 16 + length])[0] == masked_reference(payload)
+        assert struct.unpack("<I", data[pos + 8 : pos + 12])[0] == masked_reference(header)
+        payload = data[pos + 12 : pos + 12 + length]
+        assert struct.unpack("<I", data[pos + 12 + length : pos + 16 + length])[0] == masked_reference(payload)
         records.append(payload)
         pos += 16 + length
     assert pos == len(data)

@@ -58,7 +58,7 @@ def np_conv(x, w, stride, pad):
     out = np.zeros((x.shape[0], h_out, w_out, w.shape[-1]))
     for dy in range(k):
         for dx in range(k):
-            patch = x[:, dy:dy + stride * h_out:stride, dx:dx + stride * w_out:stride, :]
+            patch = x[:, dy : dy + stride * h_out : stride, dx : dx + stride * w_out : stride, :]
             out += np.einsum("bhwc,co->bhwo", patch, w[dy, dx])
     return out
 
@@ -70,7 +70,7 @@ def np_max_pool_3x3_s2(x):
     out = np.full((x.shape[0], h_out, w_out, x.shape[3]), -np.inf)
     for dy in range(3):
         for dx in range(3):
-            out = np.maximum(out, x[:, dy:dy + 2 * h_out:2, dx:dx + 2 * w_out:2, :])
+            out = np.maximum(out, x[:, dy : dy + 2 * h_out : 2, dx : dx + 2 * w_out : 2, :])
     return out
 
 
@@ -135,8 +135,7 @@ def ref_resnet_params(block, stage_sizes, stem_kernel, width=64):
                 total += conv_p(3, c_in, w) + bn_p(w) + conv_p(3, w, w) + bn_p(w)
             else:
                 c_out = 4 * w
-                total += (conv_p(1, c_in, w) + bn_p(w) + conv_p(3, w, w) + bn_p(w)
-                          + conv_p(1, w, c_out) + bn_p(c_out))
+                total += conv_p(1, c_in, w) + bn_p(w) + conv_p(3, w, w) + bn_p(w) + conv_p(1, w, c_out) + bn_p(c_out)
             if stride != 1 or c_in != c_out:
                 total += conv_p(1, c_in, c_out) + bn_p(c_out)
             c_in = c_out
@@ -205,8 +204,16 @@ def test_wrn_param_count_formula_reproduces_published_sizes(depth, widen, publis
 # -------------------------------------------------------------------------------------- shapes
 
 
-FEAT_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet18_imagenet": 512,
-             "resnet50_imagenet": 2048, "wrn34x5": 320, "resnet_tiny": 64, "wrn_tiny": 64}
+FEAT_DIMS = {
+    "resnet18": 512,
+    "resnet34": 512,
+    "resnet50": 2048,
+    "resnet18_imagenet": 512,
+    "resnet50_imagenet": 2048,
+    "wrn34x5": 320,
+    "resnet_tiny": 64,
+    "wrn_tiny": 64,
+}
 
 
 def test_factory_names_are_the_documented_ones():
@@ -223,8 +230,13 @@ def test_output_and_intermediate_shapes_at_32x32(name):
     if name.startswith("wrn"):
         k = FEAT_DIMS[name] // 64
         assert set(shapes) == {"stem", "stage1", "stage2", "stage3", "final"}
-        assert shapes == {"stem": (32, 32, 16), "stage1": (32, 32, 16 * k), "stage2": (16, 16, 32 * k),
-                          "stage3": (8, 8, 64 * k), "final": (8, 8, 64 * k)}
+        assert shapes == {
+            "stem": (32, 32, 16),
+            "stage1": (32, 32, 16 * k),
+            "stage2": (16, 16, 32 * k),
+            "stage3": (8, 8, 64 * k),
+            "final": (8, 8, 64 * k),
+        }
     else:
         expansion = 4 if name.startswith("resnet50") else 1
         width = 8 if name == "resnet_tiny" else 64
@@ -243,7 +255,12 @@ def test_imagenet_stem_tiny_at_64x64_matches_numpy():
     feats, inter = run(model, x)
     assert feats.shape == (2, 64)
     assert {k: v.shape[1:3] for k, v in inter.items()} == {
-        "stem": (16, 16), "stage1": (16, 16), "stage2": (8, 8), "stage3": (4, 4), "stage4": (2, 2)}
+        "stem": (16, 16),
+        "stage1": (16, 16),
+        "stage2": (8, 8),
+        "stage3": (4, 4),
+        "stage4": (2, 2),
+    }
     # 7x7 / stride 2 conv with symmetric padding 3 (PyTorch's), BN, ReLU, 3x3 / stride 2 max-pool.
     conv = np_conv(x, model.stem_conv.kernel[...], stride=2, pad=3)
     gamma, beta = np.asarray(model.stem_bn.scale[...]), np.asarray(model.stem_bn.bias[...])
@@ -329,8 +346,9 @@ def test_eval_mode_is_per_example_and_leaves_running_stats(name):
     jax.tree.map(np.testing.assert_array_equal, after, stats)
     if name == "resnet_tiny":  # eval BN uses the running stats: float64 check of the stem
         _, inter = run(model, x)
-        ref, _ = np_stem(model, x, np.asarray(model.stem_bn.mean[...], np.float64),
-                         np.asarray(model.stem_bn.var[...], np.float64))
+        ref, _ = np_stem(
+            model, x, np.asarray(model.stem_bn.mean[...], np.float64), np.asarray(model.stem_bn.var[...], np.float64)
+        )
         np.testing.assert_allclose(inter["stem"], ref, rtol=1e-4, atol=1e-4)
     model.train()
     assert not np.allclose(features(model, x)[1], full[1], atol=1e-3)
@@ -411,8 +429,9 @@ def test_sharded_batch_under_jit_uses_global_batch_statistics():
     """)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["devices"] == 4

@@ -18,9 +18,19 @@ import pytest
 pytestmark = pytest.mark.slow
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHILD = ROOT / "tests" / "_synthetic_child.py"  # experiments.synthetic's main, with CLF_FAULT injection
-CONFIG = {"data.d": 8, "data.d1": 32, "model.width": 16, "train.batch_size": 32, "train.schedule": "constant",
-          "train.steps_per_call": 10, "train.log_every": 20, "checkpoint.every": 50, "measure.num_samples": 256,
-          "measure.probe_tasks": 2, "arms": "complementary_mask"}
+CONFIG = {
+    "data.d": 8,
+    "data.d1": 32,
+    "model.width": 16,
+    "train.batch_size": 32,
+    "train.schedule": "constant",
+    "train.steps_per_call": 10,
+    "train.log_every": 20,
+    "checkpoint.every": 50,
+    "measure.num_samples": 256,
+    "measure.probe_tasks": 2,
+    "arms": "complementary_mask",
+}
 ARMS = ("complementary_mask",)
 _CACHE = {}  # a persistent XLA cache shared by the runs (set by the fixture)
 # Gloo all-reduces sum in another order than one process does: float32 rounding only.
@@ -34,10 +44,18 @@ def _free_port() -> int:
 
 
 def _env(devices: int, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("JAX_", "XLA_", "SLURM_", "OMPI_", "TPU_", "MEGASCALE_"))}
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-               PYTHONPATH=str(ROOT), **_CACHE, **extra)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("JAX_", "XLA_", "SLURM_", "OMPI_", "TPU_", "MEGASCALE_"))
+    }
+    env.update(
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        PYTHONPATH=str(ROOT),
+        **_CACHE,
+        **extra,
+    )
     return env
 
 
@@ -53,13 +71,26 @@ def run_processes(workdir, steps: int, count: int, fault0: str | None = None, ti
     address = f"127.0.0.1:{_free_port()}"
     procs = []
     for i in range(count):
-        env = _env(4 // count) if count == 1 else _env(
-            4 // count, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES=str(count), JAX_PROCESS_ID=str(i))
+        env = (
+            _env(4 // count)
+            if count == 1
+            else _env(4 // count, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES=str(count), JAX_PROCESS_ID=str(i))
+        )
         if fault0 and i == 0:
             env["CLF_FAULT"] = fault0
         log = open(workdir.parent / f"{workdir.name}.log{i}", "w")
-        procs.append((subprocess.Popen(_argv(workdir, steps, child=fault0 is not None), env=env, cwd=ROOT,
-                                       stdout=log, stderr=subprocess.STDOUT), log))
+        procs.append(
+            (
+                subprocess.Popen(
+                    _argv(workdir, steps, child=fault0 is not None),
+                    env=env,
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                ),
+                log,
+            )
+        )
     deadline = time.monotonic() + timeout
     try:
         codes = [p.wait(timeout=max(1.0, deadline - time.monotonic())) for p, _ in procs]
@@ -77,8 +108,11 @@ def run_processes(workdir, steps: int, count: int, fault0: str | None = None, ti
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("multiprocess")
-    _CACHE.update(JAX_COMPILATION_CACHE_DIR=str(tmp / "xla_cache"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                  JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    _CACHE.update(
+        JAX_COMPILATION_CACHE_DIR=str(tmp / "xla_cache"),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
     one = tmp / "one"
     run_processes(one, steps=100, count=1)
     two = tmp / "two"
@@ -89,8 +123,14 @@ def runs(tmp_path_factory):
     metrics_after_first = (two / "complementary_mask" / "metrics.jsonl").read_text()
     checkpoints_after_first = sorted(os.listdir(two / "complementary_mask" / "checkpoints"))
     second = run_processes(two, steps=100, count=2)  # the same command resumes at step 40
-    return {"one": one, "two": two, "first": first, "second": second, "metrics_after_first": metrics_after_first,
-            "checkpoints_after_first": checkpoints_after_first}
+    return {
+        "one": one,
+        "two": two,
+        "first": first,
+        "second": second,
+        "metrics_after_first": metrics_after_first,
+        "checkpoints_after_first": checkpoints_after_first,
+    }
 
 
 def _summary(workdir):
@@ -133,6 +173,7 @@ def test_only_process_zero_writes_and_reports(runs):
         assert "preempted" not in log
     # One copy of each row: the first run's rows up to the preemption, then the resumed run's.
     assert [json.loads(x)["step"] for x in runs["metrics_after_first"].splitlines()] == list(range(20, stop + 1, 20))
+
     def written(workdir):  # TensorBoard files are named by time and pid: count them
         names = sorted(p.name for p in workdir.iterdir() if p.is_file())
         return [n for n in names if not n.startswith("events.")], sum(n.startswith("events.") for n in names)

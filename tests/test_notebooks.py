@@ -36,8 +36,9 @@ def execute(name: str, overrides: dict, tmp_path, monkeypatch):
     at = parameters_index(nb)
     for key in overrides:  # an override must name a real parameter
         assert f"\n{key} = " in "\n" + nb.cells[at].source, f"{key} is not set in the parameter cell"
-    injected = nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in overrides.items()),
-                                         metadata={"tags": ["injected-parameters"]})
+    injected = nbformat.v4.new_code_cell(
+        "\n".join(f"{k} = {v!r}" for k, v in overrides.items()), metadata={"tags": ["injected-parameters"]}
+    )
     nb.cells.insert(at + 1, injected)
     nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.executable)"))
 
@@ -47,8 +48,9 @@ def execute(name: str, overrides: dict, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     km = KernelManager(kernel_name="python3", kernel_spec_manager=ksm)
-    client = nbclient.NotebookClient(nb, km=km, timeout=120, allow_errors=False,
-                                     resources={"metadata": {"path": NOTEBOOKS}})
+    client = nbclient.NotebookClient(
+        nb, km=km, timeout=120, allow_errors=False, resources={"metadata": {"path": NOTEBOOKS}}
+    )
     client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
@@ -57,9 +59,13 @@ def execute(name: str, overrides: dict, tmp_path, monkeypatch):
 
 
 def images_shown(nb) -> list[np.ndarray]:
-    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(o.data["image/png"]))))
-            for c in nb.cells if c.cell_type == "code" for o in c.outputs
-            if o.output_type in ("display_data", "execute_result") and "image/png" in o.get("data", {})]
+    return [
+        np.asarray(Image.open(io.BytesIO(base64.b64decode(o.data["image/png"]))))
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type in ("display_data", "execute_result") and "image/png" in o.get("data", {})
+    ]
 
 
 def text_of(cell) -> str:
@@ -80,24 +86,42 @@ def test_notebooks_are_clean_and_parameterised():
 @pytest.mark.slow
 def test_synthetic_notebook(tmp_path, monkeypatch):
     workdir = str(tmp_path / "run")
-    nb = execute("synthetic.ipynb", {
-        "WORKDIR": workdir, "ARMS": "complementary_mask", "D": 8, "D1": 32, "STEPS": 40, "BATCH_SIZE": 32,
-        "BIAS_RAMP_STEPS": 20, "LOG_EVERY": 20,
-        "OVERRIDES": {"train.steps_per_call": 10, "measure.num_samples": 64}}, tmp_path, monkeypatch)
+    nb = execute(
+        "synthetic.ipynb",
+        {
+            "WORKDIR": workdir,
+            "ARMS": "complementary_mask",
+            "D": 8,
+            "D1": 32,
+            "STEPS": 40,
+            "BATCH_SIZE": 32,
+            "BIAS_RAMP_STEPS": 20,
+            "LOG_EVERY": 20,
+            "OVERRIDES": {"train.steps_per_call": 10, "measure.num_samples": 64},
+        },
+        tmp_path,
+        monkeypatch,
+    )
     setup = text_of(nb.cells[2])
     assert setup.startswith("cl_features ") and setup.strip().endswith(os.path.join(ROOT, "cl_features"))
     assert "backend cpu" in text_of(nb.cells[3])
     # The three figures are shown inline, pixel for pixel the files in the workdir.
     shown = images_shown(nb)
-    files = [np.asarray(Image.open(os.path.join(workdir, f))) for f in ("recovery.png", "cosines.png",
-                                                                        "decoupling.png")]
+    files = [
+        np.asarray(Image.open(os.path.join(workdir, f))) for f in ("recovery.png", "cosines.png", "decoupling.png")
+    ]
     assert len(shown) == 3
     for got, want in zip(shown, files):
         np.testing.assert_array_equal(got, want)
     # The table shown is the run's summary.md, for the one arm asked for, at the overridden sizes.
     table = open(os.path.join(workdir, "summary.md")).read()
-    markdown = [o.data["text/markdown"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
-                if "text/markdown" in o.get("data", {})]
+    markdown = [
+        o.data["text/markdown"]
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "text/markdown" in o.get("data", {})
+    ]
     assert markdown == [table]
     assert table.splitlines()[2].startswith("| complementary_mask |") and len(table.splitlines()) == 3
     assert os.path.exists(os.path.join(workdir, "complementary_mask", "metrics.jsonl"))
@@ -106,22 +130,41 @@ def test_synthetic_notebook(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_decoupling_notebook(tmp_path, monkeypatch):
     sets = ("none", "crop_flip_color")
-    nb = execute("decoupling.ipynb", {
-        "CROPS_PER_IMAGE": 8, "SETS": ",".join(sets), "N_SHOW": 3, "PATCH_SIZE": 5, "N_ATOMS": 8,
-        "N_PATCHES": 1000, "STRIDE": 3}, tmp_path, monkeypatch)
+    nb = execute(
+        "decoupling.ipynb",
+        {
+            "CROPS_PER_IMAGE": 8,
+            "SETS": ",".join(sets),
+            "N_SHOW": 3,
+            "PATCH_SIZE": 5,
+            "N_ATOMS": 8,
+            "N_PATCHES": 1000,
+            "STRIDE": 3,
+        },
+        tmp_path,
+        monkeypatch,
+    )
     photos, views, bars = images_shown(nb)
     assert views.shape[0] > photos.shape[0]  # one row of crops plus one row per set
-    (markdown,) = [o.data["text/markdown"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
-                   if "text/markdown" in o.get("data", {})]
+    (markdown,) = [
+        o.data["text/markdown"]
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "text/markdown" in o.get("data", {})
+    ]
     header, _, *rows = markdown.splitlines()
     columns = [h.strip() for h in header.strip("|").split("|")]
-    table = {r.strip("|").split("|")[0].strip(): dict(zip(columns[1:], map(float, r.strip("|").split("|")[1:])))
-             for r in rows}
+    table = {
+        r.strip("|").split("|")[0].strip(): dict(zip(columns[1:], map(float, r.strip("|").split("|")[1:])))
+        for r in rows
+    }
     assert list(table) == list(sets)
     # Identical views: every statistic correlates perfectly.
     assert all(v == 1.0 for v in table["none"].values())
     # Colour jitter and crops decorrelate the views' colour statistics.
     assert table["crop_flip_color"]["mean_colour"] < 0.9
-    assert table["crop_flip_color"]["dense_mean"] == pytest.approx(np.mean(
-        [table["crop_flip_color"][s] for s in ("mean_colour", "colour_histogram", "low_frequency_energy")]),
-        abs=2e-3)
+    assert table["crop_flip_color"]["dense_mean"] == pytest.approx(
+        np.mean([table["crop_flip_color"][s] for s in ("mean_colour", "colour_histogram", "low_frequency_energy")]),
+        abs=2e-3,
+    )

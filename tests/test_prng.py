@@ -43,8 +43,7 @@ def test_keys_bit_identical():
     _same(jax.random.key_data(prng.fold_in(key, ids)), jax.random.key_data(ref))
     # Under jit with a traced step, as the train loop uses it.
     step = jnp.int32(41)
-    _same(jax.random.key_data(jax.jit(prng.fold_in)(key, step)),
-          jax.random.key_data(jax.random.fold_in(key, step)))
+    _same(jax.random.key_data(jax.jit(prng.fold_in)(key, step)), jax.random.key_data(jax.random.fold_in(key, step)))
 
 
 def test_other_keys_are_handed_to_jax_random():

@@ -54,8 +54,13 @@ def test_report_command_reproduces_table_and_figures(finished, tmp_path):
     for name in ("summary.md", *FIGURES):
         os.remove(os.path.join(workdir, name))
 
-    proc = subprocess.run([sys.executable, "-m", "experiments.report", f"--workdir={workdir}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.report", f"--workdir={workdir}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert open(os.path.join(workdir, "summary.md"), "rb").read() == table
     assert table.decode() in proc.stdout and "missing" not in proc.stdout
@@ -80,8 +85,10 @@ def test_interrupted_run_gets_curves_and_says_what_is_missing(finished, tmp_path
     assert not os.path.exists(os.path.join(workdir, "summary.md"))
     assert pixels(out.written["recovery.png"]).shape == pixels(os.path.join(src, "recovery.png")).shape
     last = read_jsonl(os.path.join(workdir, ARMS[0], "metrics.jsonl"))[-1]
-    row = (f"| {ARMS[0]} | 40 | 40 | {last['contrastive_loss']:.3f} | {last['recovered_fraction']:.3f} | "
-           f"{last['span_share']:.3f} | {last['instance_acc']:.3f} |")
+    row = (
+        f"| {ARMS[0]} | 40 | 40 | {last['contrastive_loss']:.3f} | {last['recovered_fraction']:.3f} | "
+        f"{last['span_share']:.3f} | {last['instance_acc']:.3f} |"
+    )
     assert open(out.written["progress.md"]).read().splitlines()[2] == row
     assert len(out.missing) == 2
     assert out.missing[0].startswith("summary.json: the run has not finished")
@@ -122,8 +129,9 @@ def test_run_records_run_info(finished):
     assert info["jax_version"] == jax.__version__ and info["device_count"] == len(jax.devices())
     assert info["devices"] == [str(d) for d in jax.devices()] and info["process_count"] == 1
     assert info["package_version"] == run_info.package_version()
-    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "cl_features/__init__.py"], cwd=ROOT,
-                             capture_output=True, text=True)
+    tracked = subprocess.run(
+        ["git", "ls-files", "--error-unmatch", "cl_features/__init__.py"], cwd=ROOT, capture_output=True, text=True
+    )
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     if tracked.returncode == 0 and head.returncode == 0:  # a checkout of this repository
         assert info["git_commit"] == head.stdout.strip() and isinstance(info["git_dirty"], bool)

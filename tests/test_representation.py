@@ -1,7 +1,5 @@
 """Representation-level measurements, t-SNE maps and feature visualisation on encoders built in the test."""
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +9,8 @@ import scipy.ndimage
 from flax import nnx
 
 from cl_features.data import photos
-from cl_features.measure import correlation, feature_vis, image_stats, representation as R, tsne
+from cl_features.measure import correlation, feature_vis, image_stats, tsne
+from cl_features.measure import representation as R
 from cl_features.models import resnet
 
 
@@ -44,8 +43,10 @@ def _reference(x, pre=lambda v: v, threshold=0.0):
     v = pre(x.astype(np.float64) / 255.0)
     stem = v @ W + B
     stage1 = np.maximum(stem, 0)
-    return {"stem": (stem.mean((1, 2)), (stem > threshold).mean((1, 2))),
-            "stage1": (stage1.mean((1, 2)), (stage1 > threshold).mean((1, 2)))}, stage1.mean((1, 2))
+    return {
+        "stem": (stem.mean((1, 2)), (stem > threshold).mean((1, 2))),
+        "stage1": (stage1.mean((1, 2)), (stage1 > threshold).mean((1, 2))),
+    }, stage1.mean((1, 2))
 
 
 def test_encoder_outputs_match_numpy_and_do_not_depend_on_batching(crops):
@@ -141,13 +142,16 @@ def test_reliance_chooses_l2_on_training_rows_only():
     small = R.reliance_r2(x, y, l2=1e-6)
     grid = R.reliance_r2(x, y, l2=(1e-6, 1e-2, 1.0, 100.0))
     assert small < 0.2 and grid > small + 0.2
-    best = max((correlation.ridge_r2(x, y, l2=v) for v in (1e-6, 1e-2, 1.0, 100.0)))
+    best = max(correlation.ridge_r2(x, y, l2=v) for v in (1e-6, 1e-2, 1.0, 100.0))
     assert grid <= best + 1e-12  # no better than the best held-out choice (it never saw those rows)
-    test_rows = np.random.default_rng(0).permutation(n)[int(round(0.7 * n)):]
+    test_rows = np.random.default_rng(0).permutation(n)[int(round(0.7 * n)) :]
     y2 = y.copy()
     y2[test_rows] = rng.normal(size=(len(test_rows), 1))
-    chosen = [v for v in (1e-6, 1e-2, 1.0, 100.0)
-              if R.reliance_r2(x, y, l2=(1e-6, 1e-2, 1.0, 100.0)) == correlation.ridge_r2(x, y, l2=v)]
+    chosen = [
+        v
+        for v in (1e-6, 1e-2, 1.0, 100.0)
+        if R.reliance_r2(x, y, l2=(1e-6, 1e-2, 1.0, 100.0)) == correlation.ridge_r2(x, y, l2=v)
+    ]
     assert R.reliance_r2(x, y2, l2=(1e-6, 1e-2, 1.0, 100.0)) == correlation.ridge_r2(x, y2, l2=chosen[0])
 
 
@@ -166,6 +170,7 @@ def test_training_on_a_dense_target_raises_dense_reliance(crops):
     def step(model, opt, xb, yb):
         def loss(m):
             return jnp.mean((m[1](m[0](xb)) - yb) ** 2)
+
         opt.update(model, nnx.grad(loss)(model))
 
     xs = jnp.asarray(x)
@@ -206,8 +211,9 @@ def test_jitter_and_blur_match_numpy_and_scipy():
     np.testing.assert_array_equal(feature_vis.jitter_image(jnp.asarray(img), (2, -3)), np.roll(img, (2, -3), (0, 1)))
     sigma = 0.8
     radius = int(np.ceil(2 * sigma))
-    ref = scipy.ndimage.gaussian_filter(img.astype(np.float64), (sigma, sigma, 0), mode="mirror",
-                                        truncate=radius / sigma)
+    ref = scipy.ndimage.gaussian_filter(
+        img.astype(np.float64), (sigma, sigma, 0), mode="mirror", truncate=radius / sigma
+    )
     np.testing.assert_allclose(feature_vis.blur_image(jnp.asarray(img), sigma), ref, atol=1e-5)
     const = np.full((8, 8, 3), 0.3, np.float32)
     np.testing.assert_allclose(feature_vis.blur_image(jnp.asarray(const), 1.0), const, atol=1e-6)

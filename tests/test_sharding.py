@@ -18,7 +18,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-WORKER = textwrap.dedent('''
+WORKER = textwrap.dedent("""
     import json, sys
     import jax, jax.numpy as jnp, numpy as np
     from flax import nnx
@@ -100,7 +100,7 @@ WORKER = textwrap.dedent('''
     out["resharded"] = {"w": w_resumed.tolist(), "steps": [r["step"] for r in hist]}
     with open(sys.argv[1], "w") as f:
         json.dump(out, f)
-''')
+""")
 
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -112,12 +112,20 @@ def out(tmp_path_factory):
     script.write_text(WORKER)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
     # The 4 forced devices share 2 cores: on a loaded machine one can reach a collective long after the others.
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
-               XLA_FLAGS="--xla_force_host_platform_device_count=4 --xla_cpu_collective_timeout_seconds=600 "
-                         "--xla_cpu_collective_call_terminate_timeout_seconds=600")
-    proc = subprocess.run([sys.executable, str(script), str(tmp / "out.json"), str(tmp / "work"),
-                           str(tmp / "xla_cache")], env=env,
-                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    env.update(
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=str(ROOT),
+        XLA_FLAGS="--xla_force_host_platform_device_count=4 --xla_cpu_collective_timeout_seconds=600 "
+        "--xla_cpu_collective_call_terminate_timeout_seconds=600",
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp / "out.json"), str(tmp / "work"), str(tmp / "xla_cache")],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads((tmp / "out.json").read_text())
 

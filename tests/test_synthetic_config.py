@@ -56,7 +56,10 @@ def test_default_config_is_valid_and_resolved():
 def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.synthetic", f"--workdir={tmp_path}", "--config.objective.temperature=-1"],
-        capture_output=True, text=True, timeout=120)
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "error: config.objective.temperature must be > 0, got -1" in proc.stderr
     assert not any(tmp_path.iterdir())

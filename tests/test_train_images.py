@@ -98,9 +98,18 @@ def test_missing_dataset_is_one_line_before_compiling(tmp_path, no_compile):
 
 def test_cli_prints_the_missing_dataset_line(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "experiments.images", "--config=experiments/configs/mock_cifar10_tiny.py",
-         f"--workdir={tmp_path / 'run'}", f"--config.data.data_dir={tmp_path}"],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "experiments.images",
+            "--config=experiments/configs/mock_cifar10_tiny.py",
+            f"--workdir={tmp_path / 'run'}",
+            f"--config.data.data_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: TFDS dataset 'cifar10' is not prepared as array_record")
@@ -109,11 +118,21 @@ def test_cli_prints_the_missing_dataset_line(tmp_path):
 
 
 def test_named_configs_are_valid():
-    from experiments.configs import (cifar10_simclr_resnet18, cifar10_simclr_wrn34x5, cifar10_supervised_wrn34x5,
-                                     imagenet_simclr_resnet50, photos_supervised_tiny)
+    from experiments.configs import (
+        cifar10_simclr_resnet18,
+        cifar10_simclr_wrn34x5,
+        cifar10_supervised_wrn34x5,
+        imagenet_simclr_resnet50,
+        photos_supervised_tiny,
+    )
+
     r18 = images.validate(cifar10_simclr_resnet18.get_config())
     assert (r18.train.batch_size, r18.train.epochs, r18.objective.temperature, r18.train.optimizer) == (
-        512, 1000.0, 0.5, "lars")
+        512,
+        1000.0,
+        0.5,
+        "lars",
+    )
     assert images.learning_rate(r18.train.base_learning_rate, 512, "linear") == 2.0
     assert images.validate(cifar10_simclr_wrn34x5.get_config()).model.encoder == "wrn34x5"
     assert images.validate(cifar10_supervised_wrn34x5.get_config()).task == "supervised"
@@ -146,8 +165,7 @@ def test_learning_rate_scaling_and_schedule():
     c.train.batch_size, c.train.warmup_epochs, c.train.base_learning_rate = 64, 0.5, 0.8
     s = images.make_schedule(c, num_train=512)  # 8 steps per epoch
     assert (s.steps_per_epoch, s.steps, s.warmup_steps, s.learning_rate) == (8.0, 21, 4, 0.2)  # 20 -> 21 (x3)
-    lr = optim.schedule(learning_rate=s.learning_rate, kind="warmup_cosine", steps=s.steps,
-                        warmup_steps=s.warmup_steps)
+    lr = optim.schedule(learning_rate=s.learning_rate, kind="warmup_cosine", steps=s.steps, warmup_steps=s.warmup_steps)
     assert float(lr(0)) == 0.0 and float(lr(2)) == pytest.approx(0.1) and float(lr(4)) == pytest.approx(0.2)
     assert float(lr(s.steps)) == pytest.approx(0.0, abs=1e-7)
     c.train.warmup_epochs = 3.0  # 24 warmup steps of 21
@@ -181,8 +199,9 @@ def test_lars_excludes_bn_and_bias_from_decay_and_trust_ratio(decay_bn_and_bias)
     params = _head_params()
     leaves = jax.tree_util.tree_leaves(params)
     keys = jax.random.split(jax.random.key(1), len(leaves))
-    grads = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params),
-                                         [jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
+    grads = jax.tree_util.tree_unflatten(
+        jax.tree_util.tree_structure(params), [jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)]
+    )
     updates, _ = tx.update(grads, tx.init(params), params)
     p, g, u = _named_leaves(params), _named_leaves(grads), _named_leaves(updates)
     for name in p:
@@ -210,8 +229,7 @@ def test_global_example_ids_match_the_single_process_batch(mock_cifar10):
     source = data_images.open_source("cifar10", "train", "/nonexistent")
 
     def batch(index, count):
-        loader = data_images.make_loader(source, global_batch_size=8, seed=5, process_index=index,
-                                         process_count=count)
+        loader = data_images.make_loader(source, global_batch_size=8, seed=5, process_index=index, process_count=count)
         return next(iter(loader))["image"]
 
     whole = batch(0, 1)
@@ -230,7 +248,8 @@ def test_image_folder_source_and_class_check(tmp_path):
             (tmp_path / split / name).mkdir(parents=True)
             for k in range(3):
                 Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(
-                    tmp_path / split / name / f"{k}.png")
+                    tmp_path / split / name / f"{k}.png"
+                )
     config = photos_simclr_tiny.get_config()
     config.data.source, config.train.batch_size = "folder", 4
     config.data.folder_train, config.data.folder_test = str(tmp_path / "train"), str(tmp_path / "test")
@@ -291,8 +310,13 @@ def test_one_and_two_devices_give_the_same_run():
     # Views come from global example ids, BatchNorm and NT-Xent see the global batch: the sharded run is the
     # one-device run up to float32 rounding (measured: final loss 1.9395125 vs 1.9395134, same kNN accuracy).
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    proc = subprocess.run([sys.executable, "tests/_images_devices_child.py"], capture_output=True, text=True,
-                          timeout=300, env=dict(env, PYTHONPATH="."))
+    proc = subprocess.run(
+        [sys.executable, "tests/_images_devices_child.py"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(env, PYTHONPATH="."),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     one, two = out["1"], out["2"]

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from cl_features.train import loop, mesh as mesh_lib, synthetic
+from cl_features.train import loop, synthetic
+from cl_features.train import mesh as mesh_lib
 from experiments.configs import synthetic as synthetic_config
 
 
@@ -20,8 +21,14 @@ def _run(c, arm, calls, **step_kw):
     mesh = mesh_lib.make_mesh(1)
     dictionary = synthetic.make_dictionary(c)
     graphdef, tx, state = synthetic.make_train_state(c, mesh)
-    step = loop.make_step_fn(graphdef, tx, synthetic.make_loss_fn(c, arm, dictionary, mesh), mesh=mesh,
-                             steps_per_call=c.train.steps_per_call, **step_kw)
+    step = loop.make_step_fn(
+        graphdef,
+        tx,
+        synthetic.make_loss_fn(c, arm, dictionary, mesh),
+        mesh=mesh,
+        steps_per_call=c.train.steps_per_call,
+        **step_kw,
+    )
     rows = []
     for _ in range(calls):
         state, metrics = step.fn(state, None)
@@ -53,5 +60,11 @@ def test_sample_fn_and_host_batches_exclude_each_other():
     dictionary = synthetic.make_dictionary(c)
     graphdef, tx, _ = synthetic.make_train_state(c, mesh)
     with pytest.raises(ValueError, match="sample_fn and host_batches"):
-        loop.make_step_fn(graphdef, tx, synthetic.make_loss_fn(c, "none", dictionary, mesh), mesh=mesh,
-                          host_batches=True, sample_fn=synthetic.make_sample_fn(c, "none", dictionary, mesh))
+        loop.make_step_fn(
+            graphdef,
+            tx,
+            synthetic.make_loss_fn(c, "none", dictionary, mesh),
+            mesh=mesh,
+            host_batches=True,
+            sample_fn=synthetic.make_sample_fn(c, "none", dictionary, mesh),
+        )

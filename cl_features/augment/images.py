@@ -36,8 +36,7 @@ JITTER_OPS = ("brightness", "contrast", "saturation", "hue")  # slot order of `j
 _FIELDS = {
     "crop": ("enabled", "scale", "ratio", "antialias"),
     "flip": ("enabled", "prob"),
-    "color_jitter": ("enabled", "strength", "brightness", "contrast", "saturation", "hue", "prob",
-                     "random_order"),
+    "color_jitter": ("enabled", "strength", "brightness", "contrast", "saturation", "hue", "prob", "random_order"),
     "grayscale": ("enabled", "prob"),
     "blur": ("enabled", "prob", "sigma", "kernel_frac", "padding"),
     "solarize": ("enabled", "prob", "threshold"),
@@ -48,116 +47,133 @@ _FIELDS = {
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """Every op with SimCLR's CIFAR values, all switched off (the `none` set)."""
-  return ml_collections.ConfigDict({
-      "crop": {"enabled": False, "scale": (0.08, 1.0), "ratio": (3 / 4, 4 / 3), "antialias": True},
-      "flip": {"enabled": False, "prob": 0.5},
-      "color_jitter": {"enabled": False, "strength": 0.5, "brightness": 0.8, "contrast": 0.8,
-                       "saturation": 0.8, "hue": 0.2, "prob": 0.8, "random_order": True},
-      "grayscale": {"enabled": False, "prob": 0.2},
-      "blur": {"enabled": False, "prob": 0.5, "sigma": (0.1, 2.0), "kernel_frac": 0.1,
-               "padding": "constant"},
-      "solarize": {"enabled": False, "prob": 0.0, "threshold": 0.5},
-  })
+    """Every op with SimCLR's CIFAR values, all switched off (the `none` set)."""
+    return ml_collections.ConfigDict(
+        {
+            "crop": {"enabled": False, "scale": (0.08, 1.0), "ratio": (3 / 4, 4 / 3), "antialias": True},
+            "flip": {"enabled": False, "prob": 0.5},
+            "color_jitter": {
+                "enabled": False,
+                "strength": 0.5,
+                "brightness": 0.8,
+                "contrast": 0.8,
+                "saturation": 0.8,
+                "hue": 0.2,
+                "prob": 0.8,
+                "random_order": True,
+            },
+            "grayscale": {"enabled": False, "prob": 0.2},
+            "blur": {"enabled": False, "prob": 0.5, "sigma": (0.1, 2.0), "kernel_frac": 0.1, "padding": "constant"},
+            "solarize": {"enabled": False, "prob": 0.0, "threshold": 0.5},
+        }
+    )
 
 
 def named_set(name: str) -> ml_collections.ConfigDict:
-  """The augmentation config called `name`, one of NAMED_SETS.
+    """The augmentation config called `name`, one of NAMED_SETS.
 
-  none: identity (plus a resize if the input size differs from out_size); crop: random resized
-  crop; crop_flip: + horizontal flip; crop_flip_color: + colour jitter and random grayscale;
-  simclr: + Gaussian blur. Colour strength is 0.5 (SimCLR's CIFAR value); set
-  `cfg.color_jitter.strength = 1.0` for ImageNet.
-  """
-  if name not in NAMED_SETS:
-    raise ValueError(f"augmentation set must be one of {NAMED_SETS}, got {name!r}")
-  cfg = default_config()
-  on = NAMED_SETS.index(name)
-  cfg.crop.enabled = on >= 1
-  cfg.flip.enabled = on >= 2
-  cfg.color_jitter.enabled = on >= 3
-  cfg.grayscale.enabled = on >= 3
-  cfg.blur.enabled = on >= 4
-  return cfg
+    none: identity (plus a resize if the input size differs from out_size); crop: random resized
+    crop; crop_flip: + horizontal flip; crop_flip_color: + colour jitter and random grayscale;
+    simclr: + Gaussian blur. Colour strength is 0.5 (SimCLR's CIFAR value); set
+    `cfg.color_jitter.strength = 1.0` for ImageNet.
+    """
+    if name not in NAMED_SETS:
+        raise ValueError(f"augmentation set must be one of {NAMED_SETS}, got {name!r}")
+    cfg = default_config()
+    on = NAMED_SETS.index(name)
+    cfg.crop.enabled = on >= 1
+    cfg.flip.enabled = on >= 2
+    cfg.color_jitter.enabled = on >= 3
+    cfg.grayscale.enabled = on >= 3
+    cfg.blur.enabled = on >= 4
+    return cfg
 
 
 def _as_dict(cfg) -> dict:
-  if hasattr(cfg, "to_dict"):
-    return cfg.to_dict()
-  return {k: dict(v) for k, v in dict(cfg).items()}
+    if hasattr(cfg, "to_dict"):
+        return cfg.to_dict()
+    return {k: dict(v) for k, v in dict(cfg).items()}
 
 
 def _is_num(x) -> bool:
-  return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
 
 
 def _pair(x):
-  if isinstance(x, (tuple, list)) and len(x) == 2 and all(_is_num(v) for v in x):
-    return float(x[0]), float(x[1])
-  return None
+    if isinstance(x, (tuple, list)) and len(x) == 2 and all(_is_num(v) for v in x):
+        return float(x[0]), float(x[1])
+    return None
 
 
 def validate(cfg) -> dict:
-  """Checks an augmentation config; returns it as a plain nested dict of Python values.
+    """Checks an augmentation config; returns it as a plain nested dict of Python values.
 
-  Raises ValueError naming the first bad field (`augment.<op>.<field>`) and what is allowed.
-  """
-  d = _as_dict(cfg)
-  missing = [k for k in _FIELDS if k not in d]
-  unknown = [k for k in d if k not in _FIELDS]
-  if missing or unknown:
-    raise ValueError(f"augment must have exactly the ops {tuple(_FIELDS)}; "
-                     f"missing {missing}, unknown {unknown}")
-  for op, fields in _FIELDS.items():
-    sub = d[op]
-    if not isinstance(sub, dict):
-      raise ValueError(f"augment.{op} must be a config with fields {fields}, got {sub!r}")
-    missing = [f for f in fields if f not in sub]
-    unknown = [f for f in sub if f not in fields]
+    Raises ValueError naming the first bad field (`augment.<op>.<field>`) and what is allowed.
+    """
+    d = _as_dict(cfg)
+    missing = [k for k in _FIELDS if k not in d]
+    unknown = [k for k in d if k not in _FIELDS]
     if missing or unknown:
-      raise ValueError(f"augment.{op} must have exactly the fields {fields}; "
-                       f"missing {missing}, unknown {unknown}")
-    if not isinstance(sub["enabled"], (bool, np.bool_)):
-      raise ValueError(f"augment.{op}.enabled must be a bool, got {sub['enabled']!r}")
-    if "prob" in sub and not (_is_num(sub["prob"]) and 0.0 <= sub["prob"] <= 1.0):
-      raise ValueError(f"augment.{op}.prob must be a number in [0, 1], got {sub['prob']!r}")
+        raise ValueError(f"augment must have exactly the ops {tuple(_FIELDS)}; missing {missing}, unknown {unknown}")
+    for op, fields in _FIELDS.items():
+        sub = d[op]
+        if not isinstance(sub, dict):
+            raise ValueError(f"augment.{op} must be a config with fields {fields}, got {sub!r}")
+        missing = [f for f in fields if f not in sub]
+        unknown = [f for f in sub if f not in fields]
+        if missing or unknown:
+            raise ValueError(
+                f"augment.{op} must have exactly the fields {fields}; missing {missing}, unknown {unknown}"
+            )
+        if not isinstance(sub["enabled"], (bool, np.bool_)):
+            raise ValueError(f"augment.{op}.enabled must be a bool, got {sub['enabled']!r}")
+        if "prob" in sub and not (_is_num(sub["prob"]) and 0.0 <= sub["prob"] <= 1.0):
+            raise ValueError(f"augment.{op}.prob must be a number in [0, 1], got {sub['prob']!r}")
 
-  def check(ok, field, allowed, value):
-    if not ok:
-      raise ValueError(f"augment.{field} must be {allowed}, got {value!r}")
+    def check(ok, field, allowed, value):
+        if not ok:
+            raise ValueError(f"augment.{field} must be {allowed}, got {value!r}")
 
-  c = d["crop"]
-  s = _pair(c["scale"])
-  check(s is not None and 0 < s[0] <= s[1] <= 1, "crop.scale",
-        "(lo, hi) with 0 < lo <= hi <= 1", c["scale"])
-  r = _pair(c["ratio"])
-  check(r is not None and 0 < r[0] <= r[1], "crop.ratio", "(lo, hi) with 0 < lo <= hi", c["ratio"])
-  check(isinstance(c["antialias"], (bool, np.bool_)), "crop.antialias", "a bool", c["antialias"])
+    c = d["crop"]
+    s = _pair(c["scale"])
+    check(s is not None and 0 < s[0] <= s[1] <= 1, "crop.scale", "(lo, hi) with 0 < lo <= hi <= 1", c["scale"])
+    r = _pair(c["ratio"])
+    check(r is not None and 0 < r[0] <= r[1], "crop.ratio", "(lo, hi) with 0 < lo <= hi", c["ratio"])
+    check(isinstance(c["antialias"], (bool, np.bool_)), "crop.antialias", "a bool", c["antialias"])
 
-  j = d["color_jitter"]
-  check(_is_num(j["strength"]) and j["strength"] >= 0, "color_jitter.strength", "a number >= 0",
-        j["strength"])
-  for f in ("brightness", "contrast", "saturation", "hue"):
-    check(_is_num(j[f]) and j[f] >= 0, f"color_jitter.{f}", "a number >= 0", j[f])
-  for f in ("contrast", "saturation"):
-    check(j[f] * j["strength"] <= 1, f"color_jitter.{f}",
-          f"at most 1 after multiplying by strength={j['strength']} (factor range 1 +- it)", j[f])
-  check(j["hue"] * j["strength"] <= 0.5, "color_jitter.hue",
-        f"at most 0.5 after multiplying by strength={j['strength']}", j["hue"])
-  check(isinstance(j["random_order"], (bool, np.bool_)), "color_jitter.random_order", "a bool",
-        j["random_order"])
+    j = d["color_jitter"]
+    check(_is_num(j["strength"]) and j["strength"] >= 0, "color_jitter.strength", "a number >= 0", j["strength"])
+    for f in ("brightness", "contrast", "saturation", "hue"):
+        check(_is_num(j[f]) and j[f] >= 0, f"color_jitter.{f}", "a number >= 0", j[f])
+    for f in ("contrast", "saturation"):
+        check(
+            j[f] * j["strength"] <= 1,
+            f"color_jitter.{f}",
+            f"at most 1 after multiplying by strength={j['strength']} (factor range 1 +- it)",
+            j[f],
+        )
+    check(
+        j["hue"] * j["strength"] <= 0.5,
+        "color_jitter.hue",
+        f"at most 0.5 after multiplying by strength={j['strength']}",
+        j["hue"],
+    )
+    check(isinstance(j["random_order"], (bool, np.bool_)), "color_jitter.random_order", "a bool", j["random_order"])
 
-  b = d["blur"]
-  sg = _pair(b["sigma"])
-  check(sg is not None and 0 < sg[0] <= sg[1], "blur.sigma", "(lo, hi) with 0 < lo <= hi",
-        b["sigma"])
-  check(_is_num(b["kernel_frac"]) and 0 <= b["kernel_frac"] <= 1, "blur.kernel_frac",
-        "a number in [0, 1]", b["kernel_frac"])
-  check(b["padding"] in BLUR_PADDINGS, "blur.padding", f"one of {BLUR_PADDINGS}", b["padding"])
+    b = d["blur"]
+    sg = _pair(b["sigma"])
+    check(sg is not None and 0 < sg[0] <= sg[1], "blur.sigma", "(lo, hi) with 0 < lo <= hi", b["sigma"])
+    check(
+        _is_num(b["kernel_frac"]) and 0 <= b["kernel_frac"] <= 1,
+        "blur.kernel_frac",
+        "a number in [0, 1]",
+        b["kernel_frac"],
+    )
+    check(b["padding"] in BLUR_PADDINGS, "blur.padding", f"one of {BLUR_PADDINGS}", b["padding"])
 
-  t = d["solarize"]["threshold"]
-  check(_is_num(t) and 0 <= t <= 1, "solarize.threshold", "a number in [0, 1]", t)
-  return d
+    t = d["solarize"]["threshold"]
+    check(_is_num(t) and 0 <= t <= 1, "solarize.threshold", "a number in [0, 1]", t)
+    return d
 
 
 # --------------------------------------------------------------------------- geometry
@@ -167,176 +183,176 @@ CROP_UNIFORMS = 2 * CROP_ATTEMPTS + 2  # area and ratio per attempt, then top an
 
 
 def crop_box(key, height: int, width: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
-  """Samples a crop box in a `height x width` image; returns int32 scalars (top, left, h, w).
+    """Samples a crop box in a `height x width` image; returns int32 scalars (top, left, h, w).
 
-  RandomResizedCrop semantics: target area = U(scale) * H * W, aspect ratio w/h log-uniform in
-  `ratio`, w = round(sqrt(area * ratio)), h = round(sqrt(area / ratio)); the first of
-  CROP_ATTEMPTS draws that fits is kept, with a uniform position. If none fits: the largest centred
-  box whose aspect ratio is clamped into `ratio`.
-  """
-  return crop_box_from_uniforms(jax.random.uniform(key, (CROP_UNIFORMS,)), height, width, scale,
-                                ratio)
+    RandomResizedCrop semantics: target area = U(scale) * H * W, aspect ratio w/h log-uniform in
+    `ratio`, w = round(sqrt(area * ratio)), h = round(sqrt(area / ratio)); the first of
+    CROP_ATTEMPTS draws that fits is kept, with a uniform position. If none fits: the largest centred
+    box whose aspect ratio is clamped into `ratio`.
+    """
+    return crop_box_from_uniforms(jax.random.uniform(key, (CROP_UNIFORMS,)), height, width, scale, ratio)
 
 
 def crop_box_from_uniforms(u, height: int, width: int, scale, ratio):
-  """`crop_box` driven by u: [CROP_UNIFORMS] uniforms in [0, 1) (one RNG call for the pipeline)."""
-  n = CROP_ATTEMPTS
-  area = height * width * (scale[0] + (scale[1] - scale[0]) * u[:n])
-  log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-  aspect = jnp.exp(log_lo + (log_hi - log_lo) * u[n:2 * n])
-  ws = jnp.round(jnp.sqrt(area * aspect)).astype(jnp.int32)
-  hs = jnp.round(jnp.sqrt(area / aspect)).astype(jnp.int32)
-  fits = (ws > 0) & (ws <= width) & (hs > 0) & (hs <= height)
-  first = jnp.argmax(fits)
+    """`crop_box` driven by u: [CROP_UNIFORMS] uniforms in [0, 1) (one RNG call for the pipeline)."""
+    n = CROP_ATTEMPTS
+    area = height * width * (scale[0] + (scale[1] - scale[0]) * u[:n])
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = jnp.exp(log_lo + (log_hi - log_lo) * u[n : 2 * n])
+    ws = jnp.round(jnp.sqrt(area * aspect)).astype(jnp.int32)
+    hs = jnp.round(jnp.sqrt(area / aspect)).astype(jnp.int32)
+    fits = (ws > 0) & (ws <= width) & (hs > 0) & (hs <= height)
+    first = jnp.argmax(fits)
 
-  in_ratio = width / height  # the fallback box is static
-  if in_ratio < ratio[0]:
-    fw, fh = width, int(round(width / ratio[0]))
-  elif in_ratio > ratio[1]:
-    fw, fh = int(round(height * ratio[1])), height
-  else:
-    fw, fh = width, height
+    in_ratio = width / height  # the fallback box is static
+    if in_ratio < ratio[0]:
+        fw, fh = width, int(round(width / ratio[0]))
+    elif in_ratio > ratio[1]:
+        fw, fh = int(round(height * ratio[1])), height
+    else:
+        fw, fh = width, height
 
-  found = fits[first]
-  h = jnp.where(found, hs[first], fh)
-  w = jnp.where(found, ws[first], fw)
+    found = fits[first]
+    h = jnp.where(found, hs[first], fh)
+    w = jnp.where(found, ws[first], fw)
 
-  def uniform_int(v, count):  # uniform in {0, ..., count - 1}
-    return jnp.minimum(jnp.floor(v * count).astype(jnp.int32), count - 1)
+    def uniform_int(v, count):  # uniform in {0, ..., count - 1}
+        return jnp.minimum(jnp.floor(v * count).astype(jnp.int32), count - 1)
 
-  top = jnp.where(found, uniform_int(u[2 * n], height - h + 1), (height - fh) // 2)
-  left = jnp.where(found, uniform_int(u[2 * n + 1], width - w + 1), (width - fw) // 2)
-  return top.astype(jnp.int32), left.astype(jnp.int32), h.astype(jnp.int32), w.astype(jnp.int32)
+    top = jnp.where(found, uniform_int(u[2 * n], height - h + 1), (height - fh) // 2)
+    left = jnp.where(found, uniform_int(u[2 * n + 1], width - w + 1), (width - fw) // 2)
+    return top.astype(jnp.int32), left.astype(jnp.int32), h.astype(jnp.int32), w.astype(jnp.int32)
 
 
 def _resize_matrix(start, length, in_size: int, out_size: int, antialias: bool):
-  """[out_size, in_size] linear-interpolation weights resampling pixels [start, start+length).
+    """[out_size, in_size] linear-interpolation weights resampling pixels [start, start+length).
 
-  Half-pixel centres (align_corners=False); only pixels inside the span get weight, so the edges
-  clamp to the span (crop first, then resize). With antialias the triangle kernel widens by the
-  downscale factor (as jax.image.resize(..., antialias=True)).
-  """
-  length = jnp.asarray(length, jnp.float32)
-  step = length / out_size
-  centres = jnp.asarray(start, jnp.float32) + (jnp.arange(out_size, dtype=jnp.float32) + 0.5) * step
-  support = jnp.maximum(step, 1.0) if antialias else 1.0
-  pix = jnp.arange(in_size)
-  dist = (pix[None, :].astype(jnp.float32) + 0.5 - centres[:, None]) / support
-  weights = jnp.maximum(0.0, 1.0 - jnp.abs(dist))
-  inside = (pix >= start) & (pix < start + length)
-  weights = jnp.where(inside[None, :], weights, 0.0)
-  return weights / jnp.sum(weights, axis=1, keepdims=True)
+    Half-pixel centres (align_corners=False); only pixels inside the span get weight, so the edges
+    clamp to the span (crop first, then resize). With antialias the triangle kernel widens by the
+    downscale factor (as jax.image.resize(..., antialias=True)).
+    """
+    length = jnp.asarray(length, jnp.float32)
+    step = length / out_size
+    centres = jnp.asarray(start, jnp.float32) + (jnp.arange(out_size, dtype=jnp.float32) + 0.5) * step
+    support = jnp.maximum(step, 1.0) if antialias else 1.0
+    pix = jnp.arange(in_size)
+    dist = (pix[None, :].astype(jnp.float32) + 0.5 - centres[:, None]) / support
+    weights = jnp.maximum(0.0, 1.0 - jnp.abs(dist))
+    inside = (pix >= start) & (pix < start + length)
+    weights = jnp.where(inside[None, :], weights, 0.0)
+    return weights / jnp.sum(weights, axis=1, keepdims=True)
 
 
 def resized_crop(img, box, out_size: int, antialias: bool = True):
-  """img: [H, W, C]; box: (top, left, h, w) ints (may be traced) -> [out_size, out_size, C].
+    """img: [H, W, C]; box: (top, left, h, w) ints (may be traced) -> [out_size, out_size, C].
 
-  Crops the box and resizes it bilinearly (triangle filter, antialiased when shrinking if
-  `antialias`). An integer box of size out_size x out_size gives the exact slice.
-  """
-  top, left, h, w = box
-  height, width = img.shape[-3], img.shape[-2]
-  rows = _resize_matrix(top, h, height, out_size, antialias)   # [out, H]
-  cols = _resize_matrix(left, w, width, out_size, antialias)   # [out, W]
-  hi = jax.lax.Precision.HIGHEST
-  out = jnp.einsum("ph,hwc->pwc", rows, img.astype(jnp.float32), precision=hi)
-  return jnp.einsum("qw,pwc->pqc", cols, out, precision=hi)
+    Crops the box and resizes it bilinearly (triangle filter, antialiased when shrinking if
+    `antialias`). An integer box of size out_size x out_size gives the exact slice.
+    """
+    top, left, h, w = box
+    height, width = img.shape[-3], img.shape[-2]
+    rows = _resize_matrix(top, h, height, out_size, antialias)  # [out, H]
+    cols = _resize_matrix(left, w, width, out_size, antialias)  # [out, W]
+    hi = jax.lax.Precision.HIGHEST
+    out = jnp.einsum("ph,hwc->pwc", rows, img.astype(jnp.float32), precision=hi)
+    return jnp.einsum("qw,pwc->pqc", cols, out, precision=hi)
 
 
 def hflip(img):
-  """img: [H, W, C] mirrored left-right."""
-  return img[:, ::-1, :]
+    """img: [H, W, C] mirrored left-right."""
+    return img[:, ::-1, :]
 
 
 def blur_kernel_size(kernel_frac: float, image_size: int) -> int:
-  """SimCLR's blur size: int(kernel_frac * size) made odd as 2 * (k // 2) + 1 (10% -> 3 px at 32)."""
-  k = int(math.floor(kernel_frac * image_size + 1e-6))
-  return 2 * (k // 2) + 1
+    """SimCLR's blur size: int(kernel_frac * size) made odd as 2 * (k // 2) + 1 (10% -> 3 px at 32)."""
+    k = int(math.floor(kernel_frac * image_size + 1e-6))
+    return 2 * (k // 2) + 1
 
 
 def gaussian_blur(img, sigma, kernel_size: int, padding: str = "constant"):
-  """img: [H, W, C]; separable Gaussian blur, `kernel_size` taps (radius kernel_size // 2).
+    """img: [H, W, C]; separable Gaussian blur, `kernel_size` taps (radius kernel_size // 2).
 
-  padding: 'constant' (zeros, SimCLR's SAME convolution) or 'reflect' (mirror without repeating
-  the edge, torchvision's). `sigma` may be traced; `kernel_size` is static.
-  """
-  if padding not in BLUR_PADDINGS:
-    raise ValueError(f"padding must be one of {BLUR_PADDINGS}, got {padding!r}")
-  radius = kernel_size // 2
-  if radius == 0:
-    return img
-  taps = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
-  kernel = jnp.exp(-(taps ** 2) / (2.0 * jnp.asarray(sigma, jnp.float32) ** 2))
-  kernel = kernel / jnp.sum(kernel)
-  height, width = img.shape[0], img.shape[1]
-  padded = jnp.pad(img, ((radius, radius), (0, 0), (0, 0)), mode=padding)
-  img = sum(kernel[t] * padded[t:t + height] for t in range(2 * radius + 1))
-  padded = jnp.pad(img, ((0, 0), (radius, radius), (0, 0)), mode=padding)
-  return sum(kernel[t] * padded[:, t:t + width] for t in range(2 * radius + 1))
+    padding: 'constant' (zeros, SimCLR's SAME convolution) or 'reflect' (mirror without repeating
+    the edge, torchvision's). `sigma` may be traced; `kernel_size` is static.
+    """
+    if padding not in BLUR_PADDINGS:
+        raise ValueError(f"padding must be one of {BLUR_PADDINGS}, got {padding!r}")
+    radius = kernel_size // 2
+    if radius == 0:
+        return img
+    taps = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+    kernel = jnp.exp(-(taps**2) / (2.0 * jnp.asarray(sigma, jnp.float32) ** 2))
+    kernel = kernel / jnp.sum(kernel)
+    height, width = img.shape[0], img.shape[1]
+    padded = jnp.pad(img, ((radius, radius), (0, 0), (0, 0)), mode=padding)
+    img = sum(kernel[t] * padded[t : t + height] for t in range(2 * radius + 1))
+    padded = jnp.pad(img, ((0, 0), (radius, radius), (0, 0)), mode=padding)
+    return sum(kernel[t] * padded[:, t : t + width] for t in range(2 * radius + 1))
 
 
 # --------------------------------------------------------------------------- colour
 
 
 def jitter_colors(img, params, order, ops=(0, 1, 2, 3)):
-  """Applies colour ops in a given order, clipping to [0, 1] after each (SimCLR color_jitter_rand).
+    """Applies colour ops in a given order, clipping to [0, 1] after each (SimCLR color_jitter_rand).
 
-  img: [H, W, 3]; params: [4] (brightness factor, contrast factor, saturation factor, hue delta);
-  ops: static tuple of the slots in use (indices into JITTER_OPS); order: [len(ops)] ints, a
-  permutation of range(len(ops)): step i applies ops[order[i]].
+    img: [H, W, 3]; params: [4] (brightness factor, contrast factor, saturation factor, hue delta);
+    ops: static tuple of the slots in use (indices into JITTER_OPS); order: [len(ops)] ints, a
+    permutation of range(len(ops)): step i applies ops[order[i]].
 
-  Same maths as chaining adjust_brightness / adjust_contrast / adjust_saturation / adjust_hue, but
-  fused for vmap (where the op of a step differs between examples, so every candidate is computed):
-  brightness and contrast are one affine map x * a + b, saturation and hue one HSV round trip.
-  """
-  slots = jnp.asarray(ops, jnp.int32)
-  affine = any(j in (0, 1) for j in ops)
-  hsv = any(j in (2, 3) for j in ops)
+    Same maths as chaining adjust_brightness / adjust_contrast / adjust_saturation / adjust_hue, but
+    fused for vmap (where the op of a step differs between examples, so every candidate is computed):
+    brightness and contrast are one affine map x * a + b, saturation and hue one HSV round trip.
+    """
+    slots = jnp.asarray(ops, jnp.int32)
+    affine = any(j in (0, 1) for j in ops)
+    hsv = any(j in (2, 3) for j in ops)
 
-  def step(i, x):
-    op = slots[order[i]]
-    p = params[op]
-    candidates = []
-    if affine:  # brightness: x * p; contrast: x * p + mean * (1 - p)
-      mean = jnp.mean(x, axis=(0, 1))
-      candidates.append(x * p + jnp.where(op == 1, mean * (1.0 - p), 0.0))
-    if hsv:
-      h, s, v = jnp.moveaxis(rgb_to_hsv(x), -1, 0)
-      s = jnp.where(op == 2, jnp.clip(s * p, 0.0, 1.0), s)
-      h = jnp.where(op == 3, jnp.mod(h + p, 1.0), h)
-      candidates.append(hsv_to_rgb(jnp.stack([h, s, v], axis=-1)))
-    out = candidates[0] if len(candidates) == 1 else jnp.where(op <= 1, *candidates)
-    return jnp.clip(out, 0.0, 1.0)
+    def step(i, x):
+        op = slots[order[i]]
+        p = params[op]
+        candidates = []
+        if affine:  # brightness: x * p; contrast: x * p + mean * (1 - p)
+            mean = jnp.mean(x, axis=(0, 1))
+            candidates.append(x * p + jnp.where(op == 1, mean * (1.0 - p), 0.0))
+        if hsv:
+            h, s, v = jnp.moveaxis(rgb_to_hsv(x), -1, 0)
+            s = jnp.where(op == 2, jnp.clip(s * p, 0.0, 1.0), s)
+            h = jnp.where(op == 3, jnp.mod(h + p, 1.0), h)
+            candidates.append(hsv_to_rgb(jnp.stack([h, s, v], axis=-1)))
+        out = candidates[0] if len(candidates) == 1 else jnp.where(op <= 1, *candidates)
+        return jnp.clip(out, 0.0, 1.0)
 
-  return jax.lax.fori_loop(0, len(ops), step, img)
+    return jax.lax.fori_loop(0, len(ops), step, img)
 
 
 JITTER_UNIFORMS = 8  # 4 parameters, then 4 order keys
 
 
 def sample_jitter(key, brightness, contrast, saturation, hue, random_order=True):
-  """Draws SimCLR's jitter parameters for magnitudes already scaled by strength.
+    """Draws SimCLR's jitter parameters for magnitudes already scaled by strength.
 
-  Returns (params [4], order [n], ops): factors U[max(0, 1-b), 1+b], U[1-c, 1+c], U[1-s, 1+s],
-  hue delta U[-h, h]; ops with zero magnitude are left out statically; order is a uniformly random
-  permutation of range(n) (or the identity without random_order).
-  """
-  return sample_jitter_from_uniforms(jax.random.uniform(key, (JITTER_UNIFORMS,)), brightness,
-                                     contrast, saturation, hue, random_order)
+    Returns (params [4], order [n], ops): factors U[max(0, 1-b), 1+b], U[1-c, 1+c], U[1-s, 1+s],
+    hue delta U[-h, h]; ops with zero magnitude are left out statically; order is a uniformly random
+    permutation of range(n) (or the identity without random_order).
+    """
+    return sample_jitter_from_uniforms(
+        jax.random.uniform(key, (JITTER_UNIFORMS,)), brightness, contrast, saturation, hue, random_order
+    )
 
 
 def sample_jitter_from_uniforms(u, brightness, contrast, saturation, hue, random_order=True):
-  """`sample_jitter` driven by u: [JITTER_UNIFORMS] uniforms in [0, 1)."""
-  mags = (brightness, contrast, saturation, hue)
-  ops = tuple(j for j in range(4) if mags[j] > 0)
-  lo = jnp.asarray([max(0.0, 1.0 - brightness), 1.0 - contrast, 1.0 - saturation, -hue])
-  hi = jnp.asarray([1.0 + brightness, 1.0 + contrast, 1.0 + saturation, hue])
-  params = lo + u[:4] * (hi - lo)
-  if random_order and len(ops) > 1:
-    order = jnp.argsort(u[4:4 + len(ops)])  # ranks of iid uniforms: a uniform permutation
-  else:
-    order = jnp.arange(len(ops))
-  return params, order, ops
+    """`sample_jitter` driven by u: [JITTER_UNIFORMS] uniforms in [0, 1)."""
+    mags = (brightness, contrast, saturation, hue)
+    ops = tuple(j for j in range(4) if mags[j] > 0)
+    lo = jnp.asarray([max(0.0, 1.0 - brightness), 1.0 - contrast, 1.0 - saturation, -hue])
+    hi = jnp.asarray([1.0 + brightness, 1.0 + contrast, 1.0 + saturation, hue])
+    params = lo + u[:4] * (hi - lo)
+    if random_order and len(ops) > 1:
+        order = jnp.argsort(u[4 : 4 + len(ops)])  # ranks of iid uniforms: a uniform permutation
+    else:
+        order = jnp.arange(len(ops))
+    return params, order, ops
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -344,106 +360,115 @@ def sample_jitter_from_uniforms(u, brightness, contrast, saturation, hue, random
 
 # One uniform draw per example feeds every op, in fixed slots (so switching an op on or off does
 # not change the others' draws): name -> number of uniforms.
-_SLOTS = (("crop", CROP_UNIFORMS), ("flip", 1), ("color_jitter", 1 + JITTER_UNIFORMS),
-          ("grayscale", 1), ("blur", 2), ("solarize", 1))
+_SLOTS = (
+    ("crop", CROP_UNIFORMS),
+    ("flip", 1),
+    ("color_jitter", 1 + JITTER_UNIFORMS),
+    ("grayscale", 1),
+    ("blur", 2),
+    ("solarize", 1),
+)
 
 
 def _split_uniforms(key):
-  u = jax.random.uniform(key, (sum(n for _, n in _SLOTS),))
-  out, at = {}, 0
-  for name, n in _SLOTS:
-    out[name], at = u[at:at + n], at + n
-  return out
+    u = jax.random.uniform(key, (sum(n for _, n in _SLOTS),))
+    out, at = {}, 0
+    for name, n in _SLOTS:
+        out[name], at = u[at : at + n], at + n
+    return out
 
 
 def _maybe(u, prob: float, fn, img):
-  """fn(img) if the uniform u < prob, else img (both computed: this runs under vmap)."""
-  if prob <= 0.0:
-    return img
-  if prob >= 1.0:
-    return fn(img)
-  return jnp.where(u < prob, fn(img), img)
+    """fn(img) if the uniform u < prob, else img (both computed: this runs under vmap)."""
+    if prob <= 0.0:
+        return img
+    if prob >= 1.0:
+        return fn(img)
+    return jnp.where(u < prob, fn(img), img)
 
 
 def augment_image(key, img, cfg: dict, out_size: int):
-  """One example: key, img: [H, W, 3] float in [0, 1] -> [out_size, out_size, 3] in [0, 1].
+    """One example: key, img: [H, W, 3] float in [0, 1] -> [out_size, out_size, 3] in [0, 1].
 
-  cfg: the plain dict returned by `validate`.
-  """
-  u = _split_uniforms(key)
-  height, width = img.shape[0], img.shape[1]
-  c = cfg["crop"]
-  if c["enabled"]:
-    box = crop_box_from_uniforms(u["crop"], height, width, tuple(c["scale"]), tuple(c["ratio"]))
-    img = resized_crop(img, box, out_size, c["antialias"])
-  elif (height, width) != (out_size, out_size):
-    img = resized_crop(img, (0, 0, height, width), out_size, c["antialias"])
+    cfg: the plain dict returned by `validate`.
+    """
+    u = _split_uniforms(key)
+    height, width = img.shape[0], img.shape[1]
+    c = cfg["crop"]
+    if c["enabled"]:
+        box = crop_box_from_uniforms(u["crop"], height, width, tuple(c["scale"]), tuple(c["ratio"]))
+        img = resized_crop(img, box, out_size, c["antialias"])
+    elif (height, width) != (out_size, out_size):
+        img = resized_crop(img, (0, 0, height, width), out_size, c["antialias"])
 
-  if cfg["flip"]["enabled"]:
-    img = _maybe(u["flip"][0], cfg["flip"]["prob"], hflip, img)
+    if cfg["flip"]["enabled"]:
+        img = _maybe(u["flip"][0], cfg["flip"]["prob"], hflip, img)
 
-  j = cfg["color_jitter"]
-  if j["enabled"]:
-    s = j["strength"]
-    params, order, ops = sample_jitter_from_uniforms(
-        u["color_jitter"][1:], j["brightness"] * s, j["contrast"] * s, j["saturation"] * s,
-        j["hue"] * s, j["random_order"])
-    if ops:
-      img = _maybe(u["color_jitter"][0], j["prob"], lambda x: jitter_colors(x, params, order, ops),
-                   img)
+    j = cfg["color_jitter"]
+    if j["enabled"]:
+        s = j["strength"]
+        params, order, ops = sample_jitter_from_uniforms(
+            u["color_jitter"][1:],
+            j["brightness"] * s,
+            j["contrast"] * s,
+            j["saturation"] * s,
+            j["hue"] * s,
+            j["random_order"],
+        )
+        if ops:
+            img = _maybe(u["color_jitter"][0], j["prob"], lambda x: jitter_colors(x, params, order, ops), img)
 
-  if cfg["grayscale"]["enabled"]:
-    img = _maybe(u["grayscale"][0], cfg["grayscale"]["prob"], to_grayscale, img)
+    if cfg["grayscale"]["enabled"]:
+        img = _maybe(u["grayscale"][0], cfg["grayscale"]["prob"], to_grayscale, img)
 
-  b = cfg["blur"]
-  if b["enabled"]:
-    size = blur_kernel_size(b["kernel_frac"], out_size)
-    sigma = b["sigma"][0] + (b["sigma"][1] - b["sigma"][0]) * u["blur"][1]
-    img = _maybe(u["blur"][0], b["prob"], lambda x: gaussian_blur(x, sigma, size, b["padding"]),
-                 img)
+    b = cfg["blur"]
+    if b["enabled"]:
+        size = blur_kernel_size(b["kernel_frac"], out_size)
+        sigma = b["sigma"][0] + (b["sigma"][1] - b["sigma"][0]) * u["blur"][1]
+        img = _maybe(u["blur"][0], b["prob"], lambda x: gaussian_blur(x, sigma, size, b["padding"]), img)
 
-  t = cfg["solarize"]
-  if t["enabled"]:
-    img = _maybe(u["solarize"][0], t["prob"], lambda x: solarize(x, t["threshold"]), img)
-  return jnp.clip(img, 0.0, 1.0)
+    t = cfg["solarize"]
+    if t["enabled"]:
+        img = _maybe(u["solarize"][0], t["prob"], lambda x: solarize(x, t["threshold"]), img)
+    return jnp.clip(img, 0.0, 1.0)
 
 
 def _check_batch(images, out_size):
-  if images.ndim != 4 or images.shape[-1] != 3:
-    raise ValueError(f"images must be [batch, H, W, 3], got shape {images.shape}")
-  if not (images.dtype == jnp.uint8 or jnp.issubdtype(images.dtype, jnp.floating)):
-    raise ValueError(f"images must be uint8 (0..255) or float (0..1), got dtype {images.dtype}")
-  if not (isinstance(out_size, (int, np.integer)) and out_size > 0):
-    raise ValueError(f"out_size must be a positive int, got {out_size!r}")
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be [batch, H, W, 3], got shape {images.shape}")
+    if not (images.dtype == jnp.uint8 or jnp.issubdtype(images.dtype, jnp.floating)):
+        raise ValueError(f"images must be uint8 (0..255) or float (0..1), got dtype {images.dtype}")
+    if not (isinstance(out_size, (int, np.integer)) and out_size > 0):
+        raise ValueError(f"out_size must be a positive int, got {out_size!r}")
 
 
 def _to_unit(img):
-  return img.astype(jnp.float32) / 255.0 if img.dtype == jnp.uint8 else img.astype(jnp.float32)
+    return img.astype(jnp.float32) / 255.0 if img.dtype == jnp.uint8 else img.astype(jnp.float32)
 
 
 def augment_images(keys, images, cfg: Any, out_size: int):
-  """keys: [B] PRNG keys (one per example); images: [B, H, W, 3] uint8 or float in [0, 1].
+    """keys: [B] PRNG keys (one per example); images: [B, H, W, 3] uint8 or float in [0, 1].
 
-  Returns [B, out_size, out_size, 3] float32 in [0, 1]. cfg: a ConfigDict as from `named_set`.
-  Derive keys from global example indices (fold_in(step_key, index)) to make views independent of
-  how the batch is sharded.
-  """
-  d = validate(cfg)
-  _check_batch(images, out_size)
-  return jax.vmap(lambda k, x: augment_image(k, _to_unit(x), d, out_size))(keys, images)
+    Returns [B, out_size, out_size, 3] float32 in [0, 1]. cfg: a ConfigDict as from `named_set`.
+    Derive keys from global example indices (fold_in(step_key, index)) to make views independent of
+    how the batch is sharded.
+    """
+    d = validate(cfg)
+    _check_batch(images, out_size)
+    return jax.vmap(lambda k, x: augment_image(k, _to_unit(x), d, out_size))(keys, images)
 
 
 def two_views(key, images, cfg: Any, out_size: int, example_ids=None):
-  """Two independent augmentations of every image: (view1, view2), each [B, out, out, 3].
+    """Two independent augmentations of every image: (view1, view2), each [B, out, out, 3].
 
-  Example i uses fold_in(key, example_ids[i]) (default ids: arange(B)), split into one key per view.
-  """
-  d = validate(cfg)
-  _check_batch(images, out_size)
-  if example_ids is None:
-    example_ids = jnp.arange(images.shape[0])
-  example_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(example_ids)
-  view_keys = jax.vmap(lambda k: jax.random.split(k, 2))(example_keys)     # [B, 2]
-  per_view = jax.vmap(lambda k, x: augment_image(k, x, d, out_size), in_axes=(0, None))
-  views = jax.vmap(lambda ks, x: per_view(ks, _to_unit(x)))(view_keys, images)  # [B, 2, o, o, 3]
-  return views[:, 0], views[:, 1]
+    Example i uses fold_in(key, example_ids[i]) (default ids: arange(B)), split into one key per view.
+    """
+    d = validate(cfg)
+    _check_batch(images, out_size)
+    if example_ids is None:
+        example_ids = jnp.arange(images.shape[0])
+    example_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(example_ids)
+    view_keys = jax.vmap(lambda k: jax.random.split(k, 2))(example_keys)  # [B, 2]
+    per_view = jax.vmap(lambda k, x: augment_image(k, x, d, out_size), in_axes=(0, None))
+    views = jax.vmap(lambda ks, x: per_view(ks, _to_unit(x)))(view_keys, images)  # [B, 2, o, o, 3]
+    return views[:, 0], views[:, 1]

@@ -18,7 +18,8 @@ part only).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -75,6 +76,7 @@ class AugmentParams:
 # apply(draws, sparse, dense, params) -> ((sparse1, dense1), (sparse2, dense2)), elementwise with broadcasting, so it
 # runs on a whole batch of draws. Keeping the two apart lets a train step draw the next batch's numbers ahead
 # (`make_sample_fn` in cl_features.train.synthetic).
+
 
 def _draw_mask(key, d1, params):
     return fair_words(key, d1)  # packed: a drawn-ahead batch carries 1/32 of the floats
@@ -141,21 +143,22 @@ def draw(name: str, keys: jax.Array, d1: int, params: AugmentParams = AugmentPar
     return jax.vmap(lambda k: fn(k, d1, params))(keys)
 
 
-def apply(name: str, draws, sparse: jax.Array, dense: jax.Array,
-          params: AugmentParams = AugmentParams()) -> Views:
+def apply(name: str, draws, sparse: jax.Array, dense: jax.Array, params: AugmentParams = AugmentParams()) -> Views:
     """Two views of a batch from `draw`'s numbers. sparse, dense: [batch, d1]."""
     (a1, b1), (a2, b2) = _FNS[check_name(name)][1](draws, sparse, dense, params)
     return Views(a1, b1, a2, b2)
 
 
-def augment_parts(name: str, keys: jax.Array, sparse: jax.Array, dense: jax.Array,
-                  params: AugmentParams = AugmentParams()) -> Views:
+def augment_parts(
+    name: str, keys: jax.Array, sparse: jax.Array, dense: jax.Array, params: AugmentParams = AugmentParams()
+) -> Views:
     """Two views of a batch. keys: [batch] (one per example); sparse, dense: [batch, d1]."""
     return apply(name, draw(name, keys, sparse.shape[-1], params), sparse, dense, params)
 
 
-def two_views(name: str, keys: jax.Array, x: jax.Array,
-              params: AugmentParams = AugmentParams()) -> tuple[jax.Array, jax.Array]:
+def two_views(
+    name: str, keys: jax.Array, x: jax.Array, params: AugmentParams = AugmentParams()
+) -> tuple[jax.Array, jax.Array]:
     """Two views of plain vectors x: [batch, d1] (x treated as its own dense part)."""
     if name == "dense_mask":
         raise ValueError("augmentation 'dense_mask' needs the parts of x: use augment_parts")

@@ -8,133 +8,123 @@ here ships in the scikit-image wheel (checked for 0.26 with pooch absent).
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-from PIL import Image
 import skimage.data
+from PIL import Image
 
 # name -> loader of uint8 [H, W, 3]; the class label is the position in this dict.
 _LOADERS: dict[str, Callable[[], np.ndarray]] = {
-    'astronaut': skimage.data.astronaut,
-    'chelsea': skimage.data.chelsea,
-    'coffee': skimage.data.coffee,
-    'rocket': skimage.data.rocket,
-    'hubble_deep_field': skimage.data.hubble_deep_field,
-    'retina': skimage.data.retina,
-    'motorcycle_left': lambda: skimage.data.stereo_motorcycle()[0],
-    'immunohistochemistry': skimage.data.immunohistochemistry,
+    "astronaut": skimage.data.astronaut,
+    "chelsea": skimage.data.chelsea,
+    "coffee": skimage.data.coffee,
+    "rocket": skimage.data.rocket,
+    "hubble_deep_field": skimage.data.hubble_deep_field,
+    "retina": skimage.data.retina,
+    "motorcycle_left": lambda: skimage.data.stereo_motorcycle()[0],
+    "immunohistochemistry": skimage.data.immunohistochemistry,
 }
 PHOTO_NAMES: tuple[str, ...] = tuple(_LOADERS)
-SPLITS = ('train', 'test')
+SPLITS = ("train", "test")
 
 
 @functools.cache
 def load_photo(name: str) -> np.ndarray:
-  """Photo `name` (one of PHOTO_NAMES) -> read-only uint8 [H, W, 3]."""
-  if name not in _LOADERS:
-    raise ValueError(f'name must be one of {PHOTO_NAMES}, got {name!r}')
-  photo = np.ascontiguousarray(_LOADERS[name]())
-  assert photo.dtype == np.uint8 and photo.ndim == 3 and photo.shape[-1] == 3, photo.shape
-  photo.setflags(write=False)
-  return photo
+    """Photo `name` (one of PHOTO_NAMES) -> read-only uint8 [H, W, 3]."""
+    if name not in _LOADERS:
+        raise ValueError(f"name must be one of {PHOTO_NAMES}, got {name!r}")
+    photo = np.ascontiguousarray(_LOADERS[name]())
+    assert photo.dtype == np.uint8 and photo.ndim == 3 and photo.shape[-1] == 3, photo.shape
+    photo.setflags(write=False)
+    return photo
 
 
 def _check_split(split: Any) -> None:
-  if split not in SPLITS:
-    raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
 
 
 def split_columns(width: int, split: str) -> tuple[int, int]:
-  """Columns [start, stop) of a photo `width` wide that `split` may crop: left/right half."""
-  _check_split(split)
-  half = width // 2
-  return (0, half) if split == 'train' else (half, width)
+    """Columns [start, stop) of a photo `width` wide that `split` may crop: left/right half."""
+    _check_split(split)
+    half = width // 2
+    return (0, half) if split == "train" else (half, width)
 
 
 def _check(value: Any, field: str, low: float, kind: type = int) -> None:
-  ok = isinstance(value, kind) or (kind is float and isinstance(value, int))
-  if isinstance(value, bool) or not ok or value < low:
-    raise ValueError(f'{field} must be {kind.__name__} >= {low}, got {value!r}')
+    ok = isinstance(value, kind) or (kind is float and isinstance(value, int))
+    if isinstance(value, bool) or not ok or value < low:
+        raise ValueError(f"{field} must be {kind.__name__} >= {low}, got {value!r}")
 
 
 def photo_crop_boxes(
-    *, size: int = 32, crops_per_image: int = 64, split: str = 'train', seed: int = 0,
-    max_zoom: float = 4.0,
+    *, size: int = 32, crops_per_image: int = 64, split: str = "train", seed: int = 0, max_zoom: float = 4.0
 ) -> dict[str, np.ndarray]:
-  """Photo name -> crop boxes int64 [crops_per_image, 3] as (top, left, side).
+    """Photo name -> crop boxes int64 [crops_per_image, 3] as (top, left, side).
 
-  Sides are uniform in [size, min(max_zoom * size, region height, region width)], positions
-  uniform inside the split's half. Photo k draws from `default_rng((seed, k, split index))`.
-  """
-  _check(size, 'size', 1)
-  _check(crops_per_image, 'crops_per_image', 1)
-  _check(seed, 'seed', 0)
-  _check(max_zoom, 'max_zoom', 1.0, float)
-  _check_split(split)
-  boxes = {}
-  for k, name in enumerate(PHOTO_NAMES):
-    height, width = load_photo(name).shape[:2]
-    start, stop = split_columns(width, split)
-    max_side = min(int(max_zoom * size), height, stop - start)
-    if max_side < size:
-      raise ValueError(
-          f'size={size} does not fit in the {split} half of {name!r} '
-          f'({height} x {stop - start} pixels)'
-      )
-    rng = np.random.default_rng((seed, k, SPLITS.index(split)))
-    side = rng.integers(size, max_side + 1, size=crops_per_image)
-    top = rng.integers(0, height - side + 1)
-    left = start + rng.integers(0, stop - start - side + 1)
-    boxes[name] = np.stack([top, left, side], axis=1).astype(np.int64)
-  return boxes
+    Sides are uniform in [size, min(max_zoom * size, region height, region width)], positions
+    uniform inside the split's half. Photo k draws from `default_rng((seed, k, split index))`.
+    """
+    _check(size, "size", 1)
+    _check(crops_per_image, "crops_per_image", 1)
+    _check(seed, "seed", 0)
+    _check(max_zoom, "max_zoom", 1.0, float)
+    _check_split(split)
+    boxes = {}
+    for k, name in enumerate(PHOTO_NAMES):
+        height, width = load_photo(name).shape[:2]
+        start, stop = split_columns(width, split)
+        max_side = min(int(max_zoom * size), height, stop - start)
+        if max_side < size:
+            raise ValueError(
+                f"size={size} does not fit in the {split} half of {name!r} ({height} x {stop - start} pixels)"
+            )
+        rng = np.random.default_rng((seed, k, SPLITS.index(split)))
+        side = rng.integers(size, max_side + 1, size=crops_per_image)
+        top = rng.integers(0, height - side + 1)
+        left = start + rng.integers(0, stop - start - side + 1)
+        boxes[name] = np.stack([top, left, side], axis=1).astype(np.int64)
+    return boxes
 
 
 def crop_and_resize(photo: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
-  """uint8 [H, W, 3], box (top, left, side) -> uint8 [size, size, 3] (bilinear, antialiased)."""
-  top, left, side = (int(v) for v in box)
-  crop = Image.fromarray(np.ascontiguousarray(photo[top:top + side, left:left + side]))
-  return np.asarray(crop.resize((size, size), Image.Resampling.BILINEAR))
+    """uint8 [H, W, 3], box (top, left, side) -> uint8 [size, size, 3] (bilinear, antialiased)."""
+    top, left, side = (int(v) for v in box)
+    crop = Image.fromarray(np.ascontiguousarray(photo[top : top + side, left : left + side]))
+    return np.asarray(crop.resize((size, size), Image.Resampling.BILINEAR))
 
 
 def load_photo_crops(
-    *, size: int = 32, crops_per_image: int = 64, split: str = 'train', seed: int = 0,
-    max_zoom: float = 4.0,
+    *, size: int = 32, crops_per_image: int = 64, split: str = "train", seed: int = 0, max_zoom: float = 4.0
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-  """Random crops of every photo -> (images uint8 [N, size, size, 3], labels int32 [N], names).
+    """Random crops of every photo -> (images uint8 [N, size, size, 3], labels int32 [N], names).
 
-  N = len(PHOTO_NAMES) * crops_per_image, grouped by class (label = index in `names`).
-  Same arguments -> same crops; see `photo_crop_boxes` for how crops are drawn.
-  """
-  boxes = photo_crop_boxes(
-      size=size, crops_per_image=crops_per_image, split=split, seed=seed, max_zoom=max_zoom
-  )
-  images = np.stack([
-      crop_and_resize(load_photo(name), box, size)
-      for name in PHOTO_NAMES for box in boxes[name]
-  ])
-  labels = np.repeat(np.arange(len(PHOTO_NAMES), dtype=np.int32), crops_per_image)
-  return images, labels, list(PHOTO_NAMES)
+    N = len(PHOTO_NAMES) * crops_per_image, grouped by class (label = index in `names`).
+    Same arguments -> same crops; see `photo_crop_boxes` for how crops are drawn.
+    """
+    boxes = photo_crop_boxes(size=size, crops_per_image=crops_per_image, split=split, seed=seed, max_zoom=max_zoom)
+    images = np.stack([crop_and_resize(load_photo(name), box, size) for name in PHOTO_NAMES for box in boxes[name]])
+    labels = np.repeat(np.arange(len(PHOTO_NAMES), dtype=np.int32), crops_per_image)
+    return images, labels, list(PHOTO_NAMES)
 
 
 class PhotoCropsSource:
-  """`load_photo_crops` as a random-access source: source[i] -> {'image', 'label'}."""
+    """`load_photo_crops` as a random-access source: source[i] -> {'image', 'label'}."""
 
-  def __init__(
-      self, split: str = 'train', *, size: int = 32, crops_per_image: int = 64, seed: int = 0,
-      max_zoom: float = 4.0,
-  ):
-    self._args = dict(
-        split=split, size=size, crops_per_image=crops_per_image, seed=seed, max_zoom=max_zoom
-    )
-    self.images, self.labels, self.class_names = load_photo_crops(**self._args)
+    def __init__(
+        self, split: str = "train", *, size: int = 32, crops_per_image: int = 64, seed: int = 0, max_zoom: float = 4.0
+    ):
+        self._args = dict(split=split, size=size, crops_per_image=crops_per_image, seed=seed, max_zoom=max_zoom)
+        self.images, self.labels, self.class_names = load_photo_crops(**self._args)
 
-  def __len__(self) -> int:
-    return len(self.labels)
+    def __len__(self) -> int:
+        return len(self.labels)
 
-  def __getitem__(self, index: int) -> dict[str, Any]:
-    return {'image': self.images[index], 'label': self.labels[index]}
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"image": self.images[index], "label": self.labels[index]}
 
-  def __repr__(self) -> str:  # grain checks it when restoring an iterator state
-    args = ', '.join(f'{k}={v!r}' for k, v in self._args.items())
-    return f'PhotoCropsSource({args})'
+    def __repr__(self) -> str:  # grain checks it when restoring an iterator state
+        args = ", ".join(f"{k}={v!r}" for k, v in self._args.items())
+        return f"PhotoCropsSource({args})"

@@ -91,7 +91,8 @@ def ridge_r2(features, targets, *, l2: float = 1e-3, train_frac: float = 0.7, se
     n_train = int(round(train_frac * n))
     if n_train < 2 or n - n_train < 2:
         raise ValueError(
-                f"train_frac={train_frac} with N={n} leaves {n_train} train / {n - n_train} test rows; need >= 2 each")
+            f"train_frac={train_frac} with N={n} leaves {n_train} train / {n - n_train} test rows; need >= 2 each"
+        )
 
     perm = np.random.default_rng(seed).permutation(n)
     tr, te = perm[:n_train], perm[n_train:]

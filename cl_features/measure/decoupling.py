@@ -44,8 +44,15 @@ def _predicted_part(w: jax.Array, quad: jax.Array, diag: jax.Array, m: vectors.M
     return cov / jnp.maximum(var, 1e-30)
 
 
-def predicted(w: jax.Array, dictionary: jax.Array, *, sparsity: float, sigma: float, augmentation: str,
-              params: vectors.AugmentParams = vectors.AugmentParams()) -> dict[str, jax.Array]:
+def predicted(
+    w: jax.Array,
+    dictionary: jax.Array,
+    *,
+    sparsity: float,
+    sigma: float,
+    augmentation: str,
+    params: vectors.AugmentParams = vectors.AugmentParams(),
+) -> dict[str, jax.Array]:
     """Closed-form per-neuron correlations {'sparse_corr', 'dense_corr'} for `augmentation`."""
     mom = vectors.moments(augmentation, params)
     coef = w @ dictionary  # [m, d]

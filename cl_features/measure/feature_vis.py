@@ -37,13 +37,18 @@ from flax import nnx  # noqa: E402
 from cl_features.augment.images import gaussian_blur  # noqa: E402
 from cl_features.measure.representation import eval_view  # noqa: E402
 
-__all__ = ["COLOR_CORRELATION_SQRT", "colour_preconditioner", "jitter_image", "blur_image", "VisResult",
-           "visualise_channels", "grid_figure"]
+__all__ = [
+    "COLOR_CORRELATION_SQRT",
+    "colour_preconditioner",
+    "jitter_image",
+    "blur_image",
+    "VisResult",
+    "visualise_channels",
+    "grid_figure",
+]
 
 # Lucid (tensorflow/lucid, optvis/param/color.py): square root of the colour covariance of ImageNet.
-COLOR_CORRELATION_SQRT = np.array([[0.26, 0.09, 0.02],
-                                   [0.27, 0.00, -0.05],
-                                   [0.27, -0.09, 0.03]])
+COLOR_CORRELATION_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
 
 
 def colour_preconditioner() -> np.ndarray:
@@ -77,8 +82,9 @@ class VisResult(NamedTuple):
 
 def _check(layer, channels, size, steps, learning_rate, jitter, blur_every, blur_sigma, init_std):
     if not isinstance(layer, str) or not layer:
-        raise ValueError(f"layer must be a layer name (a key of the model's intermediates, or 'features'); "
-                         f"got {layer!r}")
+        raise ValueError(
+            f"layer must be a layer name (a key of the model's intermediates, or 'features'); got {layer!r}"
+        )
     ch = np.asarray(channels)
     if ch.ndim != 1 or ch.size < 1 or not np.issubdtype(ch.dtype, np.integer) or np.any(ch < 0):
         raise ValueError(f"channels must be a non-empty list of ints >= 0; got {channels!r}")
@@ -93,10 +99,22 @@ def _check(layer, channels, size, steps, learning_rate, jitter, blur_every, blur
     return ch.astype(np.int32)
 
 
-def visualise_channels(model: nnx.Module, layer: str, channels: Sequence[int], *, key, size: int = 32,
-                       steps: int = 256, learning_rate: float = 0.05, jitter: int = 2, blur_every: int = 4,
-                       blur_sigma: float = 0.5, decorrelate: bool = True, init_std: float = 0.2,
-                       preprocess: Callable[[jax.Array], jax.Array] | None = None) -> VisResult:
+def visualise_channels(
+    model: nnx.Module,
+    layer: str,
+    channels: Sequence[int],
+    *,
+    key,
+    size: int = 32,
+    steps: int = 256,
+    learning_rate: float = 0.05,
+    jitter: int = 2,
+    blur_every: int = 4,
+    blur_sigma: float = 0.5,
+    decorrelate: bool = True,
+    init_std: float = 0.2,
+    preprocess: Callable[[jax.Array], jax.Array] | None = None,
+) -> VisResult:
     """Activation maximisation of `channels` of `layer` (see the module docstring for the regularisers).
 
     model: called as model(x, return_intermediates=True) -> (features [B, d], {layer: [B, h, w, c]}); layer
@@ -150,8 +168,14 @@ def visualise_channels(model: nnx.Module, layer: str, channels: Sequence[int], *
     return VisResult(np.asarray(images, np.float32), np.asarray(act, np.float64), np.asarray(act0, np.float64))
 
 
-def grid_figure(images: Mapping[str, np.ndarray], path: str, *, channels: Sequence[int] | None = None,
-                title: str | None = None, values: Mapping[str, Sequence[float]] | None = None) -> None:
+def grid_figure(
+    images: Mapping[str, np.ndarray],
+    path: str,
+    *,
+    channels: Sequence[int] | None = None,
+    title: str | None = None,
+    values: Mapping[str, Sequence[float]] | None = None,
+) -> None:
     """One row per model (images: {name: [C, H, W, 3] in [0, 1]}, same C), one column per channel; PNG.
 
     values: {name: [C]} numbers printed under the tiles (e.g. the activation reached; 0 marks a channel the

@@ -24,9 +24,20 @@ import numpy as np
 from cl_features.measure import correlation
 
 __all__ = [
-    "mean_colour", "colour_histogram", "low_frequency_energy", "dense_statistics",
-    "PatchDictionary", "extract_patches", "normalise_patches", "spherical_kmeans", "fit_patch_dictionary",
-    "sparse_codes", "sparse_statistics", "decoupling_table", "DENSE_STATS", "SPARSE_STATS",
+    "mean_colour",
+    "colour_histogram",
+    "low_frequency_energy",
+    "dense_statistics",
+    "PatchDictionary",
+    "extract_patches",
+    "normalise_patches",
+    "spherical_kmeans",
+    "fit_patch_dictionary",
+    "sparse_codes",
+    "sparse_statistics",
+    "decoupling_table",
+    "DENSE_STATS",
+    "SPARSE_STATS",
 ]
 
 DENSE_STATS = ("mean_colour", "colour_histogram", "low_frequency_energy")
@@ -289,9 +300,17 @@ def spherical_kmeans(data, n_atoms: int, *, iters: int = 30, seed: int = 0) -> t
     return atoms, np.array(losses)
 
 
-def fit_patch_dictionary(images, *, patch_size: int = 6, n_atoms: int = 64, n_patches: int = 20000,
-                         seed: int = 0, iters: int = 30, zca_eps: float = 0.1,
-                         contrast_eps: float = 10.0 / 255.0**2) -> PatchDictionary:
+def fit_patch_dictionary(
+    images,
+    *,
+    patch_size: int = 6,
+    n_atoms: int = 64,
+    n_patches: int = 20000,
+    seed: int = 0,
+    iters: int = 30,
+    zca_eps: float = 0.1,
+    contrast_eps: float = 10.0 / 255.0**2,
+) -> PatchDictionary:
     """Learns a PatchDictionary from `n_patches` random patches of images: [N, H, W, 3] (Coates & Ng 2011).
 
     Patches are contrast-normalised (`contrast_eps`: Coates & Ng's +10 on 0..255 pixel variances, rescaled
@@ -319,12 +338,14 @@ def fit_patch_dictionary(images, *, patch_size: int = 6, n_atoms: int = 64, n_pa
     s, u = np.linalg.eigh(cov)
     whitening = (u * (1.0 / np.sqrt(np.maximum(s, 0.0) + zca_eps))) @ u.T
     atoms, _ = spherical_kmeans(centred @ whitening, n_atoms, iters=iters, seed=int(rng.integers(2**31)))
-    return PatchDictionary(mean=mean, whitening=whitening, atoms=atoms, patch_size=patch_size,
-                           contrast_eps=contrast_eps)
+    return PatchDictionary(
+        mean=mean, whitening=whitening, atoms=atoms, patch_size=patch_size, contrast_eps=contrast_eps
+    )
 
 
-def _pooled_codes(x: np.ndarray, dictionary: PatchDictionary, threshold: float, stride: int,
-                  chunk_size: int) -> dict[str, np.ndarray]:
+def _pooled_codes(
+    x: np.ndarray, dictionary: PatchDictionary, threshold: float, stride: int, chunk_size: int
+) -> dict[str, np.ndarray]:
     """x: [N, H, W, 3] (checked) -> {'max': [N, n_atoms], 'mean': [N, n_atoms]} pooled soft-thresholded codes."""
     d = dictionary
     if d.patch_size > min(x.shape[1], x.shape[2]):
@@ -336,8 +357,9 @@ def _pooled_codes(x: np.ndarray, dictionary: PatchDictionary, threshold: float, 
     n = x.shape[0]
     out = {"max": np.empty((n, d.n_atoms)), "mean": np.empty((n, d.n_atoms))}
     for sl in _chunks(n, chunk_size):
-        patches = normalise_patches(extract_patches(x[sl].astype(np.float32), d.patch_size, stride),
-                                    np.float32(d.contrast_eps))
+        patches = normalise_patches(
+            extract_patches(x[sl].astype(np.float32), d.patch_size, stride), np.float32(d.contrast_eps)
+        )
         codes = np.maximum(patches @ proj32 - offset32 - np.float32(threshold), 0.0)  # [n, n_pos, n_atoms]
         out["max"][sl] = codes.max(axis=1)
         out["mean"][sl] = codes.mean(axis=1, dtype=np.float64)
@@ -352,8 +374,15 @@ def _check_code_args(dictionary, threshold, stride, chunk_size) -> tuple[float, 
     return float(threshold), _check_positive_int(stride, "stride"), _check_positive_int(chunk_size, "chunk_size")
 
 
-def sparse_codes(images, dictionary: PatchDictionary, *, threshold: float = 1.0, pool: str = "max",
-                 stride: int = 1, chunk_size: int = 128) -> np.ndarray:
+def sparse_codes(
+    images,
+    dictionary: PatchDictionary,
+    *,
+    threshold: float = 1.0,
+    pool: str = "max",
+    stride: int = 1,
+    chunk_size: int = 128,
+) -> np.ndarray:
     """images: [N, H, W, 3] -> [N, n_atoms] float64 pooled sparse codes.
 
     Every patch on a `stride` grid is contrast-normalised and whitened as in `PatchDictionary`; its code is
@@ -369,8 +398,9 @@ def sparse_codes(images, dictionary: PatchDictionary, *, threshold: float = 1.0,
     return _pooled_codes(x, dictionary, threshold, stride, chunk_size)[pool]
 
 
-def sparse_statistics(images, dictionary: PatchDictionary, *, threshold: float = 1.0, stride: int = 1,
-                      chunk_size: int = 128) -> dict[str, np.ndarray]:
+def sparse_statistics(
+    images, dictionary: PatchDictionary, *, threshold: float = 1.0, stride: int = 1, chunk_size: int = 128
+) -> dict[str, np.ndarray]:
     """images: [N, H, W, 3] -> {'patch_codes_max': [N, n_atoms], 'patch_codes_mean': [N, n_atoms]}."""
     x = _check_images(images)
     threshold, stride, chunk_size = _check_code_args(dictionary, threshold, stride, chunk_size)
@@ -382,8 +412,17 @@ def sparse_statistics(images, dictionary: PatchDictionary, *, threshold: float =
 # The table.
 
 
-def decoupling_table(views1, views2, dictionary: PatchDictionary, *, bins: int = 8, k: int = 4,
-                     threshold: float = 1.0, stride: int = 1, chunk_size: int = 128) -> dict:
+def decoupling_table(
+    views1,
+    views2,
+    dictionary: PatchDictionary,
+    *,
+    bins: int = 8,
+    k: int = 4,
+    threshold: float = 1.0,
+    stride: int = 1,
+    chunk_size: int = 128,
+) -> dict:
     """Cross-view correlation of every dense and sparse statistic for positive pairs (views1[i], views2[i]).
 
     views1, views2: [N, H, W, 3]. Returns {stat_name: {'corr_mean', 'corr_median', 'n_dims'}} for the

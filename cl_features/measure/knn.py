@@ -16,11 +16,14 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _check(train_features, train_labels, test_features, num_classes: int, k: int, temperature: float,
-           chunk: int) -> None:
+def _check(
+    train_features, train_labels, test_features, num_classes: int, k: int, temperature: float, chunk: int
+) -> None:
     if train_features.ndim != 2 or test_features.ndim != 2 or train_features.shape[1] != test_features.shape[1]:
-        raise ValueError(f"features must be [n, dim] with one dim, got train {tuple(train_features.shape)}, "
-                         f"test {tuple(test_features.shape)}")
+        raise ValueError(
+            f"features must be [n, dim] with one dim, got train {tuple(train_features.shape)}, "
+            f"test {tuple(test_features.shape)}"
+        )
     if train_labels.shape != (train_features.shape[0],):
         raise ValueError(f"train_labels must be [{train_features.shape[0]}], got {tuple(train_labels.shape)}")
     if train_features.shape[0] < 1:
@@ -41,8 +44,7 @@ def _normalise(x: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "k", "chunk"))
-def _predict(train_features, train_labels, test_features, temperature, *, num_classes: int, k: int,
-             chunk: int):
+def _predict(train_features, train_labels, test_features, temperature, *, num_classes: int, k: int, chunk: int):
     bank = _normalise(train_features)  # [n_train, dim]
     queries = _normalise(test_features)  # [n_test_padded, dim]
     queries = queries.reshape(-1, chunk, queries.shape[1])  # [chunks, chunk, dim]
@@ -58,8 +60,16 @@ def _predict(train_features, train_labels, test_features, temperature, *, num_cl
     return preds.reshape(-1), votes.reshape(-1, num_classes)
 
 
-def knn_predict(train_features, train_labels, test_features, num_classes: int, *, k: int = 200,
-                temperature: float = 0.1, chunk: int = 256) -> np.ndarray:
+def knn_predict(
+    train_features,
+    train_labels,
+    test_features,
+    num_classes: int,
+    *,
+    k: int = 200,
+    temperature: float = 0.1,
+    chunk: int = 256,
+) -> np.ndarray:
     """Predicted labels int [n_test] for test_features: [n_test, dim] from a bank train_features: [n_train, dim].
 
     train_labels: int [n_train] in [0, num_classes). k larger than n_train uses all n_train neighbours.
@@ -73,16 +83,33 @@ def knn_predict(train_features, train_labels, test_features, num_classes: int, *
     chunk = min(chunk, n_test)
     padded = -(-n_test // chunk) * chunk
     test_features = jnp.pad(test_features, ((0, padded - n_test), (0, 0)))
-    preds, _ = _predict(train_features, train_labels, test_features, jnp.float32(temperature),
-                        num_classes=int(num_classes), k=int(min(k, train_features.shape[0])), chunk=int(chunk))
+    preds, _ = _predict(
+        train_features,
+        train_labels,
+        test_features,
+        jnp.float32(temperature),
+        num_classes=int(num_classes),
+        k=int(min(k, train_features.shape[0])),
+        chunk=int(chunk),
+    )
     return np.asarray(preds[:n_test])
 
 
-def knn_accuracy(train_features, train_labels, test_features, test_labels, num_classes: int, *, k: int = 200,
-                 temperature: float = 0.1, chunk: int = 256) -> float:
+def knn_accuracy(
+    train_features,
+    train_labels,
+    test_features,
+    test_labels,
+    num_classes: int,
+    *,
+    k: int = 200,
+    temperature: float = 0.1,
+    chunk: int = 256,
+) -> float:
     """Fraction of test examples whose weighted-kNN vote (see module docstring) is their label."""
-    preds = knn_predict(train_features, train_labels, test_features, num_classes, k=k, temperature=temperature,
-                        chunk=chunk)
+    preds = knn_predict(
+        train_features, train_labels, test_features, num_classes, k=k, temperature=temperature, chunk=chunk
+    )
     test_labels = np.asarray(test_labels)
     if test_labels.shape != preds.shape:
         raise ValueError(f"test_labels must be [{preds.shape[0]}], got {test_labels.shape}")

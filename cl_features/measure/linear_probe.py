@@ -12,7 +12,8 @@ best held-out accuracy, then the probe is refit on the whole train split with it
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -77,8 +78,14 @@ def fit_logistic(x, y, num_classes: int, l2: float, *, max_iter: int = 500, tol:
     """Multinomial logistic regression on standardised x: [n, dim], y: int [n] (see module docstring)."""
     mean, std = _standardise(x)
     xs = jnp.asarray((np.asarray(x, np.float64) - mean) / std, jnp.float32)
-    w, b, _ = _lbfgs(xs, jnp.asarray(y, jnp.int32), jnp.float32(l2), jnp.float32(tol), num_classes=int(num_classes),
-                     max_iter=int(max_iter))
+    w, b, _ = _lbfgs(
+        xs,
+        jnp.asarray(y, jnp.int32),
+        jnp.float32(l2),
+        jnp.float32(tol),
+        num_classes=int(num_classes),
+        max_iter=int(max_iter),
+    )
     return LinearProbe(mean, std, np.asarray(w), np.asarray(b))
 
 
@@ -107,9 +114,19 @@ def _check(train_x, train_y, test_x, test_y, num_classes, method, l2s, val_fract
         raise ValueError(f"probe.val_fraction must be in (0, 1) to choose among several l2, got {val_fraction!r}")
 
 
-def linear_probe(train_x, train_y, test_x, test_y, num_classes: int, *, method: str = "logistic",
-                 l2: float | Sequence[float] = 1e-4, val_fraction: float = 0.1, max_iter: int = 500,
-                 seed: int = 0) -> dict:
+def linear_probe(
+    train_x,
+    train_y,
+    test_x,
+    test_y,
+    num_classes: int,
+    *,
+    method: str = "logistic",
+    l2: float | Sequence[float] = 1e-4,
+    val_fraction: float = 0.1,
+    max_iter: int = 500,
+    seed: int = 0,
+) -> dict:
     """Fits a probe on (train_x [n, dim], train_y [n]) and scores it on (test_x, test_y).
 
     Returns {'accuracy': test accuracy, 'train_accuracy', 'l2': the value used, 'val_accuracy': {l2: held-out
@@ -136,6 +153,9 @@ def linear_probe(train_x, train_y, test_x, test_y, num_classes: int, *, method: 
             val_accuracy[value] = float(np.mean(probe.predict(train_x[val]) == train_y[val]))
         best = max(l2s, key=lambda v: val_accuracy[v])  # first of the best, in the given order
     probe = fit(train_x, train_y, best)
-    return {"accuracy": float(np.mean(probe.predict(test_x) == test_y)),
-            "train_accuracy": float(np.mean(probe.predict(train_x) == train_y)),
-            "l2": best, "val_accuracy": val_accuracy}
+    return {
+        "accuracy": float(np.mean(probe.predict(test_x) == test_y)),
+        "train_accuracy": float(np.mean(probe.predict(train_x) == train_y)),
+        "l2": best,
+        "val_accuracy": val_accuracy,
+    }

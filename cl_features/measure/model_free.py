@@ -30,11 +30,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from cl_features.augment import images as augment_images
-from cl_features.measure import correlation
-from cl_features.measure import image_stats
+from cl_features.measure import correlation, image_stats
 
-__all__ = ["DICTIONARY_KINDS", "luminance_images", "fit_dictionaries", "prepare", "make_views", "view_table",
-           "augmentation_tables"]
+__all__ = [
+    "DICTIONARY_KINDS",
+    "luminance_images",
+    "fit_dictionaries",
+    "prepare",
+    "make_views",
+    "view_table",
+    "augmentation_tables",
+]
 
 DICTIONARY_KINDS = ("rgb", "luminance")
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -53,8 +59,9 @@ def luminance_images(images) -> np.ndarray:
 def check_kinds(kinds: Sequence[str], field: str = "dictionaries") -> tuple[str, ...]:
     kinds = tuple(kinds)
     if not kinds or any(k not in DICTIONARY_KINDS for k in kinds) or len(set(kinds)) != len(kinds):
-        raise ValueError(f"{field} must be a non-empty list of distinct names from {DICTIONARY_KINDS}; "
-                         f"got {list(kinds)}")
+        raise ValueError(
+            f"{field} must be a non-empty list of distinct names from {DICTIONARY_KINDS}; got {list(kinds)}"
+        )
     return kinds
 
 
@@ -64,8 +71,9 @@ def prepare(images, kind: str) -> np.ndarray:
     return luminance_images(images) if kind == "luminance" else np.asarray(images, np.float32)
 
 
-def fit_dictionaries(images, kinds: Sequence[str] = DICTIONARY_KINDS, **fit_kwargs
-                     ) -> dict[str, image_stats.PatchDictionary]:
+def fit_dictionaries(
+    images, kinds: Sequence[str] = DICTIONARY_KINDS, **fit_kwargs
+) -> dict[str, image_stats.PatchDictionary]:
     """images: [N, H, W, 3] float in [0, 1] -> {kind: PatchDictionary} fitted by
     `image_stats.fit_patch_dictionary(prepare(images, kind), **fit_kwargs)` (same seed for every kind)."""
     return {k: image_stats.fit_patch_dictionary(prepare(images, k), **fit_kwargs) for k in check_kinds(kinds)}
@@ -81,8 +89,9 @@ def _views_fn(set_name: str, out_size: int, color_strength: float | None):
     return jax.jit(lambda k, imgs, ids: augment_images.two_views(k, imgs, cfg, out_size, ids))
 
 
-def make_views(key, images, set_name: str, out_size: int, *, batch_size: int = 512,
-               color_strength: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def make_views(
+    key, images, set_name: str, out_size: int, *, batch_size: int = 512, color_strength: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Two views of every image under the named augmentation set -> (view1, view2): [N, out, out, 3] float32.
 
     images: [N, H, W, 3] uint8 or float in [0, 1]. Example i uses fold_in(key, i) whatever `batch_size`
@@ -116,8 +125,17 @@ def _row(a, b) -> dict:
     return {"corr_mean": s["mean"], "corr_median": s["median"], "n_dims": s["n_dims"]}
 
 
-def view_table(views1, views2, dictionaries: Mapping[str, image_stats.PatchDictionary], *, bins: int = 8,
-               k: int = 4, threshold: float = 1.0, stride: int = 1, chunk_size: int = 128) -> dict:
+def view_table(
+    views1,
+    views2,
+    dictionaries: Mapping[str, image_stats.PatchDictionary],
+    *,
+    bins: int = 8,
+    k: int = 4,
+    threshold: float = 1.0,
+    stride: int = 1,
+    chunk_size: int = 128,
+) -> dict:
     """Cross-view correlation of every dense statistic and of every dictionary's sparse statistics.
 
     views1, views2: [N, H, W, 3] float in [0, 1], row i of each a positive pair. For the 'rgb' dictionary
@@ -133,8 +151,12 @@ def view_table(views1, views2, dictionaries: Mapping[str, image_stats.PatchDicti
     stats = {name: _row(d1[name], d2[name]) for name in image_stats.DENSE_STATS}
     sparse_mean = {}
     for kind in kinds:
-        s1, s2 = (image_stats.sparse_statistics(prepare(v, kind), dictionaries[kind], threshold=threshold,
-                                                stride=stride, chunk_size=chunk_size) for v in (v1, v2))
+        s1, s2 = (
+            image_stats.sparse_statistics(
+                prepare(v, kind), dictionaries[kind], threshold=threshold, stride=stride, chunk_size=chunk_size
+            )
+            for v in (v1, v2)
+        )
         for name in image_stats.SPARSE_STATS:
             stats[f"{name}/{kind}"] = _row(s1[name], s2[name])
         sparse_mean[kind] = float(np.mean([stats[f"{n}/{kind}"]["corr_mean"] for n in image_stats.SPARSE_STATS]))
@@ -143,9 +165,17 @@ def view_table(views1, views2, dictionaries: Mapping[str, image_stats.PatchDicti
     return {"stats": stats, "dense_mean": dense_mean, "sparse_mean": sparse_mean, "ratio": ratio}
 
 
-def augmentation_tables(key, images, set_names: Sequence[str],
-                        dictionaries: Mapping[str, image_stats.PatchDictionary], *, out_size: int,
-                        batch_size: int = 512, color_strength: float | None = None, **table_kwargs) -> dict:
+def augmentation_tables(
+    key,
+    images,
+    set_names: Sequence[str],
+    dictionaries: Mapping[str, image_stats.PatchDictionary],
+    *,
+    out_size: int,
+    batch_size: int = 512,
+    color_strength: float | None = None,
+    **table_kwargs,
+) -> dict:
     """{set_name: view_table(two views of images under that set)}, every set drawing with the same `key`.
 
     The augmentation pipeline feeds each op from fixed random slots, so with one key the sets share their
@@ -162,7 +192,6 @@ def augmentation_tables(key, images, set_names: Sequence[str],
         raise ValueError(f"augmentation sets must be a non-empty list without repeats; got {names}")
     out = {}
     for name in names:
-        v1, v2 = make_views(key, images, name, out_size, batch_size=batch_size,
-                            color_strength=color_strength)
+        v1, v2 = make_views(key, images, name, out_size, batch_size=batch_size, color_strength=color_strength)
         out[name] = view_table(v1, v2, dictionaries, **table_kwargs)
     return out

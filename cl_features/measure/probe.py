@@ -10,8 +10,9 @@ def _design(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
 
 
-def ridge_binary_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-                          l2: float = 1e-3) -> np.ndarray:
+def ridge_binary_accuracy(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, l2: float = 1e-3
+) -> np.ndarray:
     """Accuracy per task of sign(ridge fit). x: [n, p]; y: [n, tasks] in {-1, 0, +1} (0 = no label, skipped).
 
     Features are standardised on the train split; l2 is relative to the number of train examples.

@@ -32,11 +32,22 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cl_features.measure import correlation
-from cl_features.measure import image_stats
+from cl_features.measure import correlation, image_stats
 
-__all__ = ["EncoderOutputs", "eval_view", "layer_order", "outputs_fn", "encoder_outputs", "activation_density",
-           "channel_correlation", "L2_GRID", "reliance_r2", "dense_reliance", "statistic_reliance", "layer_table"]
+__all__ = [
+    "EncoderOutputs",
+    "eval_view",
+    "layer_order",
+    "outputs_fn",
+    "encoder_outputs",
+    "activation_density",
+    "channel_correlation",
+    "L2_GRID",
+    "reliance_r2",
+    "dense_reliance",
+    "statistic_reliance",
+    "layer_table",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +75,7 @@ def eval_view(model: nnx.Module) -> nnx.Module:
 
 def layer_order(names) -> list[str]:
     """'stem', then 'stage1', 'stage2', ... (numerically), then 'final', then any other name alphabetically."""
+
     def key(name: str):
         if name == "stem":
             return (0, 0, name)
@@ -72,6 +84,7 @@ def layer_order(names) -> list[str]:
         if name == "final":
             return (2, 0, name)
         return (3, 0, name)
+
     return sorted(names, key=key)
 
 
@@ -81,9 +94,13 @@ def _check_batch_size(batch_size) -> int:
     return int(batch_size)
 
 
-def outputs_fn(model: nnx.Module, *, batch_size: int = 256,
-               preprocess: Callable[[jax.Array], jax.Array] | None = None,
-               threshold: float = 0.0) -> Callable[[np.ndarray], EncoderOutputs]:
+def outputs_fn(
+    model: nnx.Module,
+    *,
+    batch_size: int = 256,
+    preprocess: Callable[[jax.Array], jax.Array] | None = None,
+    threshold: float = 0.0,
+) -> Callable[[np.ndarray], EncoderOutputs]:
     """images -> EncoderOutputs of `model` in inference mode (see `eval_view`), compiled once for every call.
 
     images: [N, H, W, 3] uint8 (scaled to [0, 1]) or float. `preprocess` (e.g. per-channel normalisation, a
@@ -120,12 +137,12 @@ def outputs_fn(model: nnx.Module, *, batch_size: int = 256,
         state = nnx.state(model)
         parts = []
         for start in range(0, x.shape[0], batch_size):
-            chunk = x[start:start + batch_size]
+            chunk = x[start : start + batch_size]
             m = chunk.shape[0]
             if m < batch_size:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - m, axis=0)])
             out = jax.device_get(forward(state, jnp.asarray(chunk)))
-            parts.append(jax.tree.map(lambda a: np.asarray(a, np.float64)[:m], out))
+            parts.append(jax.tree.map(lambda a, m=m: np.asarray(a, np.float64)[:m], out))
         feats = np.concatenate([p[0] for p in parts])
         layers = layer_order(parts[0][1])
         pooled = {k: np.concatenate([p[1][k] for p in parts]) for k in layers}
@@ -135,9 +152,14 @@ def outputs_fn(model: nnx.Module, *, batch_size: int = 256,
     return run
 
 
-def encoder_outputs(model: nnx.Module, images, *, batch_size: int = 256,
-                    preprocess: Callable[[jax.Array], jax.Array] | None = None,
-                    threshold: float = 0.0) -> EncoderOutputs:
+def encoder_outputs(
+    model: nnx.Module,
+    images,
+    *,
+    batch_size: int = 256,
+    preprocess: Callable[[jax.Array], jax.Array] | None = None,
+    threshold: float = 0.0,
+) -> EncoderOutputs:
     """`outputs_fn(model, ...)(images)`: one call (use `outputs_fn` to compile once for many image sets)."""
     return outputs_fn(model, batch_size=batch_size, preprocess=preprocess, threshold=threshold)(images)
 
@@ -159,8 +181,12 @@ def activation_density(active, *, dense_unit: float = 0.9) -> dict[str, float]:
         raise ValueError(f"dense_unit must be in (0, 1]; got {dense_unit}")
     per_image = a.mean(axis=1)  # [N]
     per_unit = a.mean(axis=0)  # [c]
-    return {"density": float(per_image.mean()), "image_density_std": float(per_image.std()),
-            "dense_units": float(np.mean(per_unit >= dense_unit)), "dead_units": float(np.mean(per_unit == 0))}
+    return {
+        "density": float(per_image.mean()),
+        "image_density_std": float(per_image.std()),
+        "dense_units": float(np.mean(per_unit >= dense_unit)),
+        "dead_units": float(np.mean(per_unit == 0)),
+    }
 
 
 def channel_correlation(pooled1, pooled2) -> np.ndarray:
@@ -172,8 +198,9 @@ def channel_correlation(pooled1, pooled2) -> np.ndarray:
 L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
-def reliance_r2(features, targets, *, l2: float | Sequence[float] = L2_GRID, train_frac: float = 0.7,
-                seed: int = 0) -> float:
+def reliance_r2(
+    features, targets, *, l2: float | Sequence[float] = L2_GRID, train_frac: float = 0.7, seed: int = 0
+) -> float:
     """Held-out ridge R^2 from features: [N, d] to targets: [N, k] (correlation.ridge_r2, rows split by seed).
 
     With several l2 values, the one used is chosen by the same R^2 on a split of the training rows only
@@ -193,24 +220,30 @@ def reliance_r2(features, targets, *, l2: float | Sequence[float] = L2_GRID, tra
     return correlation.ridge_r2(features, targets, l2=best, train_frac=train_frac, seed=seed)
 
 
-def dense_reliance(features, images, *, bins: int = 8, l2: float | Sequence[float] = L2_GRID,
-                   train_frac: float = 0.7, seed: int = 0) -> float:
+def dense_reliance(
+    features, images, *, bins: int = 8, l2: float | Sequence[float] = L2_GRID, train_frac: float = 0.7, seed: int = 0
+) -> float:
     """Held-out ridge R^2 from features: [N, d] to the colour histogram [N, 3 * bins] of images: [N, H, W, 3]
     (float in [0, 1]): how much of the representation a dense statistic explains. See `reliance_r2`."""
     hist = image_stats.colour_histogram(images, bins)
     return reliance_r2(features, hist, l2=l2, train_frac=train_frac, seed=seed)
 
 
-def statistic_reliance(features, statistics: Mapping[str, np.ndarray], *,
-                       l2: float | Sequence[float] = L2_GRID, train_frac: float = 0.7,
-                       seed: int = 0) -> dict[str, float]:
+def statistic_reliance(
+    features,
+    statistics: Mapping[str, np.ndarray],
+    *,
+    l2: float | Sequence[float] = L2_GRID,
+    train_frac: float = 0.7,
+    seed: int = 0,
+) -> dict[str, float]:
     """{name: reliance_r2(features: [N, d], statistics[name]: [N, k])} (same split for all)."""
-    return {name: reliance_r2(features, s, l2=l2, train_frac=train_frac, seed=seed)
-            for name, s in statistics.items()}
+    return {name: reliance_r2(features, s, l2=l2, train_frac=train_frac, seed=seed) for name, s in statistics.items()}
 
 
-def layer_table(clean: EncoderOutputs, views: Mapping[str, tuple[EncoderOutputs, EncoderOutputs]], *,
-                dense_unit: float = 0.9) -> dict[str, dict]:
+def layer_table(
+    clean: EncoderOutputs, views: Mapping[str, tuple[EncoderOutputs, EncoderOutputs]], *, dense_unit: float = 0.9
+) -> dict[str, dict]:
     """Per layer (and 'features', the representation): density on the clean images and, for each named view
     pair, the mean / median of the per-channel cross-view correlation.
 

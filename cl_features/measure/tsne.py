@@ -20,8 +20,9 @@ from sklearn.metrics import silhouette_score  # noqa: E402
 __all__ = ["embed", "separation", "figure"]
 
 
-def embed(features, *, perplexity: float = 30.0, seed: int = 0, normalise: bool = True,
-          max_iter: int = 1000) -> np.ndarray:
+def embed(
+    features, *, perplexity: float = 30.0, seed: int = 0, normalise: bool = True, max_iter: int = 1000
+) -> np.ndarray:
     """features: [N, d] -> [N, 2] float64 t-SNE map (PCA init, learning rate 'auto', Euclidean metric).
 
     normalise: divide each row by its L2 norm first (contrastive features are compared by cosine), rows of
@@ -39,8 +40,14 @@ def embed(features, *, perplexity: float = 30.0, seed: int = 0, normalise: bool 
     if normalise:
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         x = x / np.where(norms > 0, norms, 1.0)
-    tsne = TSNE(n_components=2, perplexity=float(perplexity), init="pca", learning_rate="auto",
-                max_iter=int(max_iter), random_state=int(seed))
+    tsne = TSNE(
+        n_components=2,
+        perplexity=float(perplexity),
+        init="pca",
+        learning_rate="auto",
+        max_iter=int(max_iter),
+        random_state=int(seed),
+    )
     return np.asarray(tsne.fit_transform(x), np.float64)
 
 
@@ -56,8 +63,14 @@ def separation(embedding, labels) -> float:
     return float(silhouette_score(e, y, metric="euclidean"))
 
 
-def figure(embeddings: Mapping[str, np.ndarray], labels, path: str, *, class_names: Sequence[str] | None = None,
-           title: str | None = None) -> None:
+def figure(
+    embeddings: Mapping[str, np.ndarray],
+    labels,
+    path: str,
+    *,
+    class_names: Sequence[str] | None = None,
+    title: str | None = None,
+) -> None:
     """One scatter panel per model, four to a row (embeddings: {name: [N, 2]}, same rows and labels: [N]); PNG."""
     if not embeddings:
         raise ValueError("embeddings must hold at least one {name: [N, 2]} map")
@@ -78,11 +91,9 @@ def figure(embeddings: Mapping[str, np.ndarray], labels, path: str, *, class_nam
         for i, c in enumerate(classes):
             sel = y == c
             label = names[int(c)] if np.issubdtype(type(c), np.integer) and int(c) < len(names) else str(c)
-            ax.scatter(emb[sel, 0], emb[sel, 1], s=5, color=cmap(i % cmap.N), label=label, alpha=0.8,
-                       linewidths=0)
+            ax.scatter(emb[sel, 0], emb[sel, 1], s=5, color=cmap(i % cmap.N), label=label, alpha=0.8, linewidths=0)
         ax.set(title=model, xticks=[], yticks=[])
-    axes[0, cols - 1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, markerscale=2,
-                             frameon=False)
+    axes[0, cols - 1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, markerscale=2, frameon=False)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -32,8 +32,17 @@ def bias_scale(step: jax.Array, *, c: float, sigma: float, ramp_steps: int) -> j
 class SymmetricReLUNet(nnx.Module):
     """m neurons on d1 inputs. Weights `w`: [width, d1] (row i is neuron w_i)."""
 
-    def __init__(self, d1: int, width: int, *, rngs: nnx.Rngs, init_scale: float | None = None,
-                 activation: str = "symmetric", bias: str = "schedule", bias_scale_init: float = 0.0):
+    def __init__(
+        self,
+        d1: int,
+        width: int,
+        *,
+        rngs: nnx.Rngs,
+        init_scale: float | None = None,
+        activation: str = "symmetric",
+        bias: str = "schedule",
+        bias_scale_init: float = 0.0,
+    ):
         if activation not in ACTIVATIONS:
             raise ValueError(f"model.activation must be one of {ACTIVATIONS}, got {activation!r}")
         if bias not in BIAS_KINDS:

@@ -34,9 +34,19 @@ class ProjectionHead(nnx.Module):
         dtype: compute dtype; param_dtype: parameter dtype.
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, *,
-                 use_bn: bool = True, bn_momentum: float = 0.9, rngs: nnx.Rngs,
-                 dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32):
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        out_dim: int,
+        num_layers: int = 2,
+        *,
+        use_bn: bool = True,
+        bn_momentum: float = 0.9,
+        rngs: nnx.Rngs,
+        dtype: Dtype = jnp.float32,
+        param_dtype: Dtype = jnp.float32,
+    ):
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1 (2 = SimCLR v1, 3 = SimCLR v2), got {num_layers}")
         for field, value in (("in_dim", in_dim), ("hidden_dim", hidden_dim), ("out_dim", out_dim)):
@@ -44,13 +54,28 @@ class ProjectionHead(nnx.Module):
                 raise ValueError(f"{field} must be >= 1, got {value}")
         self.in_dim, self.out_dim, self.num_layers, self.use_bn = in_dim, out_dim, num_layers, use_bn
         dims = [in_dim] + [hidden_dim] * (num_layers - 1)
-        self.hidden = nnx.List([
-            nnx.Linear(d_in, hidden_dim, use_bias=not use_bn, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-            for d_in in dims[:-1]])
-        self.norms = nnx.List([
-            nnx.BatchNorm(hidden_dim, use_running_average=False, momentum=bn_momentum, epsilon=1e-5,
-                          dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-            for _ in dims[:-1]] if use_bn else [])
+        self.hidden = nnx.List(
+            [
+                nnx.Linear(d_in, hidden_dim, use_bias=not use_bn, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+                for d_in in dims[:-1]
+            ]
+        )
+        self.norms = nnx.List(
+            [
+                nnx.BatchNorm(
+                    hidden_dim,
+                    use_running_average=False,
+                    momentum=bn_momentum,
+                    epsilon=1e-5,
+                    dtype=dtype,
+                    param_dtype=param_dtype,
+                    rngs=rngs,
+                )
+                for _ in dims[:-1]
+            ]
+            if use_bn
+            else []
+        )
         self.out = nnx.Linear(dims[-1], out_dim, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
     def __call__(self, h: jax.Array) -> jax.Array:
@@ -71,16 +96,25 @@ class LinearClassifier(nnx.Module):
     and its (convex) training does not depend on an init seed.
     """
 
-    def __init__(self, in_dim: int, num_classes: int, *, rngs: nnx.Rngs, zero_init: bool = True,
-                 dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32):
+    def __init__(
+        self,
+        in_dim: int,
+        num_classes: int,
+        *,
+        rngs: nnx.Rngs,
+        zero_init: bool = True,
+        dtype: Dtype = jnp.float32,
+        param_dtype: Dtype = jnp.float32,
+    ):
         if in_dim < 1:
             raise ValueError(f"in_dim must be >= 1, got {in_dim}")
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.in_dim, self.num_classes = in_dim, num_classes
         kernel_init = nnx.initializers.zeros_init() if zero_init else nnx.initializers.lecun_normal()
-        self.linear = nnx.Linear(in_dim, num_classes, kernel_init=kernel_init, dtype=dtype,
-                                 param_dtype=param_dtype, rngs=rngs)
+        self.linear = nnx.Linear(
+            in_dim, num_classes, kernel_init=kernel_init, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+        )
 
     def __call__(self, h: jax.Array) -> jax.Array:
         """h: [batch, in_dim] -> logits: [batch, num_classes]."""

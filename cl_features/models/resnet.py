@@ -60,20 +60,35 @@ class _Layers:
     def conv(self, c_in: int, c_out: int, k: int, stride: int, *, rngs: nnx.Rngs) -> nnx.Conv:
         pad = k // 2
         return nnx.Conv(
-                c_in, c_out, (k, k), strides=stride, padding=((pad, pad), (pad, pad)), use_bias=False,
-                kernel_init=kaiming_normal_fan_out, dtype=self.dtype, param_dtype=self.param_dtype, rngs=rngs)
+            c_in,
+            c_out,
+            (k, k),
+            strides=stride,
+            padding=((pad, pad), (pad, pad)),
+            use_bias=False,
+            kernel_init=kaiming_normal_fan_out,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            rngs=rngs,
+        )
 
     def bn(self, c: int, *, rngs: nnx.Rngs, zero_scale: bool = False) -> nnx.BatchNorm:
         scale_init = nnx.initializers.zeros_init() if zero_scale else nnx.initializers.ones_init()
         return nnx.BatchNorm(
-                c, use_running_average=False, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
-                scale_init=scale_init, dtype=self.dtype, param_dtype=self.param_dtype, rngs=rngs)
+            c,
+            use_running_average=False,
+            momentum=self.bn_momentum,
+            epsilon=self.bn_epsilon,
+            scale_init=scale_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            rngs=rngs,
+        )
 
 
 def _check_images(x: jax.Array, in_channels: int) -> None:
     if x.ndim != 4 or x.shape[-1] != in_channels:
-        raise ValueError(
-                f"x must be images [batch, height, width, {in_channels}], got shape {tuple(x.shape)}")
+        raise ValueError(f"x must be images [batch, height, width, {in_channels}], got shape {tuple(x.shape)}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"x must be a float array (convert uint8 images first), got dtype {x.dtype}")
 
@@ -99,16 +114,18 @@ class BasicBlock(nnx.Module):
 
     expansion = 1
 
-    def __init__(self, c_in: int, width: int, stride: int, *, layers: _Layers,
-                 zero_init_residual: bool = False, rngs: nnx.Rngs):
+    def __init__(
+        self, c_in: int, width: int, stride: int, *, layers: _Layers, zero_init_residual: bool = False, rngs: nnx.Rngs
+    ):
         self.out_channels = width * self.expansion
         self.conv1 = layers.conv(c_in, width, 3, stride, rngs=rngs)
         self.bn1 = layers.bn(width, rngs=rngs)
         self.conv2 = layers.conv(width, width, 3, 1, rngs=rngs)
         self.bn2 = layers.bn(width, rngs=rngs, zero_scale=zero_init_residual)
         needs_projection = stride != 1 or c_in != self.out_channels
-        self.shortcut = (_Projection(c_in, self.out_channels, stride, layers=layers, rngs=rngs)
-                         if needs_projection else None)
+        self.shortcut = (
+            _Projection(c_in, self.out_channels, stride, layers=layers, rngs=rngs) if needs_projection else None
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = nnx.relu(self.bn1(self.conv1(x)))
@@ -121,8 +138,9 @@ class Bottleneck(nnx.Module):
 
     expansion = 4
 
-    def __init__(self, c_in: int, width: int, stride: int, *, layers: _Layers,
-                 zero_init_residual: bool = False, rngs: nnx.Rngs):
+    def __init__(
+        self, c_in: int, width: int, stride: int, *, layers: _Layers, zero_init_residual: bool = False, rngs: nnx.Rngs
+    ):
         self.out_channels = width * self.expansion
         self.conv1 = layers.conv(c_in, width, 1, 1, rngs=rngs)
         self.bn1 = layers.bn(width, rngs=rngs)
@@ -131,8 +149,9 @@ class Bottleneck(nnx.Module):
         self.conv3 = layers.conv(width, self.out_channels, 1, 1, rngs=rngs)
         self.bn3 = layers.bn(self.out_channels, rngs=rngs, zero_scale=zero_init_residual)
         needs_projection = stride != 1 or c_in != self.out_channels
-        self.shortcut = (_Projection(c_in, self.out_channels, stride, layers=layers, rngs=rngs)
-                         if needs_projection else None)
+        self.shortcut = (
+            _Projection(c_in, self.out_channels, stride, layers=layers, rngs=rngs) if needs_projection else None
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = nnx.relu(self.bn1(self.conv1(x)))
@@ -162,10 +181,21 @@ class ResNet(nnx.Module):
     after the max-pool for the 'imagenet' stem).
     """
 
-    def __init__(self, block: str, stage_sizes: Sequence[int], *, width: int = 64,
-                 stem: str = "cifar", in_channels: int = 3, zero_init_residual: bool = False,
-                 bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, rngs: nnx.Rngs,
-                 dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32):
+    def __init__(
+        self,
+        block: str,
+        stage_sizes: Sequence[int],
+        *,
+        width: int = 64,
+        stem: str = "cifar",
+        in_channels: int = 3,
+        zero_init_residual: bool = False,
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        rngs: nnx.Rngs,
+        dtype: Dtype = jnp.float32,
+        param_dtype: Dtype = jnp.float32,
+    ):
         if block not in _BLOCK_CLASSES:
             raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
         if stem not in STEMS:
@@ -191,8 +221,11 @@ class ResNet(nnx.Module):
             blocks = []
             for j in range(int(num_blocks)):
                 stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(block_cls(c_in, width * 2**i, stride, layers=layers,
-                                        zero_init_residual=zero_init_residual, rngs=rngs))
+                blocks.append(
+                    block_cls(
+                        c_in, width * 2**i, stride, layers=layers, zero_init_residual=zero_init_residual, rngs=rngs
+                    )
+                )
                 c_in = blocks[-1].out_channels
             stages.append(nnx.List(blocks))
         self.stages = nnx.List(stages)
@@ -220,8 +253,7 @@ class WideBlock(nnx.Module):
     relu(bn1(x)), as in the authors' code; otherwise it is the identity on x. No ReLU after the sum.
     """
 
-    def __init__(self, c_in: int, c_out: int, stride: int, *, dropout: float, layers: _Layers,
-                 rngs: nnx.Rngs):
+    def __init__(self, c_in: int, c_out: int, stride: int, *, dropout: float, layers: _Layers, rngs: nnx.Rngs):
         self.bn1 = layers.bn(c_in, rngs=rngs)
         self.conv1 = layers.conv(c_in, c_out, 3, stride, rngs=rngs)
         self.bn2 = layers.bn(c_out, rngs=rngs)
@@ -254,9 +286,19 @@ class WideResNet(nnx.Module):
     from the model's own RNG stream.
     """
 
-    def __init__(self, depth: int = 34, widen: int = 5, *, dropout: float = 0.0, in_channels: int = 3,
-                 bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, rngs: nnx.Rngs,
-                 dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32):
+    def __init__(
+        self,
+        depth: int = 34,
+        widen: int = 5,
+        *,
+        dropout: float = 0.0,
+        in_channels: int = 3,
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        rngs: nnx.Rngs,
+        dtype: Dtype = jnp.float32,
+        param_dtype: Dtype = jnp.float32,
+    ):
         if depth < 10 or (depth - 4) % 6 != 0:
             raise ValueError(f"depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 34, 40, ...), got {depth}")
         if widen < 1:
@@ -271,19 +313,19 @@ class WideResNet(nnx.Module):
         self.stem_conv = layers.conv(in_channels, 16, 3, 1, rngs=rngs)
         c_in = 16
         groups = []
-        for i, (c_out, stride) in enumerate(zip((16 * widen, 32 * widen, 64 * widen), (1, 2, 2))):
+        for c_out, stride in zip((16 * widen, 32 * widen, 64 * widen), (1, 2, 2)):
             blocks = []
             for j in range(n):
-                blocks.append(WideBlock(c_in, c_out, stride if j == 0 else 1, dropout=dropout,
-                                        layers=layers, rngs=rngs))
+                blocks.append(
+                    WideBlock(c_in, c_out, stride if j == 0 else 1, dropout=dropout, layers=layers, rngs=rngs)
+                )
                 c_in = c_out
             groups.append(nnx.List(blocks))
         self.stages = nnx.List(groups)
         self.final_bn = layers.bn(c_in, rngs=rngs)
         self.feat_dim = c_in
 
-    def __call__(self, x: jax.Array, *, return_intermediates: bool = False,
-                 dropout_key: jax.Array | None = None):
+    def __call__(self, x: jax.Array, *, return_intermediates: bool = False, dropout_key: jax.Array | None = None):
         _check_images(x, self.in_channels)
         x = jnp.asarray(x, self.dtype)
         h = self.stem_conv(x)
@@ -304,49 +346,96 @@ class WideResNet(nnx.Module):
 # ----------------------------------------------------------------------------------------- factories
 
 
-def resnet18(*, stem: str = "cifar", rngs: nnx.Rngs, dtype: Dtype = jnp.float32,
-             param_dtype: Dtype = jnp.float32, zero_init_residual: bool = False) -> ResNet:
+def resnet18(
+    *,
+    stem: str = "cifar",
+    rngs: nnx.Rngs,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+    zero_init_residual: bool = False,
+) -> ResNet:
     """ResNet-18 (BasicBlock, 2-2-2-2), feat_dim 512."""
-    return ResNet("basic", (2, 2, 2, 2), stem=stem, zero_init_residual=zero_init_residual,
-                  rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+    return ResNet(
+        "basic",
+        (2, 2, 2, 2),
+        stem=stem,
+        zero_init_residual=zero_init_residual,
+        rngs=rngs,
+        dtype=dtype,
+        param_dtype=param_dtype,
+    )
 
 
-def resnet34(*, stem: str = "cifar", rngs: nnx.Rngs, dtype: Dtype = jnp.float32,
-             param_dtype: Dtype = jnp.float32, zero_init_residual: bool = False) -> ResNet:
+def resnet34(
+    *,
+    stem: str = "cifar",
+    rngs: nnx.Rngs,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+    zero_init_residual: bool = False,
+) -> ResNet:
     """ResNet-34 (BasicBlock, 3-4-6-3), feat_dim 512."""
-    return ResNet("basic", (3, 4, 6, 3), stem=stem, zero_init_residual=zero_init_residual,
-                  rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+    return ResNet(
+        "basic",
+        (3, 4, 6, 3),
+        stem=stem,
+        zero_init_residual=zero_init_residual,
+        rngs=rngs,
+        dtype=dtype,
+        param_dtype=param_dtype,
+    )
 
 
-def resnet50(*, stem: str = "cifar", rngs: nnx.Rngs, dtype: Dtype = jnp.float32,
-             param_dtype: Dtype = jnp.float32, zero_init_residual: bool = False) -> ResNet:
+def resnet50(
+    *,
+    stem: str = "cifar",
+    rngs: nnx.Rngs,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+    zero_init_residual: bool = False,
+) -> ResNet:
     """ResNet-50 v1.5 (Bottleneck, 3-4-6-3), feat_dim 2048."""
-    return ResNet("bottleneck", (3, 4, 6, 3), stem=stem, zero_init_residual=zero_init_residual,
-                  rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+    return ResNet(
+        "bottleneck",
+        (3, 4, 6, 3),
+        stem=stem,
+        zero_init_residual=zero_init_residual,
+        rngs=rngs,
+        dtype=dtype,
+        param_dtype=param_dtype,
+    )
 
 
-def wide_resnet(depth: int = 34, widen: int = 5, *, rngs: nnx.Rngs, dtype: Dtype = jnp.float32,
-                param_dtype: Dtype = jnp.float32, dropout: float = 0.0) -> WideResNet:
+def wide_resnet(
+    depth: int = 34,
+    widen: int = 5,
+    *,
+    rngs: nnx.Rngs,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+    dropout: float = 0.0,
+) -> WideResNet:
     """WRN-depth-widen; the default WRN-34-5 is the paper's CIFAR-10 encoder (feat_dim 320)."""
     return WideResNet(depth, widen, dropout=dropout, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
 
 
 _ENCODERS: dict[str, Callable[..., nnx.Module]] = {
-        "resnet18": lambda **kw: resnet18(stem="cifar", **kw),
-        "resnet34": lambda **kw: resnet34(stem="cifar", **kw),
-        "resnet50": lambda **kw: resnet50(stem="cifar", **kw),
-        "resnet18_imagenet": lambda **kw: resnet18(stem="imagenet", **kw),
-        "resnet50_imagenet": lambda **kw: resnet50(stem="imagenet", **kw),
-        "wrn34x5": lambda **kw: wide_resnet(34, 5, **kw),
-        # Test-sized: 1 BasicBlock per stage, widths 8-16-32-64 (feat_dim 64); WRN-10-1 (feat_dim 64).
-        "resnet_tiny": lambda **kw: ResNet("basic", (1, 1, 1, 1), width=8, stem="cifar", **kw),
-        "wrn_tiny": lambda **kw: wide_resnet(10, 1, **kw),
+    "resnet18": lambda **kw: resnet18(stem="cifar", **kw),
+    "resnet34": lambda **kw: resnet34(stem="cifar", **kw),
+    "resnet50": lambda **kw: resnet50(stem="cifar", **kw),
+    "resnet18_imagenet": lambda **kw: resnet18(stem="imagenet", **kw),
+    "resnet50_imagenet": lambda **kw: resnet50(stem="imagenet", **kw),
+    "wrn34x5": lambda **kw: wide_resnet(34, 5, **kw),
+    # Test-sized: 1 BasicBlock per stage, widths 8-16-32-64 (feat_dim 64); WRN-10-1 (feat_dim 64).
+    "resnet_tiny": lambda **kw: ResNet("basic", (1, 1, 1, 1), width=8, stem="cifar", **kw),
+    "wrn_tiny": lambda **kw: wide_resnet(10, 1, **kw),
 }
 ENCODER_NAMES = tuple(_ENCODERS)
 
 
-def build_encoder(name: str, *, rngs: nnx.Rngs, dtype: Dtype = jnp.float32,
-                  param_dtype: Dtype = jnp.float32) -> ResNet | WideResNet:
+def build_encoder(
+    name: str, *, rngs: nnx.Rngs, dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32
+) -> ResNet | WideResNet:
     """Encoder by name (one of ENCODER_NAMES); '_imagenet' names use the 7x7 + max-pool stem."""
     if name not in _ENCODERS:
         raise ValueError(f"encoder name must be one of {list(ENCODER_NAMES)}, got {name!r}")

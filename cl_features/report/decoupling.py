@@ -31,18 +31,38 @@ from cl_features.augment.images import NAMED_SETS  # noqa: E402
 from cl_features.measure import feature_vis, tsne  # noqa: E402
 from cl_features.measure.image_stats import DENSE_STATS, SPARSE_STATS  # noqa: E402
 
-__all__ = ["COLOUR_STATS", "COLOUR_SETS", "TRANSITIONS", "model_free_markdown", "representation_markdown",
-           "model_free_figure", "representation_figure", "summary_text", "write_report", "redraw"]
+__all__ = [
+    "COLOUR_STATS",
+    "COLOUR_SETS",
+    "TRANSITIONS",
+    "model_free_markdown",
+    "representation_markdown",
+    "model_free_figure",
+    "representation_figure",
+    "summary_text",
+    "write_report",
+    "redraw",
+]
 
 COLOUR_STATS = ("mean_colour", "colour_histogram")  # the dense statistics colour distortion targets
 COLOUR_SETS = ("crop_flip_color", "simclr")  # named sets with colour jitter + random grayscale
 # Adjacent named sets and the op the second one adds.
-TRANSITIONS = tuple((a, b, op) for a, b, op in zip(NAMED_SETS, NAMED_SETS[1:],
-                                                   ("random crop", "horizontal flip", "colour distortion",
-                                                    "Gaussian blur")))
+TRANSITIONS = tuple(
+    (a, b, op)
+    for a, b, op in zip(
+        NAMED_SETS, NAMED_SETS[1:], ("random crop", "horizontal flip", "colour distortion", "Gaussian blur")
+    )
+)
 NOISE_FLOOR = 0.01  # changes in mean correlation smaller than this are reported as no change
-SCORE_COLUMNS = ("dense_reliance", "reliance/mean_colour", "reliance/low_frequency_energy",
-                 "reliance/patch_codes_mean/luminance", "knn_acc", "linear_probe_acc", "tsne_separation")
+SCORE_COLUMNS = (
+    "dense_reliance",
+    "reliance/mean_colour",
+    "reliance/low_frequency_energy",
+    "reliance/patch_codes_mean/luminance",
+    "knn_acc",
+    "linear_probe_acc",
+    "tsne_separation",
+)
 
 
 def _fmt(v) -> str:
@@ -99,20 +119,25 @@ def representation_markdown(models: Mapping[str, Mapping]) -> str:
         return ""
     score_cols = [c for c in SCORE_COLUMNS if any(c in m["scores"] for m in models.values())]
     score_cols += sorted({c for m in models.values() for c in m["scores"]} - set(score_cols))
-    scores = _table(["model", "trained with", *score_cols],
-                    [[name, m["train_set"], *(m["scores"].get(c) for c in score_cols)] for name, m in models.items()])
+    scores = _table(
+        ["model", "trained with", *score_cols],
+        [[name, m["train_set"], *(m["scores"].get(c) for c in score_cols)] for name, m in models.items()],
+    )
     layer_cols = ["channels", "density", "dense_units", "dead_units"]
-    corr_cols = sorted({c for m in models.values() for row in m["layers"].values() for c in row
-                        if c.startswith("corr/")})
+    corr_cols = sorted(
+        {c for m in models.values() for row in m["layers"].values() for c in row if c.startswith("corr/")}
+    )
     rows = []
     for name, m in models.items():
         for layer, row in m["layers"].items():
             rows.append([name, layer, *(row.get(c) for c in layer_cols + corr_cols)])
     layers = _table(["model", "layer", *layer_cols, *(c.replace("corr/", "channel corr ") for c in corr_cols)], rows)
-    return ("Scores (dense_reliance: held-out ridge R^2 from the representation to the colour histogram; "
-            "reliance/X: the same for statistic X):\n\n" + scores + "\nPer layer (density: fraction of units "
-            "firing, on clean images; channel corr S: mean over channels of the cross-view correlation of "
-            "pooled activations, views from augmentation set S):\n\n" + layers)
+    return (
+        "Scores (dense_reliance: held-out ridge R^2 from the representation to the colour histogram; "
+        "reliance/X: the same for statistic X):\n\n" + scores + "\nPer layer (density: fraction of units "
+        "firing, on clean images; channel corr S: mean over channels of the cross-view correlation of "
+        "pooled activations, views from augmentation set S):\n\n" + layers
+    )
 
 
 # -------------------------------------------------------------------------------------------------- figures
@@ -122,10 +147,14 @@ def model_free_figure(model_free: Mapping[str, Mapping], path: str) -> None:
     """Grouped bars: per augmentation set, each dense statistic's and each dictionary's sparse mean correlation."""
     sets = list(model_free)
     kinds = _kinds(model_free)
-    series = [(s, [model_free[a]["stats"][s]["corr_mean"] for a in sets], c)
-              for s, c in zip(DENSE_STATS, ("tab:red", "tab:orange", "tab:brown"))]
-    series += [(f"sparse ({k})", [model_free[a]["sparse_mean"][k] for a in sets], c)
-               for k, c in zip(kinds, ("tab:blue", "tab:cyan"))]
+    series = [
+        (s, [model_free[a]["stats"][s]["corr_mean"] for a in sets], c)
+        for s, c in zip(DENSE_STATS, ("tab:red", "tab:orange", "tab:brown"))
+    ]
+    series += [
+        (f"sparse ({k})", [model_free[a]["sparse_mean"][k] for a in sets], c)
+        for k, c in zip(kinds, ("tab:blue", "tab:cyan"))
+    ]
     x = np.arange(len(sets))
     w = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(1.7 * len(sets) + 2.5, 3.8))
@@ -133,8 +162,11 @@ def model_free_figure(model_free: Mapping[str, Mapping], path: str) -> None:
         ax.bar(x - 0.4 + w * (i + 0.5), vals, w, label=label, color=color)
     ax.axhline(0, color="gray", lw=0.5)
     ax.set_xticks(x, sets)
-    ax.set(ylabel="cross-view correlation (mean over dims)", ylim=(min(-0.05, ax.get_ylim()[0]), 1.05),
-           title="Model-free decoupling: dense (warm) vs sparse (blue) statistics")
+    ax.set(
+        ylabel="cross-view correlation (mean over dims)",
+        ylim=(min(-0.05, ax.get_ylim()[0]), 1.05),
+        title="Model-free decoupling: dense (warm) vs sparse (blue) statistics",
+    )
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -154,13 +186,18 @@ def representation_figure(models: Mapping[str, Mapping], path: str) -> None:
             ks = layer_names + ["features"]
             axes[1].plot(ks, [layers[l].get(corr_keys[-1], np.nan) for l in ks], marker="o", label=name)
     axes[0].set(title="activation density (clean images)", ylabel="fraction of units firing", ylim=(0, 1))
-    axes[1].set(title=f"channel cross-view correlation ({corr_keys[-1][5:] if corr_keys else '-'} views)",
-                ylabel="mean over channels", ylim=(-0.05, 1.05))
+    axes[1].set(
+        title=f"channel cross-view correlation ({corr_keys[-1][5:] if corr_keys else '-'} views)",
+        ylabel="mean over channels",
+        ylim=(-0.05, 1.05),
+    )
     rel = [models[n]["scores"].get("dense_reliance", np.nan) for n in names]
     axes[2].bar(np.arange(len(names)), rel, color="tab:red")
     axes[2].set_xticks(np.arange(len(names)), names, rotation=20, fontsize=8)
-    axes[2].set(title="dense reliance: R^2 features -> colour histogram", ylim=(min(0, np.nanmin(rel) - 0.05)
-                                                                               if np.isfinite(rel).any() else 0, 1))
+    axes[2].set(
+        title="dense reliance: R^2 features -> colour histogram",
+        ylim=(min(0, np.nanmin(rel) - 0.05) if np.isfinite(rel).any() else 0, 1),
+    )
     axes[0].legend(fontsize=7)
     for ax in axes[:2]:
         ax.tick_params(axis="x", labelsize=8)
@@ -181,38 +218,50 @@ def _model_free_sentences(mf: Mapping[str, Mapping]) -> list[str]:
         ta, tb = mf[a], mf[b]
         d_dense = ta["dense_mean"] - tb["dense_mean"]
         d_colour = colour_mean(ta) - colour_mean(tb)
-        parts = [f"**{op}** ({a} -> {b}) moves the dense statistics' mean cross-view correlation from "
-                 f"{ta['dense_mean']:.2f} to {tb['dense_mean']:.2f} (colour statistics {colour_mean(ta):.2f} -> "
-                 f"{colour_mean(tb):.2f}, low-frequency energy {ta['stats']['low_frequency_energy']['corr_mean']:.2f}"
-                 f" -> {tb['stats']['low_frequency_energy']['corr_mean']:.2f}), while the sparse ones go"]
+        parts = [
+            f"**{op}** ({a} -> {b}) moves the dense statistics' mean cross-view correlation from "
+            f"{ta['dense_mean']:.2f} to {tb['dense_mean']:.2f} (colour statistics {colour_mean(ta):.2f} -> "
+            f"{colour_mean(tb):.2f}, low-frequency energy {ta['stats']['low_frequency_energy']['corr_mean']:.2f}"
+            f" -> {tb['stats']['low_frequency_energy']['corr_mean']:.2f}), while the sparse ones go"
+        ]
         verdicts = []
         for k in kinds:
             d_sparse = ta["sparse_mean"][k] - tb["sparse_mean"][k]
-            parts.append(f" from {ta['sparse_mean'][k]:.2f} to {tb['sparse_mean'][k]:.2f} ({k} dictionary)"
-                         + ("," if k != kinds[-1] else "."))
+            parts.append(
+                f" from {ta['sparse_mean'][k]:.2f} to {tb['sparse_mean'][k]:.2f} ({k} dictionary)"
+                + ("," if k != kinds[-1] else ".")
+            )
             verdicts.append(_verdict(d_dense, d_sparse, k))
         text = "".join(parts)
         if verdicts:
             text += " " + " ".join(verdicts)
         if op == "colour distortion":
-            text += (f" On the colour statistics alone the drop is {d_colour:.2f}.")
+            text += f" On the colour statistics alone the drop is {d_colour:.2f}."
         out.append(text)
     for k in kinds:
         ratios = {name: t["ratio"][k] for name, t in mf.items()}
         augmented = {n: r for n, r in ratios.items() if n != "none"} or ratios  # 'none' is 1 by construction
         low = min(augmented, key=augmented.get)
-        out.append(f"Dense / sparse ({k}) per set: " + ", ".join(f"{n} {r:.2f}" for n, r in ratios.items()) +
-                   f"; lowest under {low}" + (" (below 1: the dense content keeps less correlation than the sparse)."
-                                              if augmented[low] < 1 else
-                                              " (not below 1: in absolute terms the sparse statistics keep no more "
-                                              "correlation than the dense ones under any set)."))
+        out.append(
+            f"Dense / sparse ({k}) per set: "
+            + ", ".join(f"{n} {r:.2f}" for n, r in ratios.items())
+            + f"; lowest under {low}"
+            + (
+                " (below 1: the dense content keeps less correlation than the sparse)."
+                if augmented[low] < 1
+                else " (not below 1: in absolute terms the sparse statistics keep no more "
+                "correlation than the dense ones under any set)."
+            )
+        )
     if "none" in mf and "crop" in mf:
         t0, t1 = mf["none"], mf["crop"]
         for k in kinds:
             decouples = (t0["dense_mean"] - t1["dense_mean"]) > (t0["sparse_mean"][k] - t1["sparse_mean"][k])
-            out.append(f"Crop alone {'does' if decouples else 'does not'} decouple for the {k} dictionary: "
-                       f"dense / sparse = {t1['ratio'][k]:.2f} after cropping (1.00 with identical views; "
-                       f"below 1 means the dense content lost more correlation than the sparse).")
+            out.append(
+                f"Crop alone {'does' if decouples else 'does not'} decouple for the {k} dictionary: "
+                f"dense / sparse = {t1['ratio'][k]:.2f} after cropping (1.00 with identical views; "
+                f"below 1 means the dense content lost more correlation than the sparse)."
+            )
     return out
 
 
@@ -237,15 +286,23 @@ def _model_sentences(models: Mapping[str, Mapping]) -> list[str]:
         listing = ", ".join(f"{n} {v:.2f}" for n, v in rel.items() if v is not None)
         out.append(f"Dense reliance (held-out R^2 from the representation to the colour histogram): {listing}.")
         with_c = [v for n, v in rel.items() if v is not None and models[n]["train_set"] in COLOUR_SETS]
-        without = [v for n, v in rel.items() if v is not None and models[n]["train_set"] in NAMED_SETS
-                   and models[n]["train_set"] not in COLOUR_SETS]
+        without = [
+            v
+            for n, v in rel.items()
+            if v is not None and models[n]["train_set"] in NAMED_SETS and models[n]["train_set"] not in COLOUR_SETS
+        ]
         if with_c and without:
             a, b = float(np.mean(without)), float(np.mean(with_c))
             direction = "lower" if b < a else "higher"
-            out.append(f"Encoders trained with colour distortion have {direction} dense reliance "
-                       f"({b:.2f} on average) than those trained without it ({a:.2f}).")
-    for key, label in (("knn_acc", "kNN accuracy"), ("linear_probe_acc", "Linear-probe accuracy"),
-                       ("tsne_separation", "t-SNE class separation (silhouette)")):
+            out.append(
+                f"Encoders trained with colour distortion have {direction} dense reliance "
+                f"({b:.2f} on average) than those trained without it ({a:.2f})."
+            )
+    for key, label in (
+        ("knn_acc", "kNN accuracy"),
+        ("linear_probe_acc", "Linear-probe accuracy"),
+        ("tsne_separation", "t-SNE class separation (silhouette)"),
+    ):
         vals = {n: m["scores"][key] for n, m in models.items() if key in m["scores"]}
         if vals:
             out.append(f"{label}: " + ", ".join(f"{n} {v:.2f}" for n, v in vals.items()) + ".")
@@ -255,8 +312,10 @@ def _model_sentences(models: Mapping[str, Mapping]) -> list[str]:
         if layers:
             dens[n] = (layers[-1], m["layers"][layers[-1]]["density"], m["layers"][layers[-1]]["dense_units"])
     if dens:
-        out.append("Last-layer activation density (fraction of units firing / fraction of channels firing on "
-                   ">= 90% of images): " + ", ".join(f"{n} {d:.2f} / {u:.2f}" for n, (_, d, u) in dens.items()) + ".")
+        out.append(
+            "Last-layer activation density (fraction of units firing / fraction of channels firing on "
+            ">= 90% of images): " + ", ".join(f"{n} {d:.2f} / {u:.2f}" for n, (_, d, u) in dens.items()) + "."
+        )
     return out
 
 
@@ -279,11 +338,20 @@ def _dump(obj, path: str) -> None:
     jsonio.dump(obj, path, sort_keys=False)  # keep the tables' order
 
 
-def write_report(outdir: str, *, model_free: Mapping | None = None, models: Mapping | None = None,
-                 tsne_maps: Mapping[str, np.ndarray] | None = None, tsne_labels=None,
-                 class_names: Sequence[str] | None = None, vis: Mapping[str, np.ndarray] | None = None,
-                 vis_channels: Sequence[int] | None = None, vis_layer: str | None = None,
-                 config: Mapping | None = None, notes: Sequence[str] = ()) -> dict[str, str]:
+def write_report(
+    outdir: str,
+    *,
+    model_free: Mapping | None = None,
+    models: Mapping | None = None,
+    tsne_maps: Mapping[str, np.ndarray] | None = None,
+    tsne_labels=None,
+    class_names: Sequence[str] | None = None,
+    vis: Mapping[str, np.ndarray] | None = None,
+    vis_channels: Sequence[int] | None = None,
+    vis_layer: str | None = None,
+    config: Mapping | None = None,
+    notes: Sequence[str] = (),
+) -> dict[str, str]:
     """Writes the report folder (see the module docstring) and returns {artefact: path} of what it wrote.
 
     Everything it is drawn from is kept (JSON tables, pictures.npz with the t-SNE maps and the visualisations,
@@ -295,9 +363,15 @@ def write_report(outdir: str, *, model_free: Mapping | None = None, models: Mapp
     if notes:
         sections.append("\n".join(f"- {n}" for n in notes) + "\n")
     for name, table, to_markdown, figure, title in (
-            ("model_free", model_free, model_free_markdown, model_free_figure,
-             "Model-free: cross-view correlation per augmentation set"),
-            ("representation", models, representation_markdown, representation_figure, "Representations")):
+        (
+            "model_free",
+            model_free,
+            model_free_markdown,
+            model_free_figure,
+            "Model-free: cross-view correlation per augmentation set",
+        ),
+        ("representation", models, representation_markdown, representation_figure, "Representations"),
+    ):
         if not table:
             continue
         md = to_markdown(table)
@@ -312,17 +386,28 @@ def write_report(outdir: str, *, model_free: Mapping | None = None, models: Mapp
     arrays = {}
     if tsne_maps:
         paths["tsne.png"] = os.path.join(outdir, "figures", "tsne.png")
-        tsne.figure(tsne_maps, tsne_labels, paths["tsne.png"], class_names=class_names,
-                    title="t-SNE of the representation, coloured by class")
+        tsne.figure(
+            tsne_maps,
+            tsne_labels,
+            paths["tsne.png"],
+            class_names=class_names,
+            title="t-SNE of the representation, coloured by class",
+        )
         sections.append("![t-SNE](figures/tsne.png)\n")
         arrays.update({f"tsne/{k}": np.asarray(v) for k, v in tsne_maps.items()})
         arrays["tsne_labels"] = np.asarray(tsne_labels)
     if vis:
         paths["feature_vis.png"] = os.path.join(outdir, "figures", "feature_vis.png")
         values = {n: m["vis_activation"] for n, m in (models or {}).items() if "vis_activation" in m}
-        feature_vis.grid_figure(vis, paths["feature_vis.png"], channels=vis_channels, values=values or None,
-                                title=(f"activation maximisation, layer {vis_layer} (number: mean activation "
-                                       "reached)") if vis_layer else None)
+        feature_vis.grid_figure(
+            vis,
+            paths["feature_vis.png"],
+            channels=vis_channels,
+            values=values or None,
+            title=(f"activation maximisation, layer {vis_layer} (number: mean activation reached)")
+            if vis_layer
+            else None,
+        )
         sections.append("![feature visualisation](figures/feature_vis.png)\n")
         arrays.update({f"vis/{k}": np.asarray(v) for k, v in vis.items()})
     if arrays:
@@ -332,9 +417,15 @@ def write_report(outdir: str, *, model_free: Mapping | None = None, models: Mapp
         paths["config.json"] = os.path.join(outdir, "config.json")
         _dump(config, paths["config.json"])
     paths["report_inputs.json"] = os.path.join(outdir, "report_inputs.json")
-    _dump({"class_names": None if class_names is None else list(class_names),
-           "vis_channels": None if vis_channels is None else [int(v) for v in vis_channels],
-           "vis_layer": vis_layer, "notes": list(notes)}, paths["report_inputs.json"])
+    _dump(
+        {
+            "class_names": None if class_names is None else list(class_names),
+            "vis_channels": None if vis_channels is None else [int(v) for v in vis_channels],
+            "vis_layer": vis_layer,
+            "notes": list(notes),
+        },
+        paths["report_inputs.json"],
+    )
     paths["summary.md"] = os.path.join(outdir, "summary.md")
     with open(paths["summary.md"], "w") as f:
         f.write("\n".join(sections))
@@ -343,6 +434,7 @@ def write_report(outdir: str, *, model_free: Mapping | None = None, models: Mapp
 
 def redraw(outdir: str) -> dict[str, str]:
     """Rewrites the report folder `outdir` from what `write_report` kept there (no measurement)."""
+
     def load(name):
         path = os.path.join(outdir, name)
         if not os.path.exists(path):
@@ -360,7 +452,16 @@ def redraw(outdir: str) -> dict[str, str]:
             pictures = {k: z[k] for k in z.files}
     maps = {k[5:]: v for k, v in pictures.items() if k.startswith("tsne/")}
     vis = {k[4:]: v for k, v in pictures.items() if k.startswith("vis/")}
-    return write_report(outdir, model_free=load("model_free.json"), models=load("representation.json"),
-                        tsne_maps=maps or None, tsne_labels=pictures.get("tsne_labels"),
-                        class_names=inputs["class_names"], vis=vis or None, vis_channels=inputs["vis_channels"],
-                        vis_layer=inputs["vis_layer"], config=load("config.json"), notes=inputs["notes"])
+    return write_report(
+        outdir,
+        model_free=load("model_free.json"),
+        models=load("representation.json"),
+        tsne_maps=maps or None,
+        tsne_labels=pictures.get("tsne_labels"),
+        class_names=inputs["class_names"],
+        vis=vis or None,
+        vis_channels=inputs["vis_channels"],
+        vis_layer=inputs["vis_layer"],
+        config=load("config.json"),
+        notes=inputs["notes"],
+    )

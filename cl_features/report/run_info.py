@@ -27,8 +27,19 @@ import cl_features
 
 FILENAME = "run_info.json"
 # The fields that describe one start of a run (kept per start when a run is resumed).
-START_FIELDS = ("package_version", "git_commit", "git_dirty", "jax_version", "backend", "devices", "device_count",
-                "process_count", "python", "command", "started")
+START_FIELDS = (
+    "package_version",
+    "git_commit",
+    "git_dirty",
+    "jax_version",
+    "backend",
+    "devices",
+    "device_count",
+    "process_count",
+    "python",
+    "command",
+    "started",
+)
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(cl_features.__file__))
 
 
@@ -83,7 +94,7 @@ def environment(argv: list[str] | None = None) -> dict[str, Any]:
         "process_count": jax.process_count(),
         "python": platform.python_version(),
         "command": list(sys.argv if argv is None else argv),
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 

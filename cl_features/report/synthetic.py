@@ -18,8 +18,17 @@ import numpy as np  # noqa: E402
 from cl_features.measure import recovery  # noqa: E402
 from cl_features.train.metrics_log import read_jsonl  # noqa: E402
 
-COLUMNS = ("recovered_fraction", "final_loss", "span_share", "sparse_corr", "dense_corr", "probe_accuracy",
-           "raw_probe_accuracy", "steps", "seconds")
+COLUMNS = (
+    "recovered_fraction",
+    "final_loss",
+    "span_share",
+    "sparse_corr",
+    "dense_corr",
+    "probe_accuracy",
+    "raw_probe_accuracy",
+    "steps",
+    "seconds",
+)
 FIGURES = ("recovery.png", "cosines.png", "decoupling.png")
 
 
@@ -41,8 +50,9 @@ def _recovery_figure(workdir: str, arms: list[str], path: str) -> None:
         steps = [r["step"] for r in rows]
         axes[0].plot(steps, [r["recovered_fraction"] for r in rows], label=arm)
         axes[1].plot(steps, [r["contrastive_loss"] for r in rows], label=arm)
-    axes[0].set(xlabel="step", ylabel="fraction of atoms with max |cos| >= threshold", title="Atom recovery",
-                ylim=(-0.02, 1.02))
+    axes[0].set(
+        xlabel="step", ylabel="fraction of atoms with max |cos| >= threshold", title="Atom recovery", ylim=(-0.02, 1.02)
+    )
     axes[1].set(xlabel="step", ylabel="contrastive loss", title="Training loss", yscale="log")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
@@ -70,12 +80,16 @@ def _decoupling_figure(summary: dict, path: str) -> None:
         measured = [summary["arms"][a][f"{part}_corr"] for a in arms]
         predicted = [summary["arms"][a].get(f"{part}_corr_predicted", np.nan) for a in arms]
         ax.bar(x + off, measured, 0.38, color=color, label=f"{part} (measured)")
-        ax.scatter(x + off, predicted, color="k", marker="_", s=300, zorder=3,
-                   label="predicted" if part == "sparse" else None)
+        ax.scatter(
+            x + off, predicted, color="k", marker="_", s=300, zorder=3, label="predicted" if part == "sparse" else None
+        )
     ax.axhline(0, color="gray", lw=0.5)
     ax.set_xticks(x, arms, rotation=15)
-    ax.set(ylabel="cross-view correlation (mean over neurons)", title="Feature decoupling per augmentation",
-           ylim=(-0.1, 1.1))
+    ax.set(
+        ylabel="cross-view correlation (mean over neurons)",
+        title="Feature decoupling per augmentation",
+        ylim=(-0.1, 1.1),
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

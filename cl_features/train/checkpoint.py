@@ -33,7 +33,8 @@ import math
 import os
 import signal
 import threading
-from typing import Any, Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -234,8 +235,16 @@ class Checkpointer:
       async_save: write in the background (the save call still copies the state to host first).
     """
 
-    def __init__(self, directory: str, *, config: dict, every: int = 0, max_to_keep: int = 2,
-                 mutable_fields: Iterable[str] = MUTABLE_FIELDS, async_save: bool = True):
+    def __init__(
+        self,
+        directory: str,
+        *,
+        config: dict,
+        every: int = 0,
+        max_to_keep: int = 2,
+        mutable_fields: Iterable[str] = MUTABLE_FIELDS,
+        async_save: bool = True,
+    ):
         if not isinstance(every, int) or every < 0:
             raise ValueError(f"checkpoint.every must be an int >= 0, got {every!r}")
         if not isinstance(max_to_keep, int) or max_to_keep < 1:
@@ -247,8 +256,12 @@ class Checkpointer:
         self.last_log: dict | None = None
         self.resumed_changes: list[str] = []  # allowed config fields that differ from the restored checkpoint's
         quiet_orbax_logs()
-        self._manager = _Manager(self.directory, options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True))
+        self._manager = _Manager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True
+            ),
+        )
         self._sigterm_installed, self._previous_handler = install_sigterm_handler()
 
     # -- inspection --
@@ -281,22 +294,24 @@ class Checkpointer:
             say(f"ignoring half-written checkpoint {tmp}")
         self._manager.reload()
         steps = sorted(self._manager.all_steps(), reverse=True)
-        abstract = jax.tree_util.tree_map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+        abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
         bad = []
         for step in steps:
             path = self.step_path(step)
             try:
-                saved_config = self._manager.restore(step, args=ocp.args.Composite(
-                    config=ocp.args.JsonRestore())).config
+                saved_config = self._manager.restore(
+                    step, args=ocp.args.Composite(config=ocp.args.JsonRestore())
+                ).config
             except Exception as e:  # noqa: BLE001  (any failure to read means the checkpoint is unusable)
                 bad.append((step, f"{type(e).__name__}: {_first_line(e)}"))
                 say(f"checkpoint {path} is unreadable ({bad[-1][1]}); trying the one before it")
                 continue
             self._check_config(saved_config, step)
             if _has_iterator_state(data_iter) and not os.path.isdir(os.path.join(path, "data")):
-                raise ValueError(f"{path} holds no data-iterator state (saved by a run without one); resume "
-                                 "without a data iterator or use another workdir")
+                raise ValueError(
+                    f"{path} holds no data-iterator state (saved by a run without one); resume "
+                    "without a data iterator or use another workdir"
+                )
             try:
                 restored = self._restore_step(step, abstract, data_iter)
             except Exception as e:  # noqa: BLE001
@@ -314,7 +329,8 @@ class Checkpointer:
             raise RuntimeError(
                 f"no readable checkpoint in {self.directory}: "
                 + "; ".join(f"step {s}: {why}" for s, why in bad)
-                + ". Move the directory away to start afresh.")
+                + ". Move the directory away to start afresh."
+            )
         return None
 
     def _check_config(self, saved: dict, step: int) -> None:
@@ -323,7 +339,8 @@ class Checkpointer:
             raise ConfigMismatch(
                 f"refusing to resume {self.step_path(step)}: the config changes the run in "
                 f"{', '.join(fields)} ({describe_diff(saved, self.config, fields)}); use another workdir or "
-                f"restore these values (allowed to change: {', '.join(self.mutable_fields)})")
+                f"restore these values (allowed to change: {', '.join(self.mutable_fields)})"
+            )
 
     def _restore_step(self, step: int, abstract, data_iter) -> Restored:
         items = {"state": ocp.args.StandardRestore(abstract), "meta": ocp.args.JsonRestore()}
@@ -335,8 +352,9 @@ class Checkpointer:
         meta = out.meta
         got, finite = fingerprint(out.state)
         if meta.get("step") != step or int(jax.device_get(out.state.step)) != step:
-            raise ValueError(f"step mismatch: directory {step}, meta {meta.get('step')}, "
-                             f"state {int(jax.device_get(out.state.step))}")
+            raise ValueError(
+                f"step mismatch: directory {step}, meta {meta.get('step')}, state {int(jax.device_get(out.state.step))}"
+            )
         if got != meta.get("fingerprint") or not finite:
             raise ValueError(f"state fingerprint {got:#010x} != saved {meta.get('fingerprint', 0):#010x}")
         return Restored(state=out.state, step=step, log=meta.get("log"))
@@ -359,8 +377,9 @@ class Checkpointer:
 
     # -- save --
 
-    def maybe_save(self, step: int, state, *, force: bool = False, loss=None, log_row: dict | None = None,
-                   data_iter=None) -> bool:
+    def maybe_save(
+        self, step: int, state, *, force: bool = False, loss=None, log_row: dict | None = None, data_iter=None
+    ) -> bool:
         """Called at every step boundary (every process): saves when `step` is a multiple of `every`, when
         `force` (the run's last step) or on preemption. After a preemption save it waits for the write and
         raises Preempted (unless `force`). Returns whether it saved."""
@@ -388,11 +407,15 @@ class Checkpointer:
                 raise FloatingPointError(f"non-finite loss {value} at step {step}, not saved; {self.kept_message()}")
         h, finite = fingerprint(state)
         if not finite:
-            raise FloatingPointError(f"non-finite values in the training state at step {step}, not saved; "
-                                     f"{self.kept_message()}")
+            raise FloatingPointError(
+                f"non-finite values in the training state at step {step}, not saved; {self.kept_message()}"
+            )
         meta = {"step": int(step), "fingerprint": h, "log": self.last_log, "process_count": jax.process_count()}
-        items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta),
-                 "config": ocp.args.JsonSave(self.config)}
+        items = {
+            "state": ocp.args.StandardSave(state),
+            "meta": ocp.args.JsonSave(meta),
+            "config": ocp.args.JsonSave(self.config),
+        }
         if _has_iterator_state(data_iter):
             import grain.checkpoint  # noqa: F401
 

@@ -28,7 +28,8 @@ import dataclasses
 import math
 import os
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -36,15 +37,17 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from cl_features.config_checks import is_int as _is_int, require as _require
 from cl_features import jsonio, objectives
 from cl_features.augment import images as aug
+from cl_features.config_checks import is_int as _is_int
+from cl_features.config_checks import require as _require
 from cl_features.data import images as data_images
 from cl_features.data import photos
 from cl_features.measure import knn, linear_probe
 from cl_features.models import heads, resnet
 from cl_features.report import run_info
-from cl_features.train import checkpoint, loop, mesh as mesh_lib, optim
+from cl_features.train import checkpoint, loop, optim
+from cl_features.train import mesh as mesh_lib
 from cl_features.train.metrics_log import MetricsLog, Progress, read_jsonl
 
 TASKS = ("simclr", "supervised")
@@ -55,8 +58,7 @@ PRNG_IMPLS = ("rbg", "threefry2x32")  # for the initial weights; rbg compiles mu
 SUMMARY_KEYS = ("knn_acc", "linear_probe_acc", "online_probe_acc", "test_acc", "final_loss", "steps", "seconds")
 # Config fields a resumed run may change: frequencies, steps, devices (checkpoint module), evaluation, where the
 # data lives, and how the steps of a call are compiled.
-RESUME_MUTABLE_FIELDS = checkpoint.MUTABLE_FIELDS + ("train.epochs", "train.unroll", "eval", "probe",
-                                                     "data.data_dir")
+RESUME_MUTABLE_FIELDS = checkpoint.MUTABLE_FIELDS + ("train.epochs", "train.unroll", "eval", "probe", "data.data_dir")
 # Offsets folded into the seed so every random stream is distinct and reproducible.
 _INIT_STREAM, _TRAIN_STREAM, _PROBE_STREAM, _SUBSET_STREAM = 1, 2, 3, 4
 
@@ -118,13 +120,25 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         for f in ("folder_train", "folder_test"):
             _require(isinstance(d[f], str) and d[f], f"data.{f}", "a directory of class sub-directories", d[f])
     if d.source == "photos":
-        _require(_is_int(d.photos_crops_per_image) and d.photos_crops_per_image >= 1, "data.photos_crops_per_image",
-                 "an int >= 1", d.photos_crops_per_image)
-        _require(_is_num(d.photos_max_zoom) and d.photos_max_zoom >= 1, "data.photos_max_zoom", "a number >= 1",
-                 d.photos_max_zoom)
+        _require(
+            _is_int(d.photos_crops_per_image) and d.photos_crops_per_image >= 1,
+            "data.photos_crops_per_image",
+            "an int >= 1",
+            d.photos_crops_per_image,
+        )
+        _require(
+            _is_num(d.photos_max_zoom) and d.photos_max_zoom >= 1,
+            "data.photos_max_zoom",
+            "a number >= 1",
+            d.photos_max_zoom,
+        )
     _require(_is_int(d.image_size) and d.image_size >= 1, "data.image_size", "an int >= 1", d.image_size)
-    _require(d.num_classes is None or (_is_int(d.num_classes) and d.num_classes >= 2), "data.num_classes",
-             "None (from the dataset) or an int >= 2", d.num_classes)
+    _require(
+        d.num_classes is None or (_is_int(d.num_classes) and d.num_classes >= 2),
+        "data.num_classes",
+        "None (from the dataset) or an int >= 2",
+        d.num_classes,
+    )
     _require(_triple(d.mean), "data.mean", "None or 3 numbers (per-channel mean of [0, 1] pixels)", d.mean)
     _require(_triple(d.std) and (d.std is None or min(d.std) > 0), "data.std", "None or 3 numbers > 0", d.std)
     _require((d.mean is None) == (d.std is None), "data.std", "set together with data.mean", d.std)
@@ -134,71 +148,117 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _require(m.encoder in resnet.ENCODER_NAMES, "model.encoder", f"one of {resnet.ENCODER_NAMES}", m.encoder)
     _require(m.dtype in DTYPES, "model.dtype", f"one of {tuple(DTYPES)}", m.dtype)
     _require(_is_int(m.input_size) and m.input_size >= 1, "model.input_size", "an int >= 1", m.input_size)
-    _require(m.head_hidden_dim is None or (_is_int(m.head_hidden_dim) and m.head_hidden_dim >= 1),
-             "model.head_hidden_dim", "None (the encoder's feature dim) or an int >= 1", m.head_hidden_dim)
+    _require(
+        m.head_hidden_dim is None or (_is_int(m.head_hidden_dim) and m.head_hidden_dim >= 1),
+        "model.head_hidden_dim",
+        "None (the encoder's feature dim) or an int >= 1",
+        m.head_hidden_dim,
+    )
     _require(_is_int(m.head_out_dim) and m.head_out_dim >= 1, "model.head_out_dim", "an int >= 1", m.head_out_dim)
     _require(_is_int(m.head_layers) and m.head_layers >= 1, "model.head_layers", "an int >= 1", m.head_layers)
     _require(isinstance(m.head_bn, bool), "model.head_bn", "a bool", m.head_bn)
     _require(m.init_prng_impl in PRNG_IMPLS, "model.init_prng_impl", f"one of {PRNG_IMPLS}", m.init_prng_impl)
 
-    _require(_is_num(c.objective.temperature) and c.objective.temperature > 0, "objective.temperature", "> 0",
-             c.objective.temperature)
+    _require(
+        _is_num(c.objective.temperature) and c.objective.temperature > 0,
+        "objective.temperature",
+        "> 0",
+        c.objective.temperature,
+    )
     _require(isinstance(c.objective.online_probe, bool), "objective.online_probe", "a bool", c.objective.online_probe)
     _require(c.augment.set in aug.NAMED_SETS, "augment.set", f"one of {aug.NAMED_SETS}", c.augment.set)
     resolve_augment(c.augment)  # raises "augment.<op>.<field> must be ..."
 
     t = c.train
     _require(_is_int(t.batch_size) and t.batch_size >= 2, "train.batch_size", "an int >= 2", t.batch_size)
-    _require(t.steps is None or (_is_int(t.steps) and t.steps >= 1), "train.steps", "None (from train.epochs) or "
-             "an int >= 1", t.steps)
+    _require(
+        t.steps is None or (_is_int(t.steps) and t.steps >= 1),
+        "train.steps",
+        "None (from train.epochs) or an int >= 1",
+        t.steps,
+    )
     if t.steps is None:
         _require(_is_num(t.epochs) and t.epochs > 0, "train.epochs", "> 0 (or set train.steps)", t.epochs)
     _require(t.optimizer in optim.OPTIMIZERS, "train.optimizer", f"one of {optim.OPTIMIZERS}", t.optimizer)
-    _require(_is_num(t.base_learning_rate) and t.base_learning_rate > 0, "train.base_learning_rate", "> 0",
-             t.base_learning_rate)
-    _require(t.learning_rate_scaling in LR_SCALINGS, "train.learning_rate_scaling", f"one of {LR_SCALINGS}",
-             t.learning_rate_scaling)
+    _require(
+        _is_num(t.base_learning_rate) and t.base_learning_rate > 0,
+        "train.base_learning_rate",
+        "> 0",
+        t.base_learning_rate,
+    )
+    _require(
+        t.learning_rate_scaling in LR_SCALINGS,
+        "train.learning_rate_scaling",
+        f"one of {LR_SCALINGS}",
+        t.learning_rate_scaling,
+    )
     _require(t.schedule in optim.SCHEDULES, "train.schedule", f"one of {optim.SCHEDULES}", t.schedule)
     _require(_is_num(t.warmup_epochs) and t.warmup_epochs >= 0, "train.warmup_epochs", ">= 0", t.warmup_epochs)
     _require(_is_num(t.weight_decay) and t.weight_decay >= 0, "train.weight_decay", ">= 0", t.weight_decay)
     _require(_is_num(t.momentum) and 0 <= t.momentum < 1, "train.momentum", "in [0, 1)", t.momentum)
     _require(isinstance(t.decay_bn_and_bias, bool), "train.decay_bn_and_bias", "a bool", t.decay_bn_and_bias)
-    _require(_is_int(t.steps_per_call) and t.steps_per_call >= 1, "train.steps_per_call", "an int >= 1",
-             t.steps_per_call)
-    _require(_is_int(t.log_every) and t.log_every >= 1 and t.log_every % t.steps_per_call == 0, "train.log_every",
-             f"a positive multiple of train.steps_per_call ({t.steps_per_call})", t.log_every)
-    _require(t.unroll is None or isinstance(t.unroll, bool), "train.unroll", "None (auto: True on CPU) or a bool",
-             t.unroll)
+    _require(
+        _is_int(t.steps_per_call) and t.steps_per_call >= 1, "train.steps_per_call", "an int >= 1", t.steps_per_call
+    )
+    _require(
+        _is_int(t.log_every) and t.log_every >= 1 and t.log_every % t.steps_per_call == 0,
+        "train.log_every",
+        f"a positive multiple of train.steps_per_call ({t.steps_per_call})",
+        t.log_every,
+    )
+    _require(
+        t.unroll is None or isinstance(t.unroll, bool), "train.unroll", "None (auto: True on CPU) or a bool", t.unroll
+    )
     if t.steps is not None:
-        _require(t.steps % t.steps_per_call == 0, "train.steps",
-                 f"a multiple of train.steps_per_call ({t.steps_per_call})", t.steps)
+        _require(
+            t.steps % t.steps_per_call == 0,
+            "train.steps",
+            f"a multiple of train.steps_per_call ({t.steps_per_call})",
+            t.steps,
+        )
 
     e = c.eval
-    _require(_is_int(e.every_steps) and e.every_steps >= 0 and e.every_steps % t.log_every == 0, "eval.every_steps",
-             f"0 (at the end only) or a multiple of train.log_every ({t.log_every})", e.every_steps)
+    _require(
+        _is_int(e.every_steps) and e.every_steps >= 0 and e.every_steps % t.log_every == 0,
+        "eval.every_steps",
+        f"0 (at the end only) or a multiple of train.log_every ({t.log_every})",
+        e.every_steps,
+    )
     _require(_is_int(e.knn_k) and e.knn_k >= 1, "eval.knn_k", "an int >= 1", e.knn_k)
     _require(_is_num(e.knn_temperature) and e.knn_temperature > 0, "eval.knn_temperature", "> 0", e.knn_temperature)
     _require(_is_int(e.batch_size) and e.batch_size >= 1, "eval.batch_size", "an int >= 1", e.batch_size)
-    _require(e.train_examples is None or (_is_int(e.train_examples) and e.train_examples >= 1),
-             "eval.train_examples", "None (the whole train split) or an int >= 1", e.train_examples)
-    _require(_is_num(e.crop_fraction) and 0 < e.crop_fraction <= 1, "eval.crop_fraction", "in (0, 1]",
-             e.crop_fraction)
+    _require(
+        e.train_examples is None or (_is_int(e.train_examples) and e.train_examples >= 1),
+        "eval.train_examples",
+        "None (the whole train split) or an int >= 1",
+        e.train_examples,
+    )
+    _require(_is_num(e.crop_fraction) and 0 < e.crop_fraction <= 1, "eval.crop_fraction", "in (0, 1]", e.crop_fraction)
     _require(isinstance(e.at_init, bool), "eval.at_init", "a bool", e.at_init)
     _require(isinstance(e.cache, bool), "eval.cache", "a bool", e.cache)
 
     k = c.checkpoint
-    _require(_is_int(k.every) and k.every >= 0 and k.every % t.steps_per_call == 0, "checkpoint.every",
-             f"0 (at the end only) or a multiple of train.steps_per_call ({t.steps_per_call})", k.every)
+    _require(
+        _is_int(k.every) and k.every >= 0 and k.every % t.steps_per_call == 0,
+        "checkpoint.every",
+        f"0 (at the end only) or a multiple of train.steps_per_call ({t.steps_per_call})",
+        k.every,
+    )
     _require(_is_int(k.max_to_keep) and k.max_to_keep >= 1, "checkpoint.max_to_keep", "an int >= 1", k.max_to_keep)
 
     p = c.probe
     _require(isinstance(p.enabled, bool), "probe.enabled", "a bool", p.enabled)
     _require(p.method in linear_probe.METHODS, "probe.method", f"one of {linear_probe.METHODS}", p.method)
     l2 = p.l2 if isinstance(p.l2, (tuple, list)) else (p.l2,)
-    _require(len(l2) >= 1 and all(_is_num(v) and v >= 0 for v in l2), "probe.l2", "a number >= 0 or a list of them",
-             p.l2)
-    _require(_is_num(p.val_fraction) and (len(l2) == 1 or 0 < p.val_fraction < 1), "probe.val_fraction",
-             "in (0, 1) when probe.l2 lists several values", p.val_fraction)
+    _require(
+        len(l2) >= 1 and all(_is_num(v) and v >= 0 for v in l2), "probe.l2", "a number >= 0 or a list of them", p.l2
+    )
+    _require(
+        _is_num(p.val_fraction) and (len(l2) == 1 or 0 < p.val_fraction < 1),
+        "probe.val_fraction",
+        "in (0, 1) when probe.l2 lists several values",
+        p.val_fraction,
+    )
     _require(_is_int(p.max_iter) and p.max_iter >= 1, "probe.max_iter", "an int >= 1", p.max_iter)
     return c
 
@@ -240,18 +300,22 @@ def open_data(c: ml_collections.ConfigDict) -> ImageData:
             try:
                 num_classes = int(train.dataset_info.features["label"].num_classes)
             except (AttributeError, KeyError) as e:
-                raise ValueError(f"config.data.num_classes must be set: {d.name!r} has no label classes "
-                                 f"({type(e).__name__})") from None
+                raise ValueError(
+                    f"config.data.num_classes must be set: {d.name!r} has no label classes ({type(e).__name__})"
+                ) from None
     elif d.source == "folder":
         train = data_images.ImageFolderSource(d.folder_train, d.image_size)
         test = data_images.ImageFolderSource(d.folder_test, d.image_size)
         if test.class_names != train.class_names:
-            raise ValueError(f"config.data.folder_test must have the class directories of data.folder_train "
-                             f"{train.class_names}, got {test.class_names}")
+            raise ValueError(
+                f"config.data.folder_test must have the class directories of data.folder_train "
+                f"{train.class_names}, got {test.class_names}"
+            )
         num_classes = d.num_classes or len(train.class_names)
     else:
-        kw = dict(size=d.image_size, crops_per_image=d.photos_crops_per_image, seed=c.seed,
-                  max_zoom=float(d.photos_max_zoom))
+        kw = dict(
+            size=d.image_size, crops_per_image=d.photos_crops_per_image, seed=c.seed, max_zoom=float(d.photos_max_zoom)
+        )
         train, test = photos.PhotoCropsSource("train", **kw), photos.PhotoCropsSource("test", **kw)
         num_classes = d.num_classes or len(photos.PHOTO_NAMES)
     if len(train) < c.train.batch_size:
@@ -288,11 +352,14 @@ def make_schedule(c: ml_collections.ConfigDict, num_train: int) -> Schedule:
         steps = -(-steps // t.steps_per_call) * t.steps_per_call
     warmup = int(round(t.warmup_epochs * per_epoch))
     if t.schedule == "warmup_cosine" and warmup >= steps:
-        raise ValueError(f"config.train.warmup_epochs={t.warmup_epochs} gives {warmup} warmup steps, not fewer than "
-                         f"the run's {steps} steps ({per_epoch:g} steps per epoch)")
+        raise ValueError(
+            f"config.train.warmup_epochs={t.warmup_epochs} gives {warmup} warmup steps, not fewer than "
+            f"the run's {steps} steps ({per_epoch:g} steps per epoch)"
+        )
     warmup = min(warmup, steps)
-    return Schedule(steps, warmup, per_epoch, learning_rate(t.base_learning_rate, t.batch_size,
-                                                            t.learning_rate_scaling))
+    return Schedule(
+        steps, warmup, per_epoch, learning_rate(t.base_learning_rate, t.batch_size, t.learning_rate_scaling)
+    )
 
 
 def decay_mask(params) -> Any:
@@ -306,11 +373,21 @@ def decay_mask(params) -> Any:
 
 
 def make_optimizer(c: ml_collections.ConfigDict, schedule: Schedule):
-    lr = optim.schedule(learning_rate=schedule.learning_rate, kind=c.train.schedule, steps=schedule.steps,
-                        warmup_steps=schedule.warmup_steps)
+    lr = optim.schedule(
+        learning_rate=schedule.learning_rate,
+        kind=c.train.schedule,
+        steps=schedule.steps,
+        warmup_steps=schedule.warmup_steps,
+    )
     mask = None if c.train.decay_bn_and_bias else decay_mask
-    return optim.make_optimizer(name=c.train.optimizer, learning_rate=lr, momentum=c.train.momentum,
-                                weight_decay=c.train.weight_decay, weight_decay_mask=mask, lars_trust_mask=mask)
+    return optim.make_optimizer(
+        name=c.train.optimizer,
+        learning_rate=lr,
+        momentum=c.train.momentum,
+        weight_decay=c.train.weight_decay,
+        weight_decay_mask=mask,
+        lars_trust_mask=mask,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -338,8 +415,9 @@ def make_model(c: ml_collections.ConfigDict, num_classes: int) -> ImageModel:
         feat = encoder.feat_dim
         head, classifier = None, None
         if c.task == "simclr":
-            head = heads.ProjectionHead(feat, m.head_hidden_dim or feat, m.head_out_dim, m.head_layers,
-                                        use_bn=m.head_bn, rngs=rngs, dtype=dtype)
+            head = heads.ProjectionHead(
+                feat, m.head_hidden_dim or feat, m.head_out_dim, m.head_layers, use_bn=m.head_bn, rngs=rngs, dtype=dtype
+            )
             if c.objective.online_probe:
                 classifier = heads.LinearClassifier(feat, num_classes, rngs=rngs)
         else:
@@ -454,7 +532,7 @@ class Evaluator:
         bank = data.train
         if c.eval.train_examples is not None and c.eval.train_examples < len(bank):
             rng = np.random.default_rng([c.seed, _SUBSET_STREAM])
-            bank = Subset(bank, np.sort(rng.permutation(len(bank))[:c.eval.train_examples]))
+            bank = Subset(bank, np.sort(rng.permutation(len(bank))[: c.eval.train_examples]))
         self.sources = {"train": bank, "test": data.test}
         self._cache: dict[str, list] = {}
         self.local_batch = c.eval.batch_size // jax.process_count()
@@ -465,8 +543,7 @@ class Evaluator:
             model = nnx.merge(graphdef, params, rest)
             model.eval()
             h = model.encoder(eval_preprocess(images, c)).astype(jnp.float32)
-            preds = (jnp.argmax(model.classifier(h), axis=1) if has_classifier
-                     else jnp.zeros(h.shape[0], jnp.int32))
+            preds = jnp.argmax(model.classifier(h), axis=1) if has_classifier else jnp.zeros(h.shape[0], jnp.int32)
             return h, preds
 
         repl = mesh_lib.replicated(mesh)
@@ -480,14 +557,24 @@ class Evaluator:
             return
         source = self.sources[split]
         loader = data_images.make_loader(
-            source, global_batch_size=self.local_batch * jax.process_count(), seed=0, shuffle=False, num_epochs=1,
-            image_size=self.c.data.image_size, worker_count=self.c.data.worker_count, drop_remainder=False)
+            source,
+            global_batch_size=self.local_batch * jax.process_count(),
+            seed=0,
+            shuffle=False,
+            num_epochs=1,
+            image_size=self.c.data.image_size,
+            worker_count=self.c.data.worker_count,
+            drop_remainder=False,
+        )
         kept = []
         for batch in loader:
             n = len(batch["label"])
             pad = self.local_batch - n
-            item = (np.pad(batch["image"], ((0, pad), (0, 0), (0, 0), (0, 0))),
-                    np.pad(batch["label"], (0, pad)), np.arange(self.local_batch) < n)
+            item = (
+                np.pad(batch["image"], ((0, pad), (0, 0), (0, 0), (0, 0))),
+                np.pad(batch["label"], (0, pad)),
+                np.arange(self.local_batch) < n,
+            )
             if self.c.eval.cache:
                 kept.append(item)
             yield item
@@ -515,6 +602,7 @@ class Evaluator:
         if jax.process_count() == 1:
             return x
         from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
     def evaluate(self, state: loop.TrainState) -> tuple[dict, dict]:
@@ -522,8 +610,11 @@ class Evaluator:
         c = self.c
         train_f, train_y, _ = self.features(state, "train")
         test_f, test_y, test_p = self.features(state, "test")
-        out = {"knn_acc": knn.knn_accuracy(train_f, train_y, test_f, test_y, self.num_classes, k=c.eval.knn_k,
-                                           temperature=c.eval.knn_temperature)}
+        out = {
+            "knn_acc": knn.knn_accuracy(
+                train_f, train_y, test_f, test_y, self.num_classes, k=c.eval.knn_k, temperature=c.eval.knn_temperature
+            )
+        }
         if self.has_classifier:
             out["online_probe_acc" if c.task == "simclr" else "test_acc"] = float(np.mean(test_p == test_y))
         return out, {"train": (train_f, train_y), "test": (test_f, test_y)}
@@ -531,20 +622,36 @@ class Evaluator:
     def probe(self, feats: dict) -> dict:
         p = self.c.probe
         (train_f, train_y), (test_f, test_y) = feats["train"], feats["test"]
-        res = linear_probe.linear_probe(train_f, train_y, test_f, test_y, self.num_classes, method=p.method,
-                                        l2=list(p.l2) if isinstance(p.l2, (tuple, list)) else p.l2,
-                                        val_fraction=p.val_fraction, max_iter=p.max_iter, seed=self.c.seed)
-        return {"linear_probe_acc": res["accuracy"], "linear_probe_train_acc": res["train_accuracy"],
-                "linear_probe_l2": res["l2"]}
+        res = linear_probe.linear_probe(
+            train_f,
+            train_y,
+            test_f,
+            test_y,
+            self.num_classes,
+            method=p.method,
+            l2=list(p.l2) if isinstance(p.l2, (tuple, list)) else p.l2,
+            val_fraction=p.val_fraction,
+            max_iter=p.max_iter,
+            seed=self.c.seed,
+        )
+        return {
+            "linear_probe_acc": res["accuracy"],
+            "linear_probe_train_acc": res["train_accuracy"],
+            "linear_probe_l2": res["l2"],
+        }
 
 
 # -------------------------------------------------------------------------------------------------- run
 
 
 def _checkpointer(c: ml_collections.ConfigDict, workdir: str) -> checkpoint.Checkpointer:
-    return checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config=c.to_dict(),
-                                   every=c.checkpoint.every, max_to_keep=c.checkpoint.max_to_keep,
-                                   mutable_fields=RESUME_MUTABLE_FIELDS)
+    return checkpoint.Checkpointer(
+        os.path.join(workdir, "checkpoints"),
+        config=c.to_dict(),
+        every=c.checkpoint.every,
+        max_to_keep=c.checkpoint.max_to_keep,
+        mutable_fields=RESUME_MUTABLE_FIELDS,
+    )
 
 
 def _init_row(path: str | None) -> dict:
@@ -555,8 +662,9 @@ def _init_row(path: str | None) -> dict:
     return {k: v for k, v in rows[0].items() if k != "step"} if rows else {}
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool = True,
-        data: ImageData | None = None) -> dict:
+def run(
+    config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool = True, data: ImageData | None = None
+) -> dict:
     """Trains, monitors and probes one image model; writes the workdir (process 0); returns the summary.
 
     With a workdir the run checkpoints (TrainState and the grain iterator of every process) into
@@ -572,8 +680,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     mesh_lib.check_batch_size(c.train.batch_size, mesh)
     mesh_lib.check_batch_size(c.eval.batch_size, mesh, field="eval.batch_size")
     if c.train.batch_size % jax.process_count() or c.eval.batch_size % jax.process_count():
-        raise ValueError(f"config.train.batch_size and config.eval.batch_size must be divisible by the "
-                         f"{jax.process_count()} processes")
+        raise ValueError(
+            f"config.train.batch_size and config.eval.batch_size must be divisible by the "
+            f"{jax.process_count()} processes"
+        )
     data = data or open_data(c)
     schedule = make_schedule(c, len(data.train))
     model = make_model(c, data.num_classes)
@@ -581,19 +691,36 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     train_seed = int(jax.random.randint(jax.random.fold_in(jax.random.key(c.seed), _TRAIN_STREAM), (), 0, 2**31 - 1))
     graphdef, state = loop.init_state(model, tx, train_seed)
     state = loop.place_state(state, mesh)
-    step_fn = loop.make_step_fn(graphdef, tx, make_loss_fn(c, mesh), mesh=mesh,
-                                steps_per_call=c.train.steps_per_call, host_batches=True, unroll=unroll(c))
-    loader = data_images.make_loader(data.train, global_batch_size=c.train.batch_size, seed=c.seed,
-                                     image_size=c.data.image_size, worker_count=c.data.worker_count)
+    step_fn = loop.make_step_fn(
+        graphdef,
+        tx,
+        make_loss_fn(c, mesh),
+        mesh=mesh,
+        steps_per_call=c.train.steps_per_call,
+        host_batches=True,
+        unroll=unroll(c),
+    )
+    loader = data_images.make_loader(
+        data.train,
+        global_batch_size=c.train.batch_size,
+        seed=c.seed,
+        image_size=c.data.image_size,
+        worker_count=c.data.worker_count,
+    )
     batches = iter(loader)
     evaluator = Evaluator(c, graphdef, data, mesh)
     main = jax.process_index() == 0
     if workdir:
         run_info.write_run_info(workdir, c, kind="images")  # process 0 only
     metrics_path = os.path.join(workdir, "metrics.jsonl") if workdir else None
-    summary = {"task": c.task, "num_train": len(data.train), "num_test": len(data.test),
-               "num_classes": data.num_classes, "learning_rate": schedule.learning_rate,
-               "warmup_steps": schedule.warmup_steps}
+    summary = {
+        "task": c.task,
+        "num_train": len(data.train),
+        "num_test": len(data.test),
+        "num_classes": data.num_classes,
+        "learning_rate": schedule.learning_rate,
+        "warmup_steps": schedule.warmup_steps,
+    }
     last_eval: dict = {}
 
     def on_log(step: int, st: loop.TrainState) -> dict:
@@ -612,8 +739,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
             if restored is not None:
                 state, start = restored.state, restored.step
                 if start > schedule.steps:
-                    raise ValueError(f"the newest checkpoint is at step {start}, past the run's {schedule.steps} "
-                                     "steps: raise train.steps / train.epochs or use another workdir")
+                    raise ValueError(
+                        f"the newest checkpoint is at step {start}, past the run's {schedule.steps} "
+                        "steps: raise train.steps / train.epochs or use another workdir"
+                    )
             if main:
                 checkpoint.truncate_jsonl(metrics_path, start)
         log = MetricsLog(metrics_path)
@@ -630,9 +759,18 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
         summary.update({f"{k}_init": v for k, v in init.items()})
         t_train = time.perf_counter()
         progress = Progress(c.task, schedule.steps, start_step=start) if verbose else None
-        state, history = loop.fit(step_fn, state, mesh=mesh, total_steps=schedule.steps,
-                                  log_every=c.train.log_every, batch_iter=batches, on_log=on_log, metrics_log=log,
-                                  progress=progress, checkpointer=ckpt)
+        state, history = loop.fit(
+            step_fn,
+            state,
+            mesh=mesh,
+            total_steps=schedule.steps,
+            log_every=c.train.log_every,
+            batch_iter=batches,
+            on_log=on_log,
+            metrics_log=log,
+            progress=progress,
+            checkpointer=ckpt,
+        )
         train_seconds = time.perf_counter() - t_train
         if last_eval.get("step") != schedule.steps:  # a finished run started again: measure, log nothing
             last_eval.update(zip(("scores", "feats"), evaluator.evaluate(state)), step=schedule.steps)
@@ -650,8 +788,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     results["final_loss"] = final.get("contrastive_loss", final.get("loss", float("nan")))
     results["steps"] = schedule.steps
     results["resumed_from"] = start
-    results["images_per_second"] = ((schedule.steps - start) * c.train.batch_size / train_seconds
-                                    if schedule.steps > start else None)
+    results["images_per_second"] = (
+        (schedule.steps - start) * c.train.batch_size / train_seconds if schedule.steps > start else None
+    )
     results["seconds"] = round(time.perf_counter() - t0, 2)
     summary.update(results)
     summary["config"] = c.to_dict()

@@ -11,7 +11,8 @@ whatever the number of devices or where a run was resumed.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterator, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,8 +37,13 @@ class TrainState(NamedTuple):
 
 def init_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int) -> tuple[nnx.GraphDef, TrainState]:
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest,
-                       opt_state=tx.init(params), rng=jax.random.key_data(jax.random.key(seed)))
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        rest=rest,
+        opt_state=tx.init(params),
+        rng=jax.random.key_data(jax.random.key(seed)),
+    )
     return graphdef, state
 
 
@@ -53,10 +59,17 @@ class StepFn:
     steps_per_call: int
 
 
-def make_step_fn(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, loss_fn: LossFn, *,
-                 mesh: Mesh, steps_per_call: int = 1, host_batches: bool = False,
-                 sample_fn: Callable[[jax.Array, jax.Array], Any] | None = None,
-                 unroll: int | bool = 1) -> StepFn:
+def make_step_fn(
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    loss_fn: LossFn,
+    *,
+    mesh: Mesh,
+    steps_per_call: int = 1,
+    host_batches: bool = False,
+    sample_fn: Callable[[jax.Array, jax.Array], Any] | None = None,
+    unroll: int | bool = 1,
+) -> StepFn:
     """jit(state, batches) -> (state, mean metrics) running `steps_per_call` steps.
 
     With host_batches, `batches` is a pytree whose leaves are [steps_per_call, global_batch, ...], sharded on
@@ -114,13 +127,15 @@ def make_step_fn(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, loss_
         elif unroll is True:  # a Python loop: the program has no while loop at all
             rows = []
             for i in range(steps_per_call):
-                state, row = one_step(state, None if batches is None else
-                                      jax.tree_util.tree_map(lambda b: b[i], batches))
+                state, row = one_step(
+                    state, None if batches is None else jax.tree_util.tree_map(lambda b, i=i: b[i], batches)
+                )
                 rows.append(row)
             metrics = jax.tree_util.tree_map(lambda *ms: jnp.stack(ms), *rows)
         elif batches is None:
-            state, metrics = jax.lax.scan(lambda s, _: one_step(s, None), state, None, length=steps_per_call,
-                                          unroll=unroll)
+            state, metrics = jax.lax.scan(
+                lambda s, _: one_step(s, None), state, None, length=steps_per_call, unroll=unroll
+            )
         else:
             state, metrics = jax.lax.scan(one_step, state, batches, unroll=unroll)
         return state, jax.tree_util.tree_map(lambda m: jnp.mean(m, axis=0), metrics)
@@ -142,13 +157,22 @@ def stack_batches(batch_iter: Iterator, n: int, mesh: Mesh):
     sharding = mesh_lib.batch_sharding(mesh, batch_axis=1)
     if jax.process_count() == 1:
         return jax.device_put(stacked, sharding)
-    return jax.tree_util.tree_map(
-        lambda x: jax.make_array_from_process_local_data(sharding, x), stacked)
+    return jax.tree_util.tree_map(lambda x: jax.make_array_from_process_local_data(sharding, x), stacked)
 
 
-def fit(step_fn: StepFn, state: TrainState, *, mesh: Mesh, total_steps: int, log_every: int,
-        batch_iter: Iterator | None = None, on_log: Callable[[int, TrainState], dict] | None = None,
-        metrics_log=None, progress=None, checkpointer=None) -> tuple[TrainState, list[dict]]:
+def fit(
+    step_fn: StepFn,
+    state: TrainState,
+    *,
+    mesh: Mesh,
+    total_steps: int,
+    log_every: int,
+    batch_iter: Iterator | None = None,
+    on_log: Callable[[int, TrainState], dict] | None = None,
+    metrics_log=None,
+    progress=None,
+    checkpointer=None,
+) -> tuple[TrainState, list[dict]]:
     """Runs the compiled step from `state.step` until `total_steps`, logging every `log_every` steps.
 
     on_log(step, state) adds measurements (e.g. atom recovery) to the logged row. `checkpointer`
@@ -166,8 +190,9 @@ def fit(step_fn: StepFn, state: TrainState, *, mesh: Mesh, total_steps: int, log
     history = []
     step = int(jax.device_get(state.step))
     if step % spc and step < total_steps:
-        raise ValueError(f"cannot resume at step {step} with train.steps_per_call={spc}: the step must be a "
-                         "multiple of it")
+        raise ValueError(
+            f"cannot resume at step {step} with train.steps_per_call={spc}: the step must be a multiple of it"
+        )
     while step < total_steps:
         batches = stack_batches(batch_iter, spc, mesh) if batch_iter is not None else None
         state, metrics = step_fn.fn(state, batches)
@@ -188,6 +213,5 @@ def fit(step_fn: StepFn, state: TrainState, *, mesh: Mesh, total_steps: int, log
             if progress is not None:
                 progress.update(step, row)
         if checkpointer is not None:
-            checkpointer.maybe_save(step, state, force=last, loss=metrics["loss"], log_row=logged,
-                                    data_iter=batch_iter)
+            checkpointer.maybe_save(step, state, force=last, loss=metrics["loss"], log_row=logged, data_iter=batch_iter)
     return state, history

@@ -53,8 +53,9 @@ class TensorBoardLog:
         if self._writer is None:
             os.makedirs(self.logdir, exist_ok=True)
             TensorBoardLog._count += 1
-            self._writer = EventsWriter(os.path.join(self.logdir, "events"),
-                                        filename_suffix=f".{os.getpid()}.{TensorBoardLog._count}")
+            self._writer = EventsWriter(
+                os.path.join(self.logdir, "events"), filename_suffix=f".{os.getpid()}.{TensorBoardLog._count}"
+            )
         self._writer.write_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
         self._writer.flush()
 
@@ -67,8 +68,12 @@ class TensorBoardLog:
         values = {k: _plain(v) for k, v in metrics.items()}
         values = {k: float(v) for k, v in values.items() if _is_scalar(v)}
         if values:  # simple_value protos, as tensorboardX's summary.scalar writes them (NaN kept)
-            self._write(step, tbx_summary.Summary(
-                value=[tbx_summary.Summary.Value(tag=k, simple_value=x) for k, x in values.items()]))
+            self._write(
+                step,
+                tbx_summary.Summary(
+                    value=[tbx_summary.Summary.Value(tag=k, simple_value=x) for k, x in values.items()]
+                ),
+            )
 
     def images(self, step: int, images: dict[str, np.ndarray]) -> None:
         """Writes images: {tag: uint8 [H, W, 1 | 3 | 4] or [H, W]} at `step`."""
@@ -175,13 +180,13 @@ def read_events(path: str) -> list:
             data = f.read()
         pos = 0
         while pos + 12 <= len(data):
-            header, (header_crc,) = data[pos:pos + 8], struct.unpack("<I", data[pos + 8:pos + 12])
+            header, (header_crc,) = data[pos : pos + 8], struct.unpack("<I", data[pos + 8 : pos + 12])
             (length,) = struct.unpack("<Q", header)
             end = pos + 12 + length + 4
             if end > len(data):
                 break
-            payload = data[pos + 12:pos + 12 + length]
-            (payload_crc,) = struct.unpack("<I", data[end - 4:end])
+            payload = data[pos + 12 : pos + 12 + length]
+            (payload_crc,) = struct.unpack("<I", data[end - 4 : end])
             if masked_crc32c(header) != header_crc or masked_crc32c(payload) != payload_crc:
                 raise ValueError(f"corrupt record at byte {pos} of {name}")
             events.append(event_pb2.Event.FromString(payload))
@@ -217,5 +222,8 @@ class Progress:
         rate = self.rate(step)
         eta = (self.total - step) / rate if rate > 0 else math.nan
         shown = "  ".join(f"{k} {float(v):.4g}" for k, v in metrics.items() if np.ndim(v) == 0)
-        print(f"[{self.name}] step {step}/{self.total}  {shown}  {rate:.1f} steps/s  ETA {eta:.0f}s",
-              file=self.stream, flush=True)
+        print(
+            f"[{self.name}] step {step}/{self.total}  {shown}  {rate:.1f} steps/s  ETA {eta:.0f}s",
+            file=self.stream,
+            flush=True,
+        )

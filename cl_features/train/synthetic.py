@@ -18,19 +18,29 @@ import numpy as np
 import optax
 from flax import nnx
 
-from cl_features.config_checks import require as _require
 from cl_features import objectives, prng
 from cl_features.augment import vectors
+from cl_features.config_checks import require as _require
 from cl_features.data import sparse_coding
 from cl_features.measure import decoupling, probe, recovery
 from cl_features.models import brelu
 from cl_features.report import run_info
-from cl_features.train import checkpoint, loop, mesh as mesh_lib, optim
+from cl_features.train import checkpoint, loop, optim
+from cl_features.train import mesh as mesh_lib
 from cl_features.train.metrics_log import MetricsLog, Progress, log_figures
 
 OBJECTIVES = ("info_nce", "nt_xent")
-SUMMARY_KEYS = ("recovered_fraction", "final_loss", "span_share", "sparse_corr", "dense_corr",
-                "probe_accuracy", "raw_probe_accuracy", "steps", "seconds")
+SUMMARY_KEYS = (
+    "recovered_fraction",
+    "final_loss",
+    "span_share",
+    "sparse_corr",
+    "dense_corr",
+    "probe_accuracy",
+    "raw_probe_accuracy",
+    "steps",
+    "seconds",
+)
 # Config fields a resumed arm may change: frequencies, the number of steps and devices (checkpoint module), the
 # other arms and the final measurements.
 RESUME_MUTABLE_FIELDS = checkpoint.MUTABLE_FIELDS + ("arms", "measure")
@@ -71,12 +81,17 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _require(isinstance(d1, int) and d1 >= d, "data.d1", f"an int >= data.d ({d})", d1)
     _require(0.0 < c.data.sparsity <= 1.0, "data.sparsity", "in (0, 1]", c.data.sparsity)
     _require(c.data.sigma >= 0.0, "data.sigma", ">= 0", c.data.sigma)
-    _require(c.data.dictionary in sparse_coding.DICTIONARY_KINDS, "data.dictionary",
-             f"one of {sparse_coding.DICTIONARY_KINDS}", c.data.dictionary)
+    _require(
+        c.data.dictionary in sparse_coding.DICTIONARY_KINDS,
+        "data.dictionary",
+        f"one of {sparse_coding.DICTIONARY_KINDS}",
+        c.data.dictionary,
+    )
     _require(isinstance(c.model.width, int) and c.model.width >= 1, "model.width", "an int >= 1", c.model.width)
     _require(c.model.init_scale > 0, "model.init_scale", "> 0", c.model.init_scale)
-    _require(c.model.activation in brelu.ACTIVATIONS, "model.activation", f"one of {brelu.ACTIVATIONS}",
-             c.model.activation)
+    _require(
+        c.model.activation in brelu.ACTIVATIONS, "model.activation", f"one of {brelu.ACTIVATIONS}", c.model.activation
+    )
     _require(c.model.bias in brelu.BIAS_KINDS, "model.bias", f"one of {brelu.BIAS_KINDS}", c.model.bias)
     _require(c.model.bias_c >= 0, "model.bias_c", ">= 0", c.model.bias_c)
     _require(c.model.bias_ramp_steps >= 0, "model.bias_ramp_steps", ">= 0", c.model.bias_ramp_steps)
@@ -93,30 +108,49 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _require(t.schedule in optim.SCHEDULES, "train.schedule", f"one of {optim.SCHEDULES}", t.schedule)
     _require(t.warmup_steps >= 0, "train.warmup_steps", ">= 0", t.warmup_steps)
     _require(0 < t.decay_fraction <= 1, "train.decay_fraction", "in (0, 1]", t.decay_fraction)
-    _require(isinstance(t.steps_per_call, int) and t.steps_per_call >= 1, "train.steps_per_call", "an int >= 1",
-             t.steps_per_call)
-    _require(isinstance(t.log_every, int) and t.log_every >= 1 and t.log_every % t.steps_per_call == 0,
-             "train.log_every", f"a positive multiple of train.steps_per_call ({t.steps_per_call})", t.log_every)
-    _require(t.steps % t.steps_per_call == 0, "train.steps",
-             f"a multiple of train.steps_per_call ({t.steps_per_call})", t.steps)
+    _require(
+        isinstance(t.steps_per_call, int) and t.steps_per_call >= 1,
+        "train.steps_per_call",
+        "an int >= 1",
+        t.steps_per_call,
+    )
+    _require(
+        isinstance(t.log_every, int) and t.log_every >= 1 and t.log_every % t.steps_per_call == 0,
+        "train.log_every",
+        f"a positive multiple of train.steps_per_call ({t.steps_per_call})",
+        t.log_every,
+    )
+    _require(
+        t.steps % t.steps_per_call == 0,
+        "train.steps",
+        f"a multiple of train.steps_per_call ({t.steps_per_call})",
+        t.steps,
+    )
     m = c.measure
     _require(0 < m.threshold <= 1, "measure.threshold", "in (0, 1]", m.threshold)
-    _require(isinstance(m.num_samples, int) and m.num_samples >= 16, "measure.num_samples", "an int >= 16",
-             m.num_samples)
-    _require(isinstance(m.probe_tasks, int) and m.probe_tasks >= 1, "measure.probe_tasks", "an int >= 1",
-             m.probe_tasks)
+    _require(
+        isinstance(m.num_samples, int) and m.num_samples >= 16, "measure.num_samples", "an int >= 16", m.num_samples
+    )
+    _require(isinstance(m.probe_tasks, int) and m.probe_tasks >= 1, "measure.probe_tasks", "an int >= 1", m.probe_tasks)
     ck = c.get("checkpoint")
     if ck is not None:
-        _require(isinstance(ck.every, int) and ck.every >= 0 and ck.every % t.steps_per_call == 0, "checkpoint.every",
-                 f"an int >= 0 and a multiple of train.steps_per_call ({t.steps_per_call})", ck.every)
-        _require(isinstance(ck.max_to_keep, int) and ck.max_to_keep >= 1, "checkpoint.max_to_keep", "an int >= 1",
-                 ck.max_to_keep)
+        _require(
+            isinstance(ck.every, int) and ck.every >= 0 and ck.every % t.steps_per_call == 0,
+            "checkpoint.every",
+            f"an int >= 0 and a multiple of train.steps_per_call ({t.steps_per_call})",
+            ck.every,
+        )
+        _require(
+            isinstance(ck.max_to_keep, int) and ck.max_to_keep >= 1,
+            "checkpoint.max_to_keep",
+            "an int >= 1",
+            ck.max_to_keep,
+        )
     return c
 
 
 def augment_params(c: ml_collections.ConfigDict) -> vectors.AugmentParams:
-    return vectors.AugmentParams(keep_prob=c.augment.keep_prob, noise_std=c.augment.noise_std,
-                                 sigma=c.data.sigma)
+    return vectors.AugmentParams(keep_prob=c.augment.keep_prob, noise_std=c.augment.noise_std, sigma=c.data.sigma)
 
 
 def make_dictionary(c: ml_collections.ConfigDict) -> jax.Array:
@@ -127,8 +161,14 @@ def make_dictionary(c: ml_collections.ConfigDict) -> jax.Array:
 def make_model(c: ml_collections.ConfigDict) -> brelu.SymmetricReLUNet:
     key = jax.random.fold_in(jax.random.key(c.seed), _INIT_STREAM)
     return brelu.SymmetricReLUNet(
-        c.data.d1, c.model.width, rngs=nnx.Rngs(params=key), init_scale=c.model.init_scale,
-        activation=c.model.activation, bias=c.model.bias, bias_scale_init=c.model.bias_c * c.data.sigma)
+        c.data.d1,
+        c.model.width,
+        rngs=nnx.Rngs(params=key),
+        init_scale=c.model.init_scale,
+        activation=c.model.activation,
+        bias=c.model.bias,
+        bias_scale_init=c.model.bias_c * c.data.sigma,
+    )
 
 
 def bias_scale_at(c: ml_collections.ConfigDict, step) -> jax.Array:
@@ -182,22 +222,24 @@ def make_loss_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, 
             contrastive = objectives.nt_xent(h1, h2, tau)
             acc = jnp.nan
         loss = contrastive + objectives.l2_penalty(nnx.state(model, nnx.Param), wd)
-        return loss, {"contrastive_loss": contrastive, "instance_acc": acc,
-                      "active_frac": jnp.mean(h1 != 0)}
+        return loss, {"contrastive_loss": contrastive, "instance_acc": acc, "active_frac": jnp.mean(h1 != 0)}
 
     return loss_fn
 
 
-def make_step_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, graphdef, tx,
-                 mesh) -> loop.StepFn:
+def make_step_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, graphdef, tx, mesh) -> loop.StepFn:
     """The compiled multi-step train function of one arm (each step's batch drawn during the step before)."""
-    return loop.make_step_fn(graphdef, tx, make_loss_fn(c, arm, dictionary, mesh), mesh=mesh,
-                             steps_per_call=c.train.steps_per_call,
-                             sample_fn=make_sample_fn(c, arm, dictionary, mesh))
+    return loop.make_step_fn(
+        graphdef,
+        tx,
+        make_loss_fn(c, arm, dictionary, mesh),
+        mesh=mesh,
+        steps_per_call=c.train.steps_per_call,
+        sample_fn=make_sample_fn(c, arm, dictionary, mesh),
+    )
 
 
-def measure(c: ml_collections.ConfigDict, arm: str, model: brelu.SymmetricReLUNet,
-            dictionary: jax.Array) -> dict:
+def measure(c: ml_collections.ConfigDict, arm: str, model: brelu.SymmetricReLUNet, dictionary: jax.Array) -> dict:
     """Final measurements on fresh samples: recovery, decoupling (measured and predicted), probes."""
     w = model.w[...]
     rec = recovery.recovery(w, dictionary, c.measure.threshold)
@@ -206,11 +248,13 @@ def measure(c: ml_collections.ConfigDict, arm: str, model: brelu.SymmetricReLUNe
     n = c.measure.num_samples
     data = sparse_coding.sample(k_data, dictionary, n, c.data.sparsity, c.data.sigma)
     params = augment_params(c)
-    views = vectors.augment_parts(arm, sparse_coding.example_keys(k_aug, jnp.arange(n, dtype=jnp.uint32)),
-                                  data.mz, data.xi, params)
+    views = vectors.augment_parts(
+        arm, sparse_coding.example_keys(k_aug, jnp.arange(n, dtype=jnp.uint32)), data.mz, data.xi, params
+    )
     emp = decoupling.empirical(w, views)
-    pred = decoupling.predicted(w, dictionary, sparsity=c.data.sparsity, sigma=c.data.sigma,
-                                augmentation=arm, params=params)
+    pred = decoupling.predicted(
+        w, dictionary, sparsity=c.data.sparsity, sigma=c.data.sigma, augmentation=arm, params=params
+    )
     # Probe: y_t = sign(<u_t, z>) on clean inputs, features at the final bias.
     u = jax.random.normal(k_u, (c.data.d, c.measure.probe_tasks))
     labels = np.asarray(jnp.sign(data.z @ u))
@@ -234,11 +278,17 @@ def measure(c: ml_collections.ConfigDict, arm: str, model: brelu.SymmetricReLUNe
     }
 
 
-def make_train_state(c: ml_collections.ConfigDict, mesh) -> tuple[nnx.GraphDef, optax.GradientTransformation,
-                                                                   loop.TrainState]:
+def make_train_state(
+    c: ml_collections.ConfigDict, mesh
+) -> tuple[nnx.GraphDef, optax.GradientTransformation, loop.TrainState]:
     """(graphdef, optimizer, initial TrainState placed on the mesh) of one arm."""
-    lr = optim.schedule(learning_rate=c.train.learning_rate, kind=c.train.schedule, steps=c.train.steps,
-                        warmup_steps=c.train.warmup_steps, decay_fraction=c.train.decay_fraction)
+    lr = optim.schedule(
+        learning_rate=c.train.learning_rate,
+        kind=c.train.schedule,
+        steps=c.train.steps,
+        warmup_steps=c.train.warmup_steps,
+        decay_fraction=c.train.decay_fraction,
+    )
     tx = optim.make_optimizer(name=c.train.optimizer, learning_rate=lr, momentum=c.train.momentum)
     train_seed = int(jax.random.randint(jax.random.fold_in(jax.random.key(c.seed), _TRAIN_STREAM), (), 0, 2**31 - 1))
     graphdef, state = loop.init_state(make_model(c), tx, train_seed)
@@ -253,8 +303,12 @@ def arm_run_config(c: ml_collections.ConfigDict, arm: str) -> dict:
 def _checkpointer(c: ml_collections.ConfigDict, arm: str, arm_dir: str) -> checkpoint.Checkpointer:
     ck = c.get("checkpoint") or {}
     return checkpoint.Checkpointer(
-        os.path.join(arm_dir, "checkpoints"), config=arm_run_config(c, arm), every=ck.get("every", 0),
-        max_to_keep=ck.get("max_to_keep", 2), mutable_fields=RESUME_MUTABLE_FIELDS)
+        os.path.join(arm_dir, "checkpoints"),
+        config=arm_run_config(c, arm),
+        every=ck.get("every", 0),
+        max_to_keep=ck.get("max_to_keep", 2),
+        mutable_fields=RESUME_MUTABLE_FIELDS,
+    )
 
 
 def _finished_results(path: str, c: ml_collections.ConfigDict, arm: str) -> dict | None:
@@ -265,13 +319,15 @@ def _finished_results(path: str, c: ml_collections.ConfigDict, arm: str) -> dict
     except (OSError, json.JSONDecodeError):
         return None
     results = saved.get("results") or {}
-    same = not checkpoint.config_diff(saved.get("config", {}), arm_run_config(c, arm),
-                                      checkpoint.MUTABLE_FIELDS + ("arms",))
+    same = not checkpoint.config_diff(
+        saved.get("config", {}), arm_run_config(c, arm), checkpoint.MUTABLE_FIELDS + ("arms",)
+    )
     return results if same and results.get("steps") == c.train.steps else None
 
 
-def train_arm(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, *, mesh, workdir: str | None,
-              verbose: bool = True) -> tuple[dict, np.ndarray, list[dict]]:
+def train_arm(
+    c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, *, mesh, workdir: str | None, verbose: bool = True
+) -> tuple[dict, np.ndarray, list[dict]]:
     """Trains one arm; returns (results, final weights [m, d1], history logged by this call).
 
     With a workdir, the arm checkpoints into <workdir>/<arm>/checkpoints and resumes from the newest one there
@@ -286,8 +342,7 @@ def train_arm(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, *, 
     def on_log(step, st):
         w = jnp.asarray(jax.device_get(st.params["w"][...]))  # process-local copy of the replicated weights
         rec = recovery.recovery(w, dictionary, c.measure.threshold)
-        return {"recovered_fraction": float(rec["recovered_fraction"]),
-                "span_share": float(rec["span_share_mean"])}
+        return {"recovered_fraction": float(rec["recovered_fraction"]), "span_share": float(rec["span_share_mean"])}
 
     arm_dir = os.path.join(workdir, arm) if workdir else None
     metrics_path = os.path.join(arm_dir, "metrics.jsonl") if arm_dir else None
@@ -299,18 +354,30 @@ def train_arm(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, *, 
             if restored is not None:
                 state, start = restored.state, restored.step
                 if "train.steps" in ckpt.resumed_changes and c.train.schedule != "constant":
-                    checkpoint.say(f"train.schedule={c.train.schedule} depends on train.steps: from step {start} on "
-                                   f"the learning rate follows the schedule for {c.train.steps} steps")
+                    checkpoint.say(
+                        f"train.schedule={c.train.schedule} depends on train.steps: from step {start} on "
+                        f"the learning rate follows the schedule for {c.train.steps} steps"
+                    )
             if start > c.train.steps:
-                raise ValueError(f"the newest checkpoint of arm {arm} is at step {start}, past "
-                                 f"train.steps={c.train.steps}: raise train.steps or use another workdir")
+                raise ValueError(
+                    f"the newest checkpoint of arm {arm} is at step {start}, past "
+                    f"train.steps={c.train.steps}: raise train.steps or use another workdir"
+                )
             if main:
                 checkpoint.truncate_jsonl(metrics_path, start)
         log = MetricsLog(metrics_path)
         progress = Progress(arm, c.train.steps, start_step=start) if verbose else None
-        state, history = loop.fit(step_fn, state, mesh=mesh, total_steps=c.train.steps,
-                                  log_every=c.train.log_every, on_log=on_log, metrics_log=log, progress=progress,
-                                  checkpointer=ckpt)
+        state, history = loop.fit(
+            step_fn,
+            state,
+            mesh=mesh,
+            total_steps=c.train.steps,
+            log_every=c.train.log_every,
+            on_log=on_log,
+            metrics_log=log,
+            progress=progress,
+            checkpointer=ckpt,
+        )
     finally:
         if log is not None:
             log.close()
@@ -371,5 +438,8 @@ def write_outputs(workdir: str, summary: dict, weights: dict[str, np.ndarray], d
     with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2, sort_keys=True)
     figures = report.write_report(workdir)
-    log_figures(workdir, summary["config"]["train"]["steps"],
-                {os.path.splitext(k)[0]: p for k, p in figures.items() if k.endswith(".png")})
+    log_figures(
+        workdir,
+        summary["config"]["train"]["steps"],
+        {os.path.splitext(k)[0]: p for k, p in figures.items() if k.endswith(".png")},
+    )
