@@ -18,7 +18,7 @@ from flax import nnx
 
 from cl_features.train import checkpoint, loop, synthetic
 from cl_features.train import mesh as mesh_lib
-from cl_features.train.metrics_log import read_jsonl
+from cl_features.train.metrics_log import read_jsonl, truncate_jsonl
 from experiments.configs import synthetic as synthetic_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -157,9 +157,9 @@ def test_fingerprint_sees_one_changed_word_a_swap_and_non_finite_values():
 def test_truncate_jsonl_drops_later_and_torn_rows(tmp_path):
     path = tmp_path / "m.jsonl"
     path.write_text("".join(json.dumps({"step": s, "loss": s / 7}) + "\n" for s in (10, 20, 30)) + '{"step": 4')
-    assert checkpoint.truncate_jsonl(str(path), 20) == 2
+    assert truncate_jsonl(str(path), 20) == 2
     assert read_jsonl(str(path)) == [{"step": 10, "loss": 10 / 7}, {"step": 20, "loss": 20 / 7}]
-    assert checkpoint.truncate_jsonl(str(tmp_path / "missing.jsonl"), 5) == 0
+    assert truncate_jsonl(str(tmp_path / "missing.jsonl"), 5) == 0
 
 
 def test_every_must_be_a_multiple_of_steps_per_call():

@@ -447,31 +447,3 @@ class Checkpointer:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0][:200] if text else ""
-
-
-# --- metrics log repair -------------------------------------------------------------------------------------
-
-
-def truncate_jsonl(path: str, step: int) -> int:
-    """Keeps the complete rows of a JSON-lines log with row['step'] <= step (drops a torn last line).
-
-    Atomic (write + rename). Returns the number of rows kept; a missing file keeps 0.
-    """
-    if not os.path.exists(path):
-        return 0
-    kept = []
-    with open(path) as f:
-        for line in f:
-            if not line.endswith("\n"):
-                break  # torn by a kill mid-write
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                break
-            if row.get("step", 0) <= step:
-                kept.append(line)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.writelines(kept)
-    os.replace(tmp, path)
-    return len(kept)

@@ -48,7 +48,7 @@ from cl_features.models import heads, resnet
 from cl_features.report import run_info
 from cl_features.train import checkpoint, loop, optim
 from cl_features.train import mesh as mesh_lib
-from cl_features.train.metrics_log import MetricsLog, Progress, read_jsonl
+from cl_features.train.metrics_log import MetricsLog, Progress, read_jsonl, truncate_jsonl
 
 TASKS = ("simclr", "supervised")
 SOURCES = ("tfds", "folder", "photos")
@@ -744,7 +744,7 @@ def run(
                         "steps: raise train.steps / train.epochs or use another workdir"
                     )
             if main:
-                checkpoint.truncate_jsonl(metrics_path, start)
+                truncate_jsonl(metrics_path, start)
         log = MetricsLog(metrics_path)
         if c.eval.at_init and start == 0:
             scores, feats = evaluator.evaluate(state)

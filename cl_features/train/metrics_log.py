@@ -156,6 +156,31 @@ def read_jsonl(path: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def truncate_jsonl(path: str, step: int) -> int:
+    """Keeps the complete rows of a JSON-lines log with row['step'] <= step (drops a torn last line).
+
+    Atomic (write + rename). Returns the number of rows kept; a missing file keeps 0.
+    """
+    if not os.path.exists(path):
+        return 0
+    kept = []
+    with open(path) as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break  # torn by a kill mid-write
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            if row.get("step", 0) <= step:
+                kept.append(line)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(kept)
+    os.replace(tmp, path)
+    return len(kept)
+
+
 def event_files(logdir: str) -> list[str]:
     """The TensorBoard event files directly inside `logdir`, in name order."""
     return sorted(os.path.join(logdir, f) for f in os.listdir(logdir) if ".tfevents." in f)

@@ -27,7 +27,7 @@ from cl_features.models import brelu
 from cl_features.report import run_info
 from cl_features.train import checkpoint, loop, optim
 from cl_features.train import mesh as mesh_lib
-from cl_features.train.metrics_log import MetricsLog, Progress, log_figures
+from cl_features.train.metrics_log import MetricsLog, Progress, log_figures, truncate_jsonl
 
 OBJECTIVES = ("info_nce", "nt_xent")
 SUMMARY_KEYS = (
@@ -364,7 +364,7 @@ def train_arm(
                     f"train.steps={c.train.steps}: raise train.steps or use another workdir"
                 )
             if main:
-                checkpoint.truncate_jsonl(metrics_path, start)
+                truncate_jsonl(metrics_path, start)
         log = MetricsLog(metrics_path)
         progress = Progress(arm, c.train.steps, start_step=start) if verbose else None
         state, history = loop.fit(
