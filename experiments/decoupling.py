@@ -31,7 +31,16 @@ from cl_features.config_checks import is_int as _is_int
 from cl_features.config_checks import require as _require
 from cl_features.data import images as data_images
 from cl_features.data import photos
-from cl_features.measure import feature_vis, image_stats, knn, linear_probe, model_free, representation, tsne
+from cl_features.measure import (
+    feature_vis,
+    image_stats,
+    knn,
+    linear_probe,
+    model_free,
+    patch_codes,
+    representation,
+    tsne,
+)
 from cl_features.report import decoupling as report
 from cl_features.report import run_info
 from cl_features.train import distributed, loop
@@ -509,7 +518,7 @@ def image_statistics(c: ml_collections.ConfigDict, measured: Images, lum_diction
     x = to_unit(measured.images)
     m = c.model_free
     stats = image_stats.dense_statistics(x, bins=m.bins, k=m.dct_k)
-    codes = image_stats.sparse_statistics(
+    codes = patch_codes.sparse_statistics(
         model_free.luminance_images(x), lum_dictionary, threshold=m.threshold, stride=m.stride
     )
     stats["patch_codes_mean/luminance"] = codes["patch_codes_mean"]

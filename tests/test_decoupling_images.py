@@ -11,6 +11,7 @@ import pytest
 
 from cl_features.measure import image_stats as S
 from cl_features.measure import model_free as MF
+from cl_features.measure import patch_codes as P
 from cl_features.report import decoupling as report
 
 # A 6x6 plus sign: a local pattern no smooth background produces by chance.
@@ -25,7 +26,7 @@ def _plain_dictionary(atoms, patch_size=6):
     atoms = np.asarray(atoms, np.float64)
     atoms = atoms / np.linalg.norm(atoms, axis=1, keepdims=True)
     d = atoms.shape[1]
-    return S.PatchDictionary(mean=np.zeros(d), whitening=np.eye(d), atoms=atoms, patch_size=patch_size)
+    return P.PatchDictionary(mean=np.zeros(d), whitening=np.eye(d), atoms=atoms, patch_size=patch_size)
 
 
 def _plus_atom():
@@ -68,12 +69,12 @@ def test_rgb_rows_equal_decoupling_table_and_identical_views_give_one():
     rng = np.random.default_rng(0)
     x = _gray_structured(40, 16, rng)
     v2 = _permute_channels(x, rng)
-    dictionary = S.fit_patch_dictionary(x, patch_size=4, n_atoms=8, n_patches=2000, iters=5)
+    dictionary = P.fit_patch_dictionary(x, patch_size=4, n_atoms=8, n_patches=2000, iters=5)
     ours = MF.view_table(x, v2, {"rgb": dictionary}, bins=4, k=3)
-    ref = S.decoupling_table(x, v2, dictionary, bins=4, k=3)
+    ref = MF.decoupling_table(x, v2, dictionary, bins=4, k=3)
     for name in S.DENSE_STATS:
         assert ours["stats"][name] == pytest.approx(ref[name])
-    for name in S.SPARSE_STATS:
+    for name in P.SPARSE_STATS:
         assert ours["stats"][f"{name}/rgb"] == pytest.approx(ref[name])
     assert ours["dense_mean"] == pytest.approx(ref["dense_mean"])
     assert ours["sparse_mean"]["rgb"] == pytest.approx(ref["sparse_mean"])
@@ -148,7 +149,7 @@ def _fake_table(dense, colour, lf, rgb, lum):
     stats = {"mean_colour": colour, "colour_histogram": colour, "low_frequency_energy": lf}
     stats = {k: {"corr_mean": v, "corr_median": v, "n_dims": 3} for k, v in stats.items()}
     for kind, val in (("rgb", rgb), ("luminance", lum)):
-        for s in S.SPARSE_STATS:
+        for s in P.SPARSE_STATS:
             stats[f"{s}/{kind}"] = {"corr_mean": val, "corr_median": val, "n_dims": 8}
     return {
         "stats": stats,

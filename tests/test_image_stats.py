@@ -11,6 +11,8 @@ from sklearn.metrics import r2_score
 
 from cl_features.measure import correlation as C
 from cl_features.measure import image_stats as S
+from cl_features.measure import model_free as MF
+from cl_features.measure import patch_codes as P
 
 # A 6x6 pattern (a plus sign) that no background produces by chance.
 PLUS = np.zeros((6, 6), np.float32)
@@ -64,7 +66,7 @@ def _plain_dictionary(atoms, patch_size=6):
     atoms = np.asarray(atoms, np.float64)
     atoms = atoms / np.linalg.norm(atoms, axis=1, keepdims=True)
     d = atoms.shape[1]
-    return S.PatchDictionary(mean=np.zeros(d), whitening=np.eye(d), atoms=atoms, patch_size=patch_size)
+    return P.PatchDictionary(mean=np.zeros(d), whitening=np.eye(d), atoms=atoms, patch_size=patch_size)
 
 
 def _gray_atom(pattern):
@@ -80,7 +82,7 @@ def gray_images():
 
 @pytest.fixture(scope="module")
 def gray_dictionary(gray_images):
-    return S.fit_patch_dictionary(gray_images, n_atoms=16, n_patches=4000, iters=15, seed=0)
+    return P.fit_patch_dictionary(gray_images, n_atoms=16, n_patches=4000, iters=15, seed=0)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -232,7 +234,7 @@ def test_dense_statistics_shapes_and_chunking():
 
 def test_extract_patches_matches_loops():
     x = np.random.default_rng(8).uniform(size=(2, 9, 8, 3)).astype(np.float32)
-    got = S.extract_patches(x, 3, stride=2)
+    got = P.extract_patches(x, 3, stride=2)
     want = [[x[n, r : r + 3, c : c + 3].reshape(-1) for r in range(0, 7, 2) for c in range(0, 6, 2)] for n in range(2)]
     np.testing.assert_array_equal(got, np.array(want))
 
@@ -243,14 +245,14 @@ def test_spherical_kmeans_decreases_loss_and_recovers_planted_centroids():
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     labels = rng.integers(0, 6, 3000)
     data = centres[labels] * rng.uniform(1.0, 2.0, size=(3000, 1)) + 0.05 * rng.normal(size=(3000, 20))
-    atoms, loss = S.spherical_kmeans(data, 6, iters=20, seed=0)
+    atoms, loss = P.spherical_kmeans(data, 6, iters=20, seed=0)
     assert atoms.shape == (6, 20) and loss.shape == (21,)
     np.testing.assert_allclose(np.linalg.norm(atoms, axis=1), 1.0, rtol=1e-12)
     assert np.all(np.diff(loss) <= 1e-12) and loss[-1] < loss[0]
     cos = centres @ atoms.T
     assert np.all(cos.max(axis=1) > 0.99)  # every planted centre has its own atom...
     assert len(set(cos.argmax(axis=1))) == 6  # ...and no two share one
-    again, loss2 = S.spherical_kmeans(data, 6, iters=20, seed=0)
+    again, loss2 = P.spherical_kmeans(data, 6, iters=20, seed=0)
     np.testing.assert_array_equal(atoms, again)
     np.testing.assert_array_equal(loss, loss2)
 
@@ -262,14 +264,14 @@ def test_fit_patch_dictionary_whitens_and_is_deterministic(gray_images, gray_dic
     np.testing.assert_allclose(d.whitening, d.whitening.T, atol=1e-12)
     # On the same sample of patches, W C W = U diag(s / (s + zca_eps)) U^T.
     rng = np.random.default_rng(0)
-    patches = S.normalise_patches(S._sample_patches(gray_images, 6, 4000, rng), d.contrast_eps)
+    patches = P.normalise_patches(P._sample_patches(gray_images, 6, 4000, rng), d.contrast_eps)
     np.testing.assert_allclose(patches.mean(0), d.mean, atol=1e-12)
     cov = np.cov(patches.T, bias=True)
     s, u = np.linalg.eigh(cov)
     np.testing.assert_allclose(d.whitening @ cov @ d.whitening, (u * (s / (s + 0.1))) @ u.T, atol=1e-8)
-    again = S.fit_patch_dictionary(gray_images, n_atoms=16, n_patches=4000, iters=15, seed=0)
+    again = P.fit_patch_dictionary(gray_images, n_atoms=16, n_patches=4000, iters=15, seed=0)
     np.testing.assert_array_equal(again.atoms, d.atoms)
-    other = S.fit_patch_dictionary(gray_images, n_atoms=16, n_patches=4000, iters=15, seed=1)
+    other = P.fit_patch_dictionary(gray_images, n_atoms=16, n_patches=4000, iters=15, seed=1)
     assert not np.array_equal(other.atoms, d.atoms)
 
 
@@ -289,11 +291,11 @@ def test_sparse_codes_match_a_per_patch_reference(gray_images, gray_dictionary):
         want_max.append(codes.max(0))
         want_mean.append(codes.mean(0))
         nonzero.append(np.mean(codes > 0))
-    got = S.sparse_statistics(x, d, threshold=threshold, stride=2, chunk_size=2)
+    got = P.sparse_statistics(x, d, threshold=threshold, stride=2, chunk_size=2)
     np.testing.assert_allclose(got["patch_codes_max"], want_max, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got["patch_codes_mean"], want_mean, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(
-        S.sparse_codes(x, d, threshold=threshold, stride=2, pool="mean"), got["patch_codes_mean"]
+        P.sparse_codes(x, d, threshold=threshold, stride=2, pool="mean"), got["patch_codes_mean"]
     )
     assert np.mean(nonzero) < 0.3  # most per-position responses are exactly 0
 
@@ -303,8 +305,8 @@ def test_sparse_codes_match_a_per_patch_reference(gray_images, gray_dictionary):
 
 
 def test_identical_views_correlate_perfectly(gray_images, gray_dictionary):
-    table = S.decoupling_table(gray_images, gray_images.copy(), gray_dictionary, stride=2)
-    for name in S.DENSE_STATS + S.SPARSE_STATS:
+    table = MF.decoupling_table(gray_images, gray_images.copy(), gray_dictionary, stride=2)
+    for name in S.DENSE_STATS + P.SPARSE_STATS:
         assert table[name]["corr_mean"] == pytest.approx(1.0, abs=1e-9), name
         assert table[name]["corr_median"] == pytest.approx(1.0, abs=1e-9), name
         assert table[name]["n_dims"] > 0
@@ -313,9 +315,9 @@ def test_identical_views_correlate_perfectly(gray_images, gray_dictionary):
 
 def test_channel_permutation_decouples_colour_but_not_gray_structure(gray_images, gray_dictionary):
     views2 = _permute_channels(gray_images, np.random.default_rng(10))
-    table = S.decoupling_table(gray_images, views2, gray_dictionary, stride=2)
+    table = MF.decoupling_table(gray_images, views2, gray_dictionary, stride=2)
     colour = [table[s]["corr_mean"] for s in ("mean_colour", "colour_histogram")]
-    sparse = [table[s]["corr_mean"] for s in S.SPARSE_STATS]
+    sparse = [table[s]["corr_mean"] for s in P.SPARSE_STATS]
     # Measured: colour 0.32 / 0.38, sparse 0.82 / 0.82 (the fitted atoms carry some colour too).
     assert max(colour) < 0.5
     assert min(sparse) > 0.75 and min(sparse) - max(colour) > 0.3
@@ -324,9 +326,9 @@ def test_channel_permutation_decouples_colour_but_not_gray_structure(gray_images
     # A dictionary of gray, zero-mean atoms only sees the per-pixel channel sum: exactly invariant.
     rng = np.random.default_rng(11)
     gray_dict = _plain_dictionary([_gray_atom(p) for p in [PLUS, np.eye(6), rng.normal(size=(6, 6))]])
-    codes1 = S.sparse_statistics(gray_images, gray_dict, stride=2)
-    codes2 = S.sparse_statistics(views2, gray_dict, stride=2)
-    for name in S.SPARSE_STATS:
+    codes1 = P.sparse_statistics(gray_images, gray_dict, stride=2)
+    codes2 = P.sparse_statistics(views2, gray_dict, stride=2)
+    for name in P.SPARSE_STATS:
         corr = C.cross_view_correlation(codes1[name], codes2[name])
         np.testing.assert_allclose(corr, 1.0, atol=1e-5)
 
@@ -335,21 +337,21 @@ def test_planted_atom_keeps_its_correlation():
     views1, views2, present = _planted_pair(300, 20, np.random.default_rng(12))
     rng = np.random.default_rng(13)
     atoms = [_gray_atom(PLUS)] + list(rng.normal(size=(5, 108)))
-    codes1 = S.sparse_codes(views1, _plain_dictionary(atoms), stride=1)
-    codes2 = S.sparse_codes(views2, _plain_dictionary(atoms), stride=1)
+    codes1 = P.sparse_codes(views1, _plain_dictionary(atoms), stride=1)
+    codes2 = P.sparse_codes(views2, _plain_dictionary(atoms), stride=1)
     corr = C.cross_view_correlation(codes1, codes2)
     assert corr[0] > 0.95  # the planted atom: present in both views or in neither
     assert np.all(np.abs(corr[1:]) < 0.3)  # random atoms only see the independent backgrounds
     assert C.cross_view_correlation(codes1[:, 0], present.astype(float))[0] > 0.95
     # A fitted dictionary learns (shifted, blurred) copies of the pattern; the best of them keeps the
     # correlation, while atoms unlike the pattern (fitted to the noise) do not.
-    fitted = S.fit_patch_dictionary(views1, n_atoms=16, n_patches=6000, iters=15, seed=0)
+    fitted = P.fit_patch_dictionary(views1, n_atoms=16, n_patches=6000, iters=15, seed=0)
     canvas = np.full((1, 16, 16, 3), 0.5, np.float32)
     canvas[0, 5:11, 5:11] = 0.1 + 0.8 * PLUS[..., None]
-    shifts = S.normalise_patches(S.extract_patches(canvas, 6)[0].astype(np.float64), fitted.contrast_eps)
+    shifts = P.normalise_patches(P.extract_patches(canvas, 6)[0].astype(np.float64), fitted.contrast_eps)
     z = (shifts - fitted.mean) @ fitted.whitening  # the pattern at all 11x11 shifts, whitened
     likeness = np.max(z / np.linalg.norm(z, axis=1, keepdims=True) @ fitted.atoms.T, axis=0)  # [n_atoms]
-    corr = C.cross_view_correlation(S.sparse_codes(views1, fitted), S.sparse_codes(views2, fitted))
+    corr = C.cross_view_correlation(P.sparse_codes(views1, fitted), P.sparse_codes(views2, fitted))
     j = int(np.argmax(likeness))
     assert likeness[j] > 0.7 and corr[j] > 0.9  # measured 0.79, 0.96
     assert np.median(corr[likeness < 0.4]) < 0.2
@@ -372,26 +374,26 @@ def test_image_stats_bad_arguments(gray_dictionary):
     with pytest.raises(ValueError, match="k must be <= min"):
         S.low_frequency_energy(x, k=9)
     with pytest.raises(ValueError, match="patch_size must be <= min"):
-        S.fit_patch_dictionary(x, patch_size=9)
+        P.fit_patch_dictionary(x, patch_size=9)
     with pytest.raises(ValueError, match="n_patches must be >= n_atoms"):
-        S.fit_patch_dictionary(x, n_atoms=64, n_patches=10)
+        P.fit_patch_dictionary(x, n_atoms=64, n_patches=10)
     with pytest.raises(ValueError, match="pool must be one of"):
-        S.sparse_codes(x, gray_dictionary, pool="sum")
+        P.sparse_codes(x, gray_dictionary, pool="sum")
     with pytest.raises(ValueError, match="threshold must be"):
-        S.sparse_codes(x, gray_dictionary, threshold=-1.0)
+        P.sparse_codes(x, gray_dictionary, threshold=-1.0)
     with pytest.raises(ValueError, match="stride must be an integer"):
-        S.sparse_codes(x, gray_dictionary, stride=0)
+        P.sparse_codes(x, gray_dictionary, stride=0)
     with pytest.raises(ValueError, match="dictionary must be a PatchDictionary"):
-        S.sparse_codes(x, gray_dictionary.atoms)
+        P.sparse_codes(x, gray_dictionary.atoms)
     with pytest.raises(ValueError, match="dictionary.patch_size=6 exceeds"):
-        S.sparse_codes(x[:, :4, :4], gray_dictionary)
+        P.sparse_codes(x[:, :4, :4], gray_dictionary)
     with pytest.raises(ValueError, match="patch_size must be <= min"):
-        S.extract_patches(x, 9)
+        P.extract_patches(x, 9)
     with pytest.raises(ValueError, match="stride must be an integer"):
-        S.extract_patches(x, 3, stride=1.5)
+        P.extract_patches(x, 3, stride=1.5)
     with pytest.raises(ValueError, match="views1 and views2 must have the same shape"):
-        S.decoupling_table(x, x[:3], gray_dictionary)
+        MF.decoupling_table(x, x[:3], gray_dictionary)
     with pytest.raises(ValueError, match="atoms must be"):
-        S.PatchDictionary(mean=np.zeros(108), whitening=np.eye(108), atoms=np.zeros((2, 5)), patch_size=6)
+        P.PatchDictionary(mean=np.zeros(108), whitening=np.eye(108), atoms=np.zeros((2, 5)), patch_size=6)
     with pytest.raises(ValueError, match="n_atoms=5 exceeds"):
-        S.spherical_kmeans(np.eye(3)[[0, 1, 1, 1]] * [[1], [1], [0], [0]], 5)
+        P.spherical_kmeans(np.eye(3)[[0, 1, 1, 1]] * [[1], [1], [0], [0]], 5)

@@ -5,7 +5,7 @@ import pytest
 
 from cl_features.augment import vectors
 from cl_features.data import sparse_coding
-from cl_features.measure import decoupling, probe, recovery
+from cl_features.measure import linear_probe, neuron_decoupling, recovery
 
 D1, D = 128, 16
 
@@ -55,8 +55,8 @@ def test_empirical_decoupling_matches_prediction(name, dictionary):
     params = vectors.AugmentParams(keep_prob=0.5, noise_std=1.0, sigma=0.5)
     # Neurons: exact atoms, a mixture, and random directions.
     w = jnp.concatenate([dictionary.T[:4], jax.random.normal(jax.random.key(5), (4, D1))])
-    emp = decoupling.empirical(w, _views(name, dictionary, params=params))
-    pred = decoupling.predicted(w, dictionary, sparsity=0.2, sigma=0.5, augmentation=name, params=params)
+    emp = neuron_decoupling.empirical(w, _views(name, dictionary, params=params))
+    pred = neuron_decoupling.predicted(w, dictionary, sparsity=0.2, sigma=0.5, augmentation=name, params=params)
     # 20000 samples: the standard error of a correlation is < 0.01.
     np.testing.assert_allclose(emp["dense_corr"], pred["dense_corr"], atol=0.04)
     np.testing.assert_allclose(emp["sparse_corr"], pred["sparse_corr"], atol=0.04)
@@ -64,9 +64,9 @@ def test_empirical_decoupling_matches_prediction(name, dictionary):
 
 def test_decoupling_analytic_values(dictionary):
     w = dictionary.T[:3]
-    comp = decoupling.predicted(w, dictionary, sparsity=0.2, sigma=0.5, augmentation="complementary_mask")
-    none = decoupling.predicted(w, dictionary, sparsity=0.2, sigma=0.5, augmentation="none")
-    ind = decoupling.predicted(
+    comp = neuron_decoupling.predicted(w, dictionary, sparsity=0.2, sigma=0.5, augmentation="complementary_mask")
+    none = neuron_decoupling.predicted(w, dictionary, sparsity=0.2, sigma=0.5, augmentation="none")
+    ind = neuron_decoupling.predicted(
         w,
         dictionary,
         sparsity=0.2,
@@ -89,7 +89,7 @@ def test_decoupling_analytic_values(dictionary):
 
 def test_identity_dictionary_cannot_decouple():
     eye = sparse_coding.make_dictionary(jax.random.key(0), D1, D, "identity")
-    pred = decoupling.predicted(eye.T[:3], eye, sparsity=0.2, sigma=0.5, augmentation="complementary_mask")
+    pred = neuron_decoupling.predicted(eye.T[:3], eye, sparsity=0.2, sigma=0.5, augmentation="complementary_mask")
     np.testing.assert_allclose(pred["sparse_corr"], 0.0, atol=1e-6)
 
 
@@ -98,8 +98,8 @@ def test_ridge_probe_on_perfect_and_useless_features():
     z = rng.choice([-1.0, 0.0, 1.0], size=(4000, 8), p=[0.2, 0.6, 0.2])
     u = rng.normal(size=(8, 3))
     y = np.sign(z @ u)
-    acc = probe.ridge_binary_accuracy(z[:2000], y[:2000], z[2000:], y[2000:])
+    acc = linear_probe.ridge_binary_accuracy(z[:2000], y[:2000], z[2000:], y[2000:])
     assert np.all(acc > 0.97)
     noise = rng.normal(size=(4000, 8))
-    acc = probe.ridge_binary_accuracy(noise[:2000], y[:2000], noise[2000:], y[2000:])
+    acc = linear_probe.ridge_binary_accuracy(noise[:2000], y[:2000], noise[2000:], y[2000:])
     assert np.all(np.abs(acc - 0.5) < 0.06)

@@ -1,15 +1,8 @@
-"""Dense and sparse statistics of images, and how well each survives augmentation (paper.md section 7).
+"""Dense statistics of images: mean colour, colour histogram, low-frequency DCT magnitudes of the luminance.
 
-Wen & Li argue that augmentation must decouple the dense, global content of an image (overall colour,
-smooth shading) between the two views, while leaving its sparse, local content (edges and other small
-patterns that a patch dictionary can pick out) shared. Without any model, this module measures that:
-for the two views of N images it computes
-
-  dense statistics   mean colour, colour histogram, low-frequency DCT magnitudes of the luminance;
-  sparse statistics  thresholded responses of a fixed patch dictionary (Coates & Ng 2011), pooled over
-                     positions;
-
-and `decoupling_table` reports the cross-view Pearson correlation of each (high = shared by both views).
+The dense, global content of an image (overall colour, smooth shading) that augmentation should decouple
+between the two views (docs/theory.md, section 7). `cl_features.measure.patch_codes` gives the sparse, local
+content; `cl_features.measure.model_free` measures how well each survives an augmentation.
 
 Images are [N, H, W, 3] float in [0, 1] (NumPy or JAX). Everything runs in NumPy on the CPU, in chunks of
 `chunk_size` images, so thousands of 32x32 images need well under a minute per statistic.
@@ -17,39 +10,18 @@ Images are [N, H, W, 3] float in [0, 1] (NumPy or JAX). Everything runs in NumPy
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
-from cl_features.measure import correlation
-
-__all__ = [
-    "mean_colour",
-    "colour_histogram",
-    "low_frequency_energy",
-    "dense_statistics",
-    "PatchDictionary",
-    "extract_patches",
-    "normalise_patches",
-    "spherical_kmeans",
-    "fit_patch_dictionary",
-    "sparse_codes",
-    "sparse_statistics",
-    "decoupling_table",
-    "DENSE_STATS",
-    "SPARSE_STATS",
-]
+__all__ = ["mean_colour", "colour_histogram", "low_frequency_energy", "dense_statistics", "DENSE_STATS"]
 
 DENSE_STATS = ("mean_colour", "colour_histogram", "low_frequency_energy")
-SPARSE_STATS = ("patch_codes_max", "patch_codes_mean")
-_POOLS = ("max", "mean")
 # Rec. 601 luma weights.
 _LUMA = np.array([0.299, 0.587, 0.114])
 # Slack for values a hair outside [0, 1] from float round-off in augmentations.
 _RANGE_TOL = 1e-4
 
 
-def _check_images(images, name: str = "images") -> np.ndarray:
+def check_images(images, name: str = "images") -> np.ndarray:
     x = np.asarray(images)
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"{name} must be [N, H, W, 3]; got shape {x.shape}")
@@ -63,13 +35,13 @@ def _check_images(images, name: str = "images") -> np.ndarray:
     return x
 
 
-def _check_positive_int(value, name: str, minimum: int = 1) -> int:
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
     return int(value)
 
 
-def _chunks(n: int, chunk_size: int):
+def chunks(n: int, chunk_size: int):
     for start in range(0, n, chunk_size):
         yield slice(start, min(start + chunk_size, n))
 
@@ -80,7 +52,7 @@ def _chunks(n: int, chunk_size: int):
 
 def mean_colour(images) -> np.ndarray:
     """images: [N, H, W, 3] -> [N, 3] float64, the mean of each channel over all pixels."""
-    x = _check_images(images)
+    x = check_images(images)
     return x.mean(axis=(1, 2), dtype=np.float64)
 
 
@@ -93,12 +65,12 @@ def colour_histogram(images, bins: int = 8, *, chunk_size: int = 256) -> np.ndar
     to the edge bin. So a value at a bin centre is counted as in a hard histogram, and for values in
     [c_0, c_{bins-1}] the histogram's mean sum_j h_j c_j equals the channel mean.
     """
-    x = _check_images(images)
-    bins = _check_positive_int(bins, "bins", minimum=2)
-    chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    x = check_images(images)
+    bins = check_positive_int(bins, "bins", minimum=2)
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
     n, h, w, _ = x.shape
     out = np.empty((n, 3, bins))
-    for sl in _chunks(n, chunk_size):
+    for sl in chunks(n, chunk_size):
         t = np.clip(x[sl].astype(np.float32) * bins - 0.5, 0.0, bins - 1.0)  # bin coordinate
         for j in range(bins):
             weight = np.maximum(0.0, 1.0 - np.abs(t - j))
@@ -122,15 +94,15 @@ def low_frequency_energy(images, k: int = 4, *, chunk_size: int = 256) -> np.nda
     (scipy.fft.dctn(Y, norm='ortho')), row-major over (u, v). The DC term (u = v = 0, equal to
     sqrt(H * W) * mean luminance) is included: it is the densest statistic of all.
     """
-    x = _check_images(images)
-    k = _check_positive_int(k, "k")
-    chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    x = check_images(images)
+    k = check_positive_int(k, "k")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
     n, h, w, _ = x.shape
     if k > min(h, w):
         raise ValueError(f"k must be <= min(H, W) = {min(h, w)}; got {k}")
     ch, cw = _dct_matrix(h)[:k], _dct_matrix(w)[:k]
     out = np.empty((n, k, k))
-    for sl in _chunks(n, chunk_size):
+    for sl in chunks(n, chunk_size):
         lum = x[sl].astype(np.float64) @ _LUMA  # [n, H, W]
         out[sl] = np.abs(np.einsum("uh,nhw,vw->nuv", ch, lum, cw, optimize=True))
     return out.reshape(n, k * k)
@@ -139,318 +111,9 @@ def low_frequency_energy(images, k: int = 4, *, chunk_size: int = 256) -> np.nda
 def dense_statistics(images, *, bins: int = 8, k: int = 4, chunk_size: int = 256) -> dict[str, np.ndarray]:
     """images: [N, H, W, 3] -> {'mean_colour': [N, 3], 'colour_histogram': [N, 3*bins],
     'low_frequency_energy': [N, k*k]}."""
-    x = _check_images(images)
+    x = check_images(images)
     return {
         "mean_colour": mean_colour(x),
         "colour_histogram": colour_histogram(x, bins, chunk_size=chunk_size),
         "low_frequency_energy": low_frequency_energy(x, k, chunk_size=chunk_size),
     }
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Sparse local statistics: a patch dictionary (Coates & Ng 2011) and its thresholded, pooled responses.
-
-
-@dataclasses.dataclass(frozen=True)
-class PatchDictionary:
-    """A fixed dictionary of whitened image patches. patch_dim = patch_size * patch_size * 3.
-
-    A patch (flattened in (row, col, channel) order) is first contrast-normalised,
-    p <- (p - mean(p)) / sqrt(var(p) + contrast_eps), then whitened, z = whitening @ (p - mean), and its
-    response to atom j is <atoms[j], z>.
-
-    mean: [patch_dim]; whitening: [patch_dim, patch_dim] (ZCA, symmetric); atoms: [n_atoms, patch_dim],
-    unit norm in whitened space.
-    """
-
-    mean: np.ndarray
-    whitening: np.ndarray
-    atoms: np.ndarray
-    patch_size: int
-    contrast_eps: float = 10.0 / 255.0**2
-
-    def __post_init__(self):
-        p = _check_positive_int(self.patch_size, "patch_size")
-        d = 3 * p * p
-        mean = np.asarray(self.mean, dtype=np.float64)
-        whitening = np.asarray(self.whitening, dtype=np.float64)
-        atoms = np.asarray(self.atoms, dtype=np.float64)
-        if mean.shape != (d,):
-            raise ValueError(f"mean must be [patch_dim={d}]; got shape {mean.shape}")
-        if whitening.shape != (d, d):
-            raise ValueError(f"whitening must be [{d}, {d}]; got shape {whitening.shape}")
-        if atoms.ndim != 2 or atoms.shape[1] != d or atoms.shape[0] < 1:
-            raise ValueError(f"atoms must be [n_atoms >= 1, patch_dim={d}]; got shape {atoms.shape}")
-        if not self.contrast_eps > 0:
-            raise ValueError(f"contrast_eps must be > 0; got {self.contrast_eps}")
-        object.__setattr__(self, "mean", mean)
-        object.__setattr__(self, "whitening", whitening)
-        object.__setattr__(self, "atoms", atoms)
-
-    @property
-    def n_atoms(self) -> int:
-        return self.atoms.shape[0]
-
-    @property
-    def patch_dim(self) -> int:
-        return self.atoms.shape[1]
-
-
-def extract_patches(images, patch_size: int, stride: int = 1) -> np.ndarray:
-    """images: [N, H, W, 3] -> [N, n_pos, patch_size * patch_size * 3], all patches on a `stride` grid.
-
-    Positions are row-major; each patch is flattened in (row, col, channel) order.
-    """
-    x = np.asarray(images)
-    if x.ndim != 4:
-        raise ValueError(f"images must be [N, H, W, C]; got shape {x.shape}")
-    p = _check_positive_int(patch_size, "patch_size")
-    stride = _check_positive_int(stride, "stride")
-    n, h, w, c = x.shape
-    if p > min(h, w):
-        raise ValueError(f"patch_size must be <= min(H, W) = {min(h, w)}; got {p}")
-    win = np.lib.stride_tricks.sliding_window_view(x, (p, p), axis=(1, 2))[:, ::stride, ::stride]
-    # win: [N, nh, nw, 3, p, p] -> [N, nh * nw, p * p * 3]
-    return np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3)).reshape(n, -1, p * p * c)
-
-
-def normalise_patches(patches: np.ndarray, contrast_eps: float) -> np.ndarray:
-    """patches: [..., patch_dim] -> same shape, (p - mean(p)) / sqrt(var(p) + contrast_eps) per patch."""
-    mu = patches.mean(axis=-1, keepdims=True)
-    var = patches.var(axis=-1, keepdims=True)
-    return (patches - mu) / np.sqrt(var + contrast_eps)
-
-
-def _sample_patches(x: np.ndarray, patch_size: int, n_patches: int, rng: np.random.Generator) -> np.ndarray:
-    """x: [N, H, W, 3] -> [n_patches, patch_dim] float64 at uniform random (image, row, col)."""
-    n, h, w, _ = x.shape
-    p = patch_size
-    idx = rng.integers(0, n, n_patches)
-    rows = rng.integers(0, h - p + 1, n_patches)
-    cols = rng.integers(0, w - p + 1, n_patches)
-    d = np.arange(p)
-    patches = x[idx[:, None, None], rows[:, None, None] + d[None, :, None], cols[:, None, None] + d[None, None, :]]
-    return patches.reshape(n_patches, -1).astype(np.float64)
-
-
-def spherical_kmeans(data, n_atoms: int, *, iters: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Spherical k-means (Dhillon & Modha 2001; the dictionary step of Coates & Ng 2011/2012).
-
-    data: [n, d]. Finds unit atoms D: [n_atoms, d] maximising sum_i max_j <D_j, x_i>: each point is
-    assigned to the atom with the largest projection <D_j, x> (signed, not its absolute value, so an atom and
-    its negative are different atoms), and each atom is set to the normalised sum of its points, which
-    maximises that cluster's sum. Initialised by greedy spherical k-means++ (as sklearn's k-means++, with the
-    squared distance to the nearest atom ray). An atom left with no points moves to the worst-explained
-    point. Neither step increases the loss, so it is non-increasing.
-
-    Returns (atoms: [n_atoms, d], loss: [iters + 1]) with loss = mean_i (||x_i|| - max_j <D_j, x_i>), the
-    first entry after initialisation.
-    """
-    x = np.asarray(data, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] < 1:
-        raise ValueError(f"data must be [n >= 1, d]; got shape {x.shape}")
-    n_atoms = _check_positive_int(n_atoms, "n_atoms")
-    iters = _check_positive_int(iters, "iters", minimum=0)
-    norms = np.linalg.norm(x, axis=1)
-    if np.count_nonzero(norms > 0) < n_atoms:
-        raise ValueError(f"n_atoms={n_atoms} exceeds the {np.count_nonzero(norms > 0)} non-zero data points")
-    rng = np.random.default_rng(seed)
-    unit = x / np.where(norms > 0, norms, 1.0)[:, None]
-
-    # Greedy k-means++ (as in sklearn): D(x)^2 = ||x||^2 - max(0, max_j <D_j, x>)^2 is the squared distance
-    # to the nearest atom ray; of `trials` points sampled with probability ~ D^2, keep the one that most
-    # lowers sum D^2.
-    def dist2(best):  # best: [n, ...] -> [n, ...]
-        sq = norms.reshape((-1,) + (1,) * (best.ndim - 1)) ** 2
-        return np.maximum(sq - np.maximum(best, 0.0) ** 2, 0.0)
-
-    trials = 2 + int(np.log(n_atoms))
-    atoms = np.empty((n_atoms, x.shape[1]))
-    atoms[0] = unit[rng.choice(np.flatnonzero(norms > 0))]
-    best = x @ atoms[0]
-    for j in range(1, n_atoms):
-        resid = dist2(best)
-        total = resid.sum()
-        if total > 0:
-            cands = rng.choice(x.shape[0], size=trials, p=resid / total)
-        else:
-            cands = rng.choice(np.flatnonzero(norms > 0), size=trials)
-        new_best = np.maximum(best[:, None], x @ unit[cands].T)  # [n, trials]
-        pick = int(np.argmin(dist2(new_best).sum(axis=0)))
-        atoms[j] = unit[cands[pick]]
-        best = new_best[:, pick]
-
-    losses = [float(np.mean(norms - best))]
-    for _ in range(iters):
-        proj = x @ atoms.T  # [n, n_atoms]
-        assign = np.argmax(proj, axis=1)
-        sums = np.zeros_like(atoms)
-        for j in np.unique(assign):
-            sums[j] = x[assign == j].sum(axis=0)
-        sum_norms = np.linalg.norm(sums, axis=1)
-        # A cluster whose sum is zero keeps its atom (or takes a worst-explained point if it is empty).
-        new = np.where(sum_norms[:, None] > 0, sums / np.where(sum_norms > 0, sum_norms, 1.0)[:, None], atoms)
-        empty = np.flatnonzero(np.bincount(assign, minlength=n_atoms) == 0)
-        if empty.size:
-            resid = norms - proj[np.arange(x.shape[0]), assign]
-            worst = np.argsort(-resid, kind="stable")[: empty.size]
-            new[empty] = unit[worst]
-        atoms = new
-        losses.append(float(np.mean(norms - np.max(x @ atoms.T, axis=1))))
-    return atoms, np.array(losses)
-
-
-def fit_patch_dictionary(
-    images,
-    *,
-    patch_size: int = 6,
-    n_atoms: int = 64,
-    n_patches: int = 20000,
-    seed: int = 0,
-    iters: int = 30,
-    zca_eps: float = 0.1,
-    contrast_eps: float = 10.0 / 255.0**2,
-) -> PatchDictionary:
-    """Learns a PatchDictionary from `n_patches` random patches of images: [N, H, W, 3] (Coates & Ng 2011).
-
-    Patches are contrast-normalised (`contrast_eps`: Coates & Ng's +10 on 0..255 pixel variances, rescaled
-    to [0, 1] pixels), ZCA-whitened with W = U diag(1 / sqrt(s + zca_eps)) U^T from the patch covariance
-    U diag(s) U^T, then clustered by `spherical_kmeans` for `iters` iterations. Same seed, same dictionary.
-    """
-    x = _check_images(images)
-    patch_size = _check_positive_int(patch_size, "patch_size")
-    n_atoms = _check_positive_int(n_atoms, "n_atoms")
-    n_patches = _check_positive_int(n_patches, "n_patches", minimum=2)
-    iters = _check_positive_int(iters, "iters", minimum=0)
-    if patch_size > min(x.shape[1], x.shape[2]):
-        raise ValueError(f"patch_size must be <= min(H, W) = {min(x.shape[1], x.shape[2])}; got {patch_size}")
-    if n_patches < n_atoms:
-        raise ValueError(f"n_patches must be >= n_atoms={n_atoms}; got {n_patches}")
-    if not zca_eps > 0:
-        raise ValueError(f"zca_eps must be > 0; got {zca_eps}")
-    if not contrast_eps > 0:
-        raise ValueError(f"contrast_eps must be > 0; got {contrast_eps}")
-    rng = np.random.default_rng(seed)
-    patches = normalise_patches(_sample_patches(x, patch_size, n_patches, rng), contrast_eps)
-    mean = patches.mean(axis=0)
-    centred = patches - mean
-    cov = centred.T @ centred / n_patches
-    s, u = np.linalg.eigh(cov)
-    whitening = (u * (1.0 / np.sqrt(np.maximum(s, 0.0) + zca_eps))) @ u.T
-    atoms, _ = spherical_kmeans(centred @ whitening, n_atoms, iters=iters, seed=int(rng.integers(2**31)))
-    return PatchDictionary(
-        mean=mean, whitening=whitening, atoms=atoms, patch_size=patch_size, contrast_eps=contrast_eps
-    )
-
-
-def _pooled_codes(
-    x: np.ndarray, dictionary: PatchDictionary, threshold: float, stride: int, chunk_size: int
-) -> dict[str, np.ndarray]:
-    """x: [N, H, W, 3] (checked) -> {'max': [N, n_atoms], 'mean': [N, n_atoms]} pooled soft-thresholded codes."""
-    d = dictionary
-    if d.patch_size > min(x.shape[1], x.shape[2]):
-        raise ValueError(f"dictionary.patch_size={d.patch_size} exceeds the image size {x.shape[1:3]}")
-    # <atom, W (p - mean)> = p @ proj - offset, with proj = (atoms W)^T: [patch_dim, n_atoms].
-    proj = (d.atoms @ d.whitening).T
-    offset = d.mean @ proj
-    proj32, offset32 = proj.astype(np.float32), offset.astype(np.float32)
-    n = x.shape[0]
-    out = {"max": np.empty((n, d.n_atoms)), "mean": np.empty((n, d.n_atoms))}
-    for sl in _chunks(n, chunk_size):
-        patches = normalise_patches(
-            extract_patches(x[sl].astype(np.float32), d.patch_size, stride), np.float32(d.contrast_eps)
-        )
-        codes = np.maximum(patches @ proj32 - offset32 - np.float32(threshold), 0.0)  # [n, n_pos, n_atoms]
-        out["max"][sl] = codes.max(axis=1)
-        out["mean"][sl] = codes.mean(axis=1, dtype=np.float64)
-    return out
-
-
-def _check_code_args(dictionary, threshold, stride, chunk_size) -> tuple[float, int, int]:
-    if not isinstance(dictionary, PatchDictionary):
-        raise ValueError(f"dictionary must be a PatchDictionary; got {type(dictionary).__name__}")
-    if not (np.isfinite(threshold) and threshold >= 0):
-        raise ValueError(f"threshold must be a finite number >= 0; got {threshold}")
-    return float(threshold), _check_positive_int(stride, "stride"), _check_positive_int(chunk_size, "chunk_size")
-
-
-def sparse_codes(
-    images,
-    dictionary: PatchDictionary,
-    *,
-    threshold: float = 1.0,
-    pool: str = "max",
-    stride: int = 1,
-    chunk_size: int = 128,
-) -> np.ndarray:
-    """images: [N, H, W, 3] -> [N, n_atoms] float64 pooled sparse codes.
-
-    Every patch on a `stride` grid is contrast-normalised and whitened as in `PatchDictionary`; its code is
-    the soft-thresholded response max(0, <atom_j, z> - threshold) (Coates & Ng 2011's "natural encoder"
-    with alpha = threshold; one polarity, as the atoms are directions), so most entries are 0. Codes are
-    pooled over all positions by `pool` ('max' or 'mean'). The default threshold of 1.0 leaves about 8% of
-    per-position responses non-zero for a 64-atom dictionary fitted to 32x32 crops of natural photographs.
-    """
-    x = _check_images(images)
-    if pool not in _POOLS:
-        raise ValueError(f"pool must be one of {_POOLS}; got {pool!r}")
-    threshold, stride, chunk_size = _check_code_args(dictionary, threshold, stride, chunk_size)
-    return _pooled_codes(x, dictionary, threshold, stride, chunk_size)[pool]
-
-
-def sparse_statistics(
-    images, dictionary: PatchDictionary, *, threshold: float = 1.0, stride: int = 1, chunk_size: int = 128
-) -> dict[str, np.ndarray]:
-    """images: [N, H, W, 3] -> {'patch_codes_max': [N, n_atoms], 'patch_codes_mean': [N, n_atoms]}."""
-    x = _check_images(images)
-    threshold, stride, chunk_size = _check_code_args(dictionary, threshold, stride, chunk_size)
-    codes = _pooled_codes(x, dictionary, threshold, stride, chunk_size)
-    return {"patch_codes_max": codes["max"], "patch_codes_mean": codes["mean"]}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The table.
-
-
-def decoupling_table(
-    views1,
-    views2,
-    dictionary: PatchDictionary,
-    *,
-    bins: int = 8,
-    k: int = 4,
-    threshold: float = 1.0,
-    stride: int = 1,
-    chunk_size: int = 128,
-) -> dict:
-    """Cross-view correlation of every dense and sparse statistic for positive pairs (views1[i], views2[i]).
-
-    views1, views2: [N, H, W, 3]. Returns {stat_name: {'corr_mean', 'corr_median', 'n_dims'}} for the
-    names in DENSE_STATS + SPARSE_STATS (mean / median of the per-dimension Pearson correlation over the
-    N pairs, constant dimensions left out; n_dims = dimensions kept), and
-      'dense_mean':  mean of corr_mean over the dense statistics,
-      'sparse_mean': mean of corr_mean over the sparse statistics,
-      'ratio':       dense_mean / sparse_mean (< 1: augmentation decouples dense more than sparse content).
-    """
-    v1 = _check_images(views1, "views1")
-    v2 = _check_images(views2, "views2")
-    if v1.shape != v2.shape:
-        raise ValueError(f"views1 and views2 must have the same shape; got {v1.shape} and {v2.shape}")
-    if v1.shape[0] < 2:
-        raise ValueError(f"views1 and views2 need N >= 2 pairs; got N={v1.shape[0]}")
-    _check_code_args(dictionary, threshold, stride, chunk_size)
-
-    def stats(v):
-        out = dense_statistics(v, bins=bins, k=k, chunk_size=chunk_size)
-        out.update(sparse_statistics(v, dictionary, threshold=threshold, stride=stride, chunk_size=chunk_size))
-        return out
-
-    s1, s2 = stats(v1), stats(v2)
-    table: dict = {}
-    for name in DENSE_STATS + SPARSE_STATS:
-        summ = correlation.summary(correlation.cross_view_correlation(s1[name], s2[name]))
-        table[name] = {"corr_mean": summ["mean"], "corr_median": summ["median"], "n_dims": summ["n_dims"]}
-    table["dense_mean"] = float(np.mean([table[s]["corr_mean"] for s in DENSE_STATS]))
-    table["sparse_mean"] = float(np.mean([table[s]["corr_mean"] for s in SPARSE_STATS]))
-    table["ratio"] = table["dense_mean"] / table["sparse_mean"] if table["sparse_mean"] != 0 else float("nan")
-    return table

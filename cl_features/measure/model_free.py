@@ -7,7 +7,7 @@ measured for
   dense statistics   mean colour, colour histogram, low-frequency DCT magnitudes of the luminance
                      (`image_stats.dense_statistics`);
   sparse statistics  max- and mean-pooled thresholded responses of a fixed patch dictionary
-                     (`image_stats.sparse_statistics`), with one or both of two dictionaries:
+                     (`patch_codes.sparse_statistics`), with one or both of two dictionaries:
                        'rgb'        fitted to, and applied on, the colour patches;
                        'luminance'  fitted to, and applied on, the luminance (Y = 0.299 R + 0.587 G + 0.114 B,
                                     repeated in the three channels), so it sees shape, not colour.
@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cl_features.augment import images as augment_images
-from cl_features.measure import correlation, image_stats
+from cl_features.measure import correlation, image_stats, patch_codes
 
 __all__ = [
     "DICTIONARY_KINDS",
@@ -39,6 +39,7 @@ __all__ = [
     "prepare",
     "make_views",
     "view_table",
+    "decoupling_table",
     "augmentation_tables",
 ]
 
@@ -73,10 +74,10 @@ def prepare(images, kind: str) -> np.ndarray:
 
 def fit_dictionaries(
     images, kinds: Sequence[str] = DICTIONARY_KINDS, **fit_kwargs
-) -> dict[str, image_stats.PatchDictionary]:
+) -> dict[str, patch_codes.PatchDictionary]:
     """images: [N, H, W, 3] float in [0, 1] -> {kind: PatchDictionary} fitted by
-    `image_stats.fit_patch_dictionary(prepare(images, kind), **fit_kwargs)` (same seed for every kind)."""
-    return {k: image_stats.fit_patch_dictionary(prepare(images, k), **fit_kwargs) for k in check_kinds(kinds)}
+    `patch_codes.fit_patch_dictionary(prepare(images, kind), **fit_kwargs)` (same seed for every kind)."""
+    return {k: patch_codes.fit_patch_dictionary(prepare(images, k), **fit_kwargs) for k in check_kinds(kinds)}
 
 
 @functools.lru_cache(maxsize=32)
@@ -128,7 +129,7 @@ def _row(a, b) -> dict:
 def view_table(
     views1,
     views2,
-    dictionaries: Mapping[str, image_stats.PatchDictionary],
+    dictionaries: Mapping[str, patch_codes.PatchDictionary],
     *,
     bins: int = 8,
     k: int = 4,
@@ -139,7 +140,7 @@ def view_table(
     """Cross-view correlation of every dense statistic and of every dictionary's sparse statistics.
 
     views1, views2: [N, H, W, 3] float in [0, 1], row i of each a positive pair. For the 'rgb' dictionary
-    alone this is `image_stats.decoupling_table` (same numbers), arranged as in the module docstring.
+    alone this is `decoupling_table` (same numbers), arranged as in the module docstring.
     """
     v1 = np.asarray(views1, np.float32)
     v2 = np.asarray(views2, np.float32)
@@ -152,24 +153,69 @@ def view_table(
     sparse_mean = {}
     for kind in kinds:
         s1, s2 = (
-            image_stats.sparse_statistics(
+            patch_codes.sparse_statistics(
                 prepare(v, kind), dictionaries[kind], threshold=threshold, stride=stride, chunk_size=chunk_size
             )
             for v in (v1, v2)
         )
-        for name in image_stats.SPARSE_STATS:
+        for name in patch_codes.SPARSE_STATS:
             stats[f"{name}/{kind}"] = _row(s1[name], s2[name])
-        sparse_mean[kind] = float(np.mean([stats[f"{n}/{kind}"]["corr_mean"] for n in image_stats.SPARSE_STATS]))
+        sparse_mean[kind] = float(np.mean([stats[f"{n}/{kind}"]["corr_mean"] for n in patch_codes.SPARSE_STATS]))
     dense_mean = float(np.mean([stats[n]["corr_mean"] for n in image_stats.DENSE_STATS]))
     ratio = {kd: dense_mean / s if s != 0 else float("nan") for kd, s in sparse_mean.items()}
     return {"stats": stats, "dense_mean": dense_mean, "sparse_mean": sparse_mean, "ratio": ratio}
+
+
+def decoupling_table(
+    views1,
+    views2,
+    dictionary: patch_codes.PatchDictionary,
+    *,
+    bins: int = 8,
+    k: int = 4,
+    threshold: float = 1.0,
+    stride: int = 1,
+    chunk_size: int = 128,
+) -> dict:
+    """Cross-view correlation of every dense and sparse statistic for positive pairs (views1[i], views2[i]).
+
+    views1, views2: [N, H, W, 3]. Returns {stat_name: {'corr_mean', 'corr_median', 'n_dims'}} for the names in
+    image_stats.DENSE_STATS + patch_codes.SPARSE_STATS (mean / median of the per-dimension Pearson correlation
+    over the N pairs, constant dimensions left out; n_dims = dimensions kept), and
+      'dense_mean':  mean of corr_mean over the dense statistics,
+      'sparse_mean': mean of corr_mean over the sparse statistics,
+      'ratio':       dense_mean / sparse_mean (< 1: augmentation decouples dense more than sparse content).
+    """
+    v1 = image_stats.check_images(views1, "views1")
+    v2 = image_stats.check_images(views2, "views2")
+    if v1.shape != v2.shape:
+        raise ValueError(f"views1 and views2 must have the same shape; got {v1.shape} and {v2.shape}")
+    if v1.shape[0] < 2:
+        raise ValueError(f"views1 and views2 need N >= 2 pairs; got N={v1.shape[0]}")
+    patch_codes.check_code_args(dictionary, threshold, stride, chunk_size)
+
+    def stats(v):
+        out = image_stats.dense_statistics(v, bins=bins, k=k, chunk_size=chunk_size)
+        out.update(
+            patch_codes.sparse_statistics(v, dictionary, threshold=threshold, stride=stride, chunk_size=chunk_size)
+        )
+        return out
+
+    s1, s2 = stats(v1), stats(v2)
+    table: dict = {}
+    for name in image_stats.DENSE_STATS + patch_codes.SPARSE_STATS:
+        table[name] = _row(s1[name], s2[name])
+    table["dense_mean"] = float(np.mean([table[s]["corr_mean"] for s in image_stats.DENSE_STATS]))
+    table["sparse_mean"] = float(np.mean([table[s]["corr_mean"] for s in patch_codes.SPARSE_STATS]))
+    table["ratio"] = table["dense_mean"] / table["sparse_mean"] if table["sparse_mean"] != 0 else float("nan")
+    return table
 
 
 def augmentation_tables(
     key,
     images,
     set_names: Sequence[str],
-    dictionaries: Mapping[str, image_stats.PatchDictionary],
+    dictionaries: Mapping[str, patch_codes.PatchDictionary],
     *,
     out_size: int,
     batch_size: int = 512,

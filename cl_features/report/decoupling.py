@@ -29,7 +29,8 @@ import numpy as np  # noqa: E402
 from cl_features import jsonio  # noqa: E402
 from cl_features.augment.images import NAMED_SETS  # noqa: E402
 from cl_features.measure import feature_vis, tsne  # noqa: E402
-from cl_features.measure.image_stats import DENSE_STATS, SPARSE_STATS  # noqa: E402
+from cl_features.measure.image_stats import DENSE_STATS  # noqa: E402
+from cl_features.measure.patch_codes import SPARSE_STATS  # noqa: E402
 
 __all__ = [
     "COLOUR_STATS",

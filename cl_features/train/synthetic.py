@@ -22,7 +22,7 @@ from cl_features import objectives, prng
 from cl_features.augment import vectors
 from cl_features.config_checks import require as _require
 from cl_features.data import sparse_coding
-from cl_features.measure import decoupling, probe, recovery
+from cl_features.measure import linear_probe, neuron_decoupling, recovery
 from cl_features.models import brelu
 from cl_features.report import run_info
 from cl_features.train import checkpoint, loop, optim
@@ -251,8 +251,8 @@ def measure(c: ml_collections.ConfigDict, arm: str, model: brelu.SymmetricReLUNe
     views = vectors.augment_parts(
         arm, sparse_coding.example_keys(k_aug, jnp.arange(n, dtype=jnp.uint32)), data.mz, data.xi, params
     )
-    emp = decoupling.empirical(w, views)
-    pred = decoupling.predicted(
+    emp = neuron_decoupling.empirical(w, views)
+    pred = neuron_decoupling.predicted(
         w, dictionary, sparsity=c.data.sparsity, sigma=c.data.sigma, augmentation=arm, params=params
     )
     # Probe: y_t = sign(<u_t, z>) on clean inputs, features at the final bias.
@@ -260,9 +260,11 @@ def measure(c: ml_collections.ConfigDict, arm: str, model: brelu.SymmetricReLUNe
     labels = np.asarray(jnp.sign(data.z @ u))
     feats = np.asarray(model(data.x, bias_scale_at(c, c.train.steps)))
     half = n // 2
-    acc = probe.ridge_binary_accuracy(feats[:half], labels[:half], feats[half:], labels[half:], c.measure.probe_l2)
+    acc = linear_probe.ridge_binary_accuracy(
+        feats[:half], labels[:half], feats[half:], labels[half:], c.measure.probe_l2
+    )
     x = np.asarray(data.x)
-    raw = probe.ridge_binary_accuracy(x[:half], labels[:half], x[half:], labels[half:], c.measure.probe_l2)
+    raw = linear_probe.ridge_binary_accuracy(x[:half], labels[:half], x[half:], labels[half:], c.measure.probe_l2)
     fin = lambda v: float(jnp.nanmean(v))  # noqa: E731  (dead neurons give NaN correlations)
     return {
         "recovered_fraction": float(rec["recovered_fraction"]),
