@@ -19,7 +19,10 @@ Options:
                     JAX_NUM_PROCESSES and JAX_PROCESS_ID set, and wait for all of them; the
                     experiment must call cl_features.train.distributed.maybe_initialize.
   --port PORT       coordinator port for --processes > 1 (default: 12355).
-  --python PY       interpreter (default: .venv/bin/python if present, else python3).
+  --python PY       interpreter, used as given (default: .venv/bin/python if present, else python3;
+                    before the run, a one-line Python check stops with the fix when the default is
+                    older than the package's minimum, Python ${MIN_PYTHON}).
+  --no-check        skip that check.
   --dry-run         print the exact commands and exit without running anything.
   -h, --help        this help.
 
@@ -28,11 +31,12 @@ Example:
 USAGE
 }
 
-EXP="" CPU_DEVICES="" PROCESSES=1 PORT=12355 PYTHON_BIN="" DRY_RUN=0 EXP_ARGS=()
+EXP="" CPU_DEVICES="" PROCESSES=1 PORT=12355 PYTHON_BIN="" DRY_RUN=0 CHECK=1 EXP_ARGS=()
 while (($#)); do
   case $1 in
     -h | --help) usage; exit 0 ;;
     --dry-run) DRY_RUN=1; shift ;;
+    --no-check) CHECK=0; shift ;;
     --cpu-devices | --cpu-devices=*) take_value "$@"; CPU_DEVICES=$VALUE; shift "$NSHIFT" ;;
     --processes | --processes=*) take_value "$@"; PROCESSES=$VALUE; shift "$NSHIFT" ;;
     --port | --port=*) take_value "$@"; PORT=$VALUE; shift "$NSHIFT" ;;
@@ -47,8 +51,11 @@ done
 check_experiment "$EXP"
 check_int --processes "$PROCESSES" 1
 check_int --port "$PORT" 1 65535
+CHECK_LINE=""
 if [[ -z $PYTHON_BIN ]]; then
   if [[ -x $REPO_ROOT/.venv/bin/python ]]; then PYTHON_BIN=$REPO_ROOT/.venv/bin/python; else PYTHON_BIN=python3; fi
+  ((!CHECK)) || CHECK_LINE=$(check_command "$PYTHON_BIN" "make a .venv with Python ${MIN_PYTHON} or newer: \
+make install PYTHON=python${MIN_PYTHON} (in ${REPO_ROOT}), or pass --python")
 fi
 
 ENV=()
@@ -70,6 +77,7 @@ process_command() {
 
 if ((DRY_RUN)); then
   echo "cd $(q "$REPO_ROOT")"
+  [[ -z $CHECK_LINE ]] || echo "$CHECK_LINE"
   if ((PROCESSES == 1)); then
     process_command 0; qjoin "${CMD[@]}"; echo
   else
@@ -79,6 +87,7 @@ if ((DRY_RUN)); then
   exit 0
 fi
 cd "$REPO_ROOT"
+[[ -z $CHECK_LINE ]] || eval "$CHECK_LINE" || exit 1
 if ((PROCESSES == 1)); then
   process_command 0
   exec "${CMD[@]}"
