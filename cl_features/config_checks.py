@@ -1,8 +1,16 @@
-"""Shared config validation: one-line errors that name the field and what is allowed."""
+"""Config validation: one-line errors `config.<field> must be <allowed>, got <value>`.
+
+ConfigDicts are typed (an override of the wrong type is refused by ml_collections itself), so the rules here are
+ranges, choices and relations between fields. A rule whose test raises TypeError (None, a string where a number
+belongs) counts as broken.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
 
 
 def require(ok: bool, field: str, allowed: str, value) -> None:
@@ -11,6 +19,37 @@ def require(ok: bool, field: str, allowed: str, value) -> None:
         raise ValueError(f"config.{field} must be {allowed}, got {value!r}")
 
 
+def get(c, field: str) -> Any:
+    """c['a']['b'] for field 'a.b'."""
+    for name in field.split("."):
+        c = c[name]
+    return c
+
+
+def check(c, field: str, ok: Callable[[Any], bool], allowed: str) -> None:
+    """require(ok(value of field), ...)."""
+    value = get(c, field)
+    try:
+        good = bool(ok(value))
+    except TypeError:
+        good = False
+    require(good, field, allowed, value)
+
+
+def one_of(c, field: str, options) -> None:
+    check(c, field, lambda v: v in options, f"one of {tuple(options)}")
+
+
+def is_num(v) -> bool:
+    """A finite real number (Python or NumPy), not a bool."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def as_tuple(v) -> tuple:
+    """A number or a list of numbers -> a tuple of them (for fields that take either)."""
+    return tuple(v) if isinstance(v, tuple | list) else (v,)
+
+
 def is_int(v) -> bool:
     """An integer (Python or NumPy), not a bool."""
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)

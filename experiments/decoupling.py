@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import math
 import os
 import time
@@ -43,10 +42,8 @@ from cl_features.measure import (
 )
 from cl_features.report import decoupling as report
 from cl_features.report import run_info
-from cl_features.train import distributed, loop
+from cl_features.train import distributed
 from cl_features.train import images as train_images
-from cl_features.train import mesh as mesh_lib
-from cl_features.train.metrics_log import MetricsLog, Progress
 
 DATA_SOURCES = ("photos", "tfds")
 MODEL_SOURCES = ("none", "init", "checkpoints", "train")
@@ -358,102 +355,22 @@ def run_config(c: ml_collections.ConfigDict, task: str, set_name: str) -> ml_col
 
 
 def train_encoder(ic: ml_collections.ConfigDict, name: str, workdir: str | None, *, verbose: bool) -> Encoder:
-    """Trains one image model in this process with cl_features.train.images (the step, optimiser, schedule and
-    seeds of `images.run`, without its monitoring) and returns its encoder. Logs to <workdir>/metrics.jsonl."""
-    t0 = time.perf_counter()
-    mesh = mesh_lib.make_mesh(ic.train.num_devices)
-    data = train_images.open_data(ic)
-    schedule = train_images.make_schedule(ic, len(data.train))
-    model = train_images.make_model(ic, data.num_classes)
-    tx = train_images.make_optimizer(ic, schedule)
-    train_seed = int(
-        jax.random.randint(jax.random.fold_in(jax.random.key(ic.seed), train_images._TRAIN_STREAM), (), 0, 2**31 - 1)
-    )
-    graphdef, state = loop.init_state(model, tx, train_seed)
-    state = loop.place_state(state, mesh)
-    step_fn = loop.make_step_fn(
-        graphdef,
-        tx,
-        train_images.make_loss_fn(ic, mesh),
-        mesh=mesh,
-        steps_per_call=ic.train.steps_per_call,
-        host_batches=True,
-        unroll=train_images.unroll(ic),
-    )
-    loader = data_images.make_loader(
-        data.train,
-        global_batch_size=ic.train.batch_size,
-        seed=ic.seed,
-        image_size=ic.data.image_size,
-        worker_count=ic.data.worker_count,
-    )
-    log = MetricsLog(os.path.join(workdir, "metrics.jsonl") if workdir else None, tensorboard=False)
-    progress = Progress(name, schedule.steps) if verbose and jax.process_index() == 0 else None
-    state, history = loop.fit(
-        step_fn,
-        state,
-        mesh=mesh,
-        total_steps=schedule.steps,
-        log_every=ic.train.log_every,
-        batch_iter=iter(loader),
-        metrics_log=log,
-        progress=progress,
-    )
-    final = history[-1]
-    scores = {
-        "final_loss": final.get("contrastive_loss", final["loss"]),
-        "train_steps": schedule.steps,
-        "train_seconds": round(time.perf_counter() - t0, 1),
-    }
-    return _encoder(name, _train_set(ic), ic, loop.merge(graphdef, state).encoder, scores)
+    """Trains one image model in this process (cl_features.train.images without its monitoring) in `workdir`,
+    which it resumes from: a finished one is not trained again. Returns its encoder."""
+    results, model = train_images.train(ic, workdir, monitor=False, verbose=verbose)
+    scores = {"final_loss": results["final_loss"], "train_steps": results["steps"], "train_seconds": results["seconds"]}
+    return _encoder(name, _train_set(ic), ic, model.encoder, scores)
 
 
 def restore_encoder(path: str, name: str, subdir: str = "checkpoints") -> Encoder:
-    """The encoder of an image-experiment workdir, from its newest checkpoint.
-
-    The run's config comes from summary.json (a finished run) or else run_info.json (written at the start, so
-    a run stopped early can be measured at its last checkpoint); the weights from the newest orbax checkpoint
-    under <path>/<subdir> whose item 'state' is the TrainState (cl_features.train.checkpoint's layout).
-    """
-    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-
-    from cl_features.train import checkpoint  # pylint: disable=g-import-not-at-top
-
-    checkpoint.quiet_orbax_logs()
-
-    def read(fname):
-        p = os.path.join(path, fname)
-        if not os.path.exists(p):
-            return None
-        with open(p) as f:
-            return json.load(f)
-
-    summary, info = read("summary.json") or {}, read(run_info.FILENAME) or {}
-    raw = summary.get("config") or info.get("config")
-    if raw is None:
-        raise FileNotFoundError(
-            f"config.models.checkpoints: {path!r} has no summary.json or {run_info.FILENAME} "
-            "(not an image-experiment workdir)"
-        )
-    ic = train_images.validate(ml_collections.ConfigDict(raw))
-    if "num_classes" in summary and "num_train" in summary:
-        num_classes, num_train = int(summary["num_classes"]), int(summary["num_train"])
-    else:
-        data = train_images.open_data(ic)
-        num_classes, num_train = data.num_classes, len(data.train)
-    model = train_images.make_model(ic, num_classes)
-    tx = train_images.make_optimizer(ic, train_images.make_schedule(ic, num_train))
-    graphdef, state = loop.init_state(model, tx, 0)
-    directory = os.path.abspath(os.path.join(path, subdir))
-    manager = ocp.CheckpointManager(directory) if os.path.isdir(directory) else None
-    step = manager.latest_step() if manager is not None else None
-    if step is None:
-        raise FileNotFoundError(f"config.models.checkpoints: no checkpoint under {directory!r}")
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(state)))["state"]
-    manager.close()
+    """The encoder of an image-experiment workdir at its newest checkpoint (cl_features.train.images.restore)."""
+    try:
+        ic, model, step, summary = train_images.restore(path, subdir)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"config.models.checkpoints: {e}") from None
     scores = {f"train/{k}": summary[k] for k in ("knn_acc", "linear_probe_acc", "test_acc") if k in summary}
-    scores["train_steps"] = int(step)
-    return _encoder(name, _train_set(ic), ic, loop.merge(graphdef, restored).encoder, scores)
+    scores["train_steps"] = step
+    return _encoder(name, _train_set(ic), ic, model.encoder, scores)
 
 
 def load_encoders(

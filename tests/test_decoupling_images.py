@@ -493,13 +493,12 @@ def test_ablation_bad_arguments_print_one_line_and_exit_2(args, message):
 
 
 def test_restore_encoder_reads_an_image_workdir(tmp_path):
-    """A workdir laid out as the image experiment writes it (summary.json with the config; an orbax checkpoint
-    whose 'state' item is the TrainState): the restored encoder has the saved weights, not the initial ones."""
-    import orbax.checkpoint as ocp
+    """A workdir laid out as the image experiment writes it (summary.json with the config; a checkpoint of the
+    TrainState): the restored encoder has the saved weights, not the initial ones."""
     from flax import nnx
 
+    from cl_features.train import checkpoint, loop
     from cl_features.train import images as train_images
-    from cl_features.train import loop
 
     ic = train_images.validate(experiment.image_config("photos_simclr_tiny"))
     ic.augment.set = "crop_flip_color"
@@ -507,9 +506,8 @@ def test_restore_encoder_reads_an_image_workdir(tmp_path):
     tx = train_images.make_optimizer(ic, train_images.make_schedule(ic, 512))
     _, state = loop.init_state(model, tx, 0)
     state = state._replace(params=jax.tree.map(lambda p: p + 0.5, state.params), step=state.step + 7)
-    with ocp.CheckpointManager(str(tmp_path / "checkpoints")) as mngr:
-        mngr.save(7, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
-        mngr.wait_until_finished()
+    with checkpoint.Checkpointer(str(tmp_path / "checkpoints"), config=ic.to_dict()) as ck:
+        ck.save(7, state)
     json.dump(
         {"config": ic.to_dict(), "num_train": 512, "num_classes": 8, "knn_acc": 0.5},
         open(tmp_path / "summary.json", "w"),

@@ -25,11 +25,12 @@ excluded (`decay_mask`), unless `train.decay_bn_and_bias`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,9 +47,9 @@ from cl_features.data import photos
 from cl_features.measure import knn, linear_probe
 from cl_features.models import heads, resnet
 from cl_features.report import run_info
-from cl_features.train import checkpoint, loop, optim
+from cl_features.train import checkpoint, loop, optim, resumable
 from cl_features.train import mesh as mesh_lib
-from cl_features.train.metrics_log import MetricsLog, Progress, read_jsonl, truncate_jsonl
+from cl_features.train.metrics_log import MetricsLog
 
 TASKS = ("simclr", "supervised")
 SOURCES = ("tfds", "folder", "photos")
@@ -171,12 +172,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
     t = c.train
     _require(_is_int(t.batch_size) and t.batch_size >= 2, "train.batch_size", "an int >= 2", t.batch_size)
-    _require(
-        t.steps is None or (_is_int(t.steps) and t.steps >= 1),
-        "train.steps",
-        "None (from train.epochs) or an int >= 1",
-        t.steps,
-    )
+    resumable.check_fields(c)
     if t.steps is None:
         _require(_is_num(t.epochs) and t.epochs > 0, "train.epochs", "> 0 (or set train.steps)", t.epochs)
     _require(t.optimizer in optim.OPTIMIZERS, "train.optimizer", f"one of {optim.OPTIMIZERS}", t.optimizer)
@@ -198,24 +194,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _require(_is_num(t.momentum) and 0 <= t.momentum < 1, "train.momentum", "in [0, 1)", t.momentum)
     _require(isinstance(t.decay_bn_and_bias, bool), "train.decay_bn_and_bias", "a bool", t.decay_bn_and_bias)
     _require(
-        _is_int(t.steps_per_call) and t.steps_per_call >= 1, "train.steps_per_call", "an int >= 1", t.steps_per_call
-    )
-    _require(
-        _is_int(t.log_every) and t.log_every >= 1 and t.log_every % t.steps_per_call == 0,
-        "train.log_every",
-        f"a positive multiple of train.steps_per_call ({t.steps_per_call})",
-        t.log_every,
-    )
-    _require(
         t.unroll is None or isinstance(t.unroll, bool), "train.unroll", "None (auto: True on CPU) or a bool", t.unroll
     )
-    if t.steps is not None:
-        _require(
-            t.steps % t.steps_per_call == 0,
-            "train.steps",
-            f"a multiple of train.steps_per_call ({t.steps_per_call})",
-            t.steps,
-        )
 
     e = c.eval
     _require(
@@ -236,15 +216,6 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _require(_is_num(e.crop_fraction) and 0 < e.crop_fraction <= 1, "eval.crop_fraction", "in (0, 1]", e.crop_fraction)
     _require(isinstance(e.at_init, bool), "eval.at_init", "a bool", e.at_init)
     _require(isinstance(e.cache, bool), "eval.cache", "a bool", e.cache)
-
-    k = c.checkpoint
-    _require(
-        _is_int(k.every) and k.every >= 0 and k.every % t.steps_per_call == 0,
-        "checkpoint.every",
-        f"0 (at the end only) or a multiple of train.steps_per_call ({t.steps_per_call})",
-        k.every,
-    )
-    _require(_is_int(k.max_to_keep) and k.max_to_keep >= 1, "checkpoint.max_to_keep", "an int >= 1", k.max_to_keep)
 
     p = c.probe
     _require(isinstance(p.enabled, bool), "probe.enabled", "a bool", p.enabled)
@@ -644,38 +615,18 @@ class Evaluator:
 # -------------------------------------------------------------------------------------------------- run
 
 
-def _checkpointer(c: ml_collections.ConfigDict, workdir: str) -> checkpoint.Checkpointer:
-    return checkpoint.Checkpointer(
-        os.path.join(workdir, "checkpoints"),
-        config=c.to_dict(),
-        every=c.checkpoint.every,
-        max_to_keep=c.checkpoint.max_to_keep,
-        mutable_fields=RESUME_MUTABLE_FIELDS,
-    )
+class Setup(NamedTuple):
+    """What training a validated image config starts from."""
+
+    data: ImageData
+    schedule: Schedule
+    graphdef: Any
+    state: loop.TrainState  # initial, placed on the mesh
+    step_fn: loop.StepFn
+    batches: Iterator  # the train split's grain iterator (checkpointed with the state)
 
 
-def _init_row(path: str | None) -> dict:
-    """The step-0 (random init) row of an earlier start's metrics log, if any."""
-    if not path or not os.path.exists(path):
-        return {}
-    rows = [r for r in read_jsonl(path) if r.get("step") == 0]
-    return {k: v for k, v in rows[0].items() if k != "step"} if rows else {}
-
-
-def run(
-    config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool = True, data: ImageData | None = None
-) -> dict:
-    """Trains, monitors and probes one image model; writes the workdir (process 0); returns the summary.
-
-    With a workdir the run checkpoints (TrainState and the grain iterator of every process) into
-    <workdir>/checkpoints every checkpoint.every steps and at the end; started again in the same workdir it
-    resumes from the newest checkpoint (the metrics log is cut back to it) and continues with exactly the
-    batches and numbers an uninterrupted run would have had. SIGTERM saves at the next step boundary and raises
-    checkpoint.Preempted; a changed config raises checkpoint.ConfigMismatch (a ValueError) naming the fields.
-    `data`: the sources from `open_data(config)` if the caller opened them already.
-    """
-    t0 = time.perf_counter()
-    c = validate(config)
+def make_mesh(c: ml_collections.ConfigDict):
     mesh = mesh_lib.make_mesh(c.train.num_devices)
     mesh_lib.check_batch_size(c.train.batch_size, mesh)
     mesh_lib.check_batch_size(c.eval.batch_size, mesh, field="eval.batch_size")
@@ -684,13 +635,16 @@ def run(
             f"config.train.batch_size and config.eval.batch_size must be divisible by the "
             f"{jax.process_count()} processes"
         )
+    return mesh
+
+
+def prepare(c: ml_collections.ConfigDict, mesh, data: ImageData | None = None) -> Setup:
+    """Data (opened unless given), schedule, model, optimizer, initial state, compiled step and train batches."""
     data = data or open_data(c)
     schedule = make_schedule(c, len(data.train))
-    model = make_model(c, data.num_classes)
     tx = make_optimizer(c, schedule)
     train_seed = int(jax.random.randint(jax.random.fold_in(jax.random.key(c.seed), _TRAIN_STREAM), (), 0, 2**31 - 1))
-    graphdef, state = loop.init_state(model, tx, train_seed)
-    state = loop.place_state(state, mesh)
+    graphdef, state = loop.init_state(make_model(c, data.num_classes), tx, train_seed)
     step_fn = loop.make_step_fn(
         graphdef,
         tx,
@@ -707,99 +661,143 @@ def run(
         image_size=c.data.image_size,
         worker_count=c.data.worker_count,
     )
-    batches = iter(loader)
-    evaluator = Evaluator(c, graphdef, data, mesh)
-    main = jax.process_index() == 0
-    if workdir:
-        run_info.write_run_info(workdir, c, kind="images")  # process 0 only
-    metrics_path = os.path.join(workdir, "metrics.jsonl") if workdir else None
-    summary = {
-        "task": c.task,
-        "num_train": len(data.train),
-        "num_test": len(data.test),
-        "num_classes": data.num_classes,
-        "learning_rate": schedule.learning_rate,
-        "warmup_steps": schedule.warmup_steps,
-    }
+    return Setup(data, schedule, graphdef, loop.place_state(state, mesh), step_fn, iter(loader))
+
+
+def train(
+    c: ml_collections.ConfigDict,
+    workdir: str | None,
+    *,
+    data: ImageData | None = None,
+    monitor: bool = True,
+    verbose: bool = True,
+) -> tuple[dict, ImageModel]:
+    """Trains a validated config in `workdir` (resumed from its checkpoints); returns (results, trained model).
+
+    monitor: the kNN / online-probe evaluation (eval.*), the initial scores (eval.at_init) and the offline probe
+    (probe.*); without it only the training rows are logged.
+    """
+    t0 = time.perf_counter()
+    mesh = make_mesh(c)
+    setup = prepare(c, mesh, data)
+    steps = setup.schedule.steps
+    evaluator = Evaluator(c, setup.graphdef, setup.data, mesh) if monitor else None
     last_eval: dict = {}
 
     def on_log(step: int, st: loop.TrainState) -> dict:
+        if step == 0:
+            scores, feats = evaluator.evaluate(st)
+            init = {"knn_acc": scores["knn_acc"]}
+            if c.probe.enabled:
+                init["linear_probe_acc"] = evaluator.probe(feats)["linear_probe_acc"]
+            return init
         every = c.eval.every_steps
-        if step == schedule.steps or (every and step % every == 0):
+        if step == steps or (every and step % every == 0):
             scores, feats = evaluator.evaluate(st)
             last_eval.update(step=step, scores=scores, feats=feats)
             return scores
         return {}
 
-    ckpt = _checkpointer(c, workdir) if workdir else None
-    log, start, history = None, 0, []
-    try:
-        if ckpt is not None:
-            restored = ckpt.restore(state, data_iter=batches)
-            if restored is not None:
-                state, start = restored.state, restored.step
-                if start > schedule.steps:
-                    raise ValueError(
-                        f"the newest checkpoint is at step {start}, past the run's {schedule.steps} "
-                        "steps: raise train.steps / train.epochs or use another workdir"
-                    )
-            if main:
-                truncate_jsonl(metrics_path, start)
-        log = MetricsLog(metrics_path)
-        if c.eval.at_init and start == 0:
-            scores, feats = evaluator.evaluate(state)
-            init = {"knn_acc": scores["knn_acc"]}
-            if c.probe.enabled:
-                init["linear_probe_acc"] = evaluator.probe(feats)["linear_probe_acc"]
-            log.write(0, init)
-            if verbose:
-                _print(f"[{c.task}] step 0 (random init) " + "  ".join(f"{k} {v:.4f}" for k, v in init.items()))
-        else:
-            init = _init_row(metrics_path) if c.eval.at_init else {}
-        summary.update({f"{k}_init": v for k, v in init.items()})
-        t_train = time.perf_counter()
-        progress = Progress(c.task, schedule.steps, start_step=start) if verbose else None
-        state, history = loop.fit(
-            step_fn,
-            state,
-            mesh=mesh,
-            total_steps=schedule.steps,
-            log_every=c.train.log_every,
-            batch_iter=batches,
-            on_log=on_log,
-            metrics_log=log,
-            progress=progress,
-            checkpointer=ckpt,
-        )
-        train_seconds = time.perf_counter() - t_train
-        if last_eval.get("step") != schedule.steps:  # a finished run started again: measure, log nothing
-            last_eval.update(zip(("scores", "feats"), evaluator.evaluate(state)), step=schedule.steps)
-        results = dict(last_eval["scores"])
-        if c.probe.enabled:
-            results.update(evaluator.probe(last_eval["feats"]))
-            if history:
-                log.write(schedule.steps, {k: results[k] for k in ("linear_probe_acc", "linear_probe_l2")})
-    finally:
-        if log is not None:
-            log.close()
-        if ckpt is not None:
-            ckpt.close()
-    final = history[-1] if history else (ckpt.last_log if ckpt is not None else None) or {}
-    results["final_loss"] = final.get("contrastive_loss", final.get("loss", float("nan")))
-    results["steps"] = schedule.steps
-    results["resumed_from"] = start
-    results["images_per_second"] = (
-        (schedule.steps - start) * c.train.batch_size / train_seconds if schedule.steps > start else None
+    out = resumable.train(
+        workdir,
+        c.to_dict(),
+        setup.step_fn,
+        setup.state,
+        mesh=mesh,
+        total_steps=steps,
+        mutable_fields=RESUME_MUTABLE_FIELDS,
+        batch_iter=setup.batches,
+        on_log=on_log if monitor else None,
+        log_initial=monitor and c.eval.at_init,
+        name=c.task,
+        verbose=verbose,
     )
+    results = {f"{k}_init": v for k, v in out.initial_row.items()}
+    if monitor:
+        if last_eval.get("step") != steps:  # a finished run started again: measure, log nothing
+            last_eval.update(zip(("scores", "feats"), evaluator.evaluate(out.state)), step=steps)
+        results.update(last_eval["scores"])
+        if c.probe.enabled:
+            probe = evaluator.probe(last_eval["feats"])
+            results.update(probe)
+            if out.history and workdir:
+                with MetricsLog(os.path.join(workdir, "metrics.jsonl")) as log:
+                    log.write(steps, {k: probe[k] for k in ("linear_probe_acc", "linear_probe_l2")})
+    final = out.last_row or {}
+    results["final_loss"] = final.get("contrastive_loss", final.get("loss", float("nan")))
+    results["steps"] = steps
+    results["resumed_from"] = out.start
+    results["images_per_second"] = (steps - out.start) * c.train.batch_size / out.seconds if steps > out.start else None
     results["seconds"] = round(time.perf_counter() - t0, 2)
-    summary.update(results)
+    summary = {
+        "task": c.task,
+        "num_train": len(setup.data.train),
+        "num_test": len(setup.data.test),
+        "num_classes": setup.data.num_classes,
+        "learning_rate": setup.schedule.learning_rate,
+        "warmup_steps": setup.schedule.warmup_steps,
+        **results,
+    }
+    return summary, loop.merge(setup.graphdef, out.state)
+
+
+def run(
+    config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool = True, data: ImageData | None = None
+) -> dict:
+    """Trains, monitors and probes one image model; writes the workdir (process 0); returns the summary.
+
+    With a workdir the run checkpoints (TrainState and the grain iterator of every process) into
+    <workdir>/checkpoints every checkpoint.every steps and at the end; started again in the same workdir it
+    resumes from the newest checkpoint (the metrics log is cut back to it) and continues with exactly the
+    batches and numbers an uninterrupted run would have had. SIGTERM saves at the next step boundary and raises
+    checkpoint.Preempted; a changed config raises checkpoint.ConfigMismatch (a ValueError) naming the fields.
+    `data`: the sources from `open_data(config)` if the caller opened them already.
+    """
+    c = validate(config)
+    if workdir:
+        run_info.write_run_info(workdir, c, kind="images")  # process 0 only
+    summary, _ = train(c, workdir, data=data, verbose=verbose)
     summary["config"] = c.to_dict()
     if verbose:
         _print(f"[{c.task}] " + "  ".join(f"{k}={summary[k]:.4g}" for k in SUMMARY_KEYS if k in summary))
-    if workdir and main:
+    if workdir and jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
         jsonio.dump(summary, os.path.join(workdir, "summary.json"))
     return summary
+
+
+def restore(workdir: str, subdir: str = "checkpoints") -> tuple[ml_collections.ConfigDict, ImageModel, int, dict]:
+    """(config, model, step, summary) of an image-experiment workdir at its newest checkpoint.
+
+    The config comes from summary.json (a finished run) or else run_info.json (written at the start, so a run
+    stopped early can be read at its last checkpoint); the checkpointer checks it against the checkpoint's own
+    and falls back past a corrupt checkpoint.
+    """
+    path, summary = os.path.join(workdir, "summary.json"), {}
+    if os.path.exists(path):
+        with open(path) as f:
+            summary = json.load(f)
+    raw = summary.get("config") or (run_info.read_run_info(workdir) or {}).get("config")
+    if raw is None:
+        raise FileNotFoundError(
+            f"{workdir!r} has no summary.json or {run_info.FILENAME} (not an image-experiment workdir)"
+        )
+    c = validate(ml_collections.ConfigDict(raw))
+    if "num_classes" in summary and "num_train" in summary:
+        num_classes, num_train = int(summary["num_classes"]), int(summary["num_train"])
+    else:
+        data = open_data(c)
+        num_classes, num_train = data.num_classes, len(data.train)
+    tx = make_optimizer(c, make_schedule(c, num_train))
+    graphdef, state = loop.init_state(make_model(c, num_classes), tx, 0)
+    directory = os.path.join(workdir, subdir)
+    restored = None
+    if os.path.isdir(directory):
+        with checkpoint.Checkpointer(directory, config=c.to_dict(), mutable_fields=RESUME_MUTABLE_FIELDS) as ck:
+            restored = ck.restore(state)
+    if restored is None:
+        raise FileNotFoundError(f"no checkpoint under {os.path.abspath(directory)!r}")
+    return c, loop.merge(graphdef, restored.state), restored.step, summary
 
 
 def _print(msg: str) -> None:

@@ -182,11 +182,6 @@ def fit(
     Returns (state, rows logged by this call; a resumed run only logs the steps it ran).
     """
     spc = step_fn.steps_per_call
-    if log_every % spc:
-        raise ValueError(f"train.log_every={log_every} must be a multiple of train.steps_per_call={spc}")
-    every = getattr(checkpointer, "every", 0)
-    if checkpointer is not None and every % spc:
-        raise ValueError(f"checkpoint.every={every} must be a multiple of train.steps_per_call={spc}")
     history = []
     step = int(jax.device_get(state.step))
     if step % spc and step < total_steps:

@@ -25,9 +25,9 @@ from cl_features.data import sparse_coding
 from cl_features.measure import linear_probe, neuron_decoupling, recovery
 from cl_features.models import brelu
 from cl_features.report import run_info
-from cl_features.train import checkpoint, loop, optim
+from cl_features.train import checkpoint, loop, optim, resumable
 from cl_features.train import mesh as mesh_lib
-from cl_features.train.metrics_log import MetricsLog, Progress, log_figures, truncate_jsonl
+from cl_features.train.metrics_log import log_figures
 
 OBJECTIVES = ("info_nce", "nt_xent")
 SUMMARY_KEYS = (
@@ -101,51 +101,19 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _require(0.0 < c.augment.keep_prob <= 1.0, "augment.keep_prob", "in (0, 1]", c.augment.keep_prob)
     _require(c.augment.noise_std >= 0, "augment.noise_std", ">= 0", c.augment.noise_std)
     t = c.train
-    _require(isinstance(t.steps, int) and t.steps > 0, "train.steps", "an int > 0", t.steps)
     _require(isinstance(t.batch_size, int) and t.batch_size >= 2, "train.batch_size", "an int >= 2", t.batch_size)
     _require(t.learning_rate > 0, "train.learning_rate", "> 0", t.learning_rate)
     _require(t.optimizer in optim.OPTIMIZERS, "train.optimizer", f"one of {optim.OPTIMIZERS}", t.optimizer)
     _require(t.schedule in optim.SCHEDULES, "train.schedule", f"one of {optim.SCHEDULES}", t.schedule)
     _require(t.warmup_steps >= 0, "train.warmup_steps", ">= 0", t.warmup_steps)
     _require(0 < t.decay_fraction <= 1, "train.decay_fraction", "in (0, 1]", t.decay_fraction)
-    _require(
-        isinstance(t.steps_per_call, int) and t.steps_per_call >= 1,
-        "train.steps_per_call",
-        "an int >= 1",
-        t.steps_per_call,
-    )
-    _require(
-        isinstance(t.log_every, int) and t.log_every >= 1 and t.log_every % t.steps_per_call == 0,
-        "train.log_every",
-        f"a positive multiple of train.steps_per_call ({t.steps_per_call})",
-        t.log_every,
-    )
-    _require(
-        t.steps % t.steps_per_call == 0,
-        "train.steps",
-        f"a multiple of train.steps_per_call ({t.steps_per_call})",
-        t.steps,
-    )
+    resumable.check_fields(c)
     m = c.measure
     _require(0 < m.threshold <= 1, "measure.threshold", "in (0, 1]", m.threshold)
     _require(
         isinstance(m.num_samples, int) and m.num_samples >= 16, "measure.num_samples", "an int >= 16", m.num_samples
     )
     _require(isinstance(m.probe_tasks, int) and m.probe_tasks >= 1, "measure.probe_tasks", "an int >= 1", m.probe_tasks)
-    ck = c.get("checkpoint")
-    if ck is not None:
-        _require(
-            isinstance(ck.every, int) and ck.every >= 0 and ck.every % t.steps_per_call == 0,
-            "checkpoint.every",
-            f"an int >= 0 and a multiple of train.steps_per_call ({t.steps_per_call})",
-            ck.every,
-        )
-        _require(
-            isinstance(ck.max_to_keep, int) and ck.max_to_keep >= 1,
-            "checkpoint.max_to_keep",
-            "an int >= 1",
-            ck.max_to_keep,
-        )
     return c
 
 
@@ -302,17 +270,6 @@ def arm_run_config(c: ml_collections.ConfigDict, arm: str) -> dict:
     return dict(c.to_dict(), arm=arm)
 
 
-def _checkpointer(c: ml_collections.ConfigDict, arm: str, arm_dir: str) -> checkpoint.Checkpointer:
-    ck = c.get("checkpoint") or {}
-    return checkpoint.Checkpointer(
-        os.path.join(arm_dir, "checkpoints"),
-        config=arm_run_config(c, arm),
-        every=ck.get("every", 0),
-        max_to_keep=ck.get("max_to_keep", 2),
-        mutable_fields=RESUME_MUTABLE_FIELDS,
-    )
-
-
 def _finished_results(path: str, c: ml_collections.ConfigDict, arm: str) -> dict | None:
     """The results an earlier run wrote for this arm at train.steps with this config, or None."""
     try:
@@ -347,44 +304,19 @@ def train_arm(
         return {"recovered_fraction": float(rec["recovered_fraction"]), "span_share": float(rec["span_share_mean"])}
 
     arm_dir = os.path.join(workdir, arm) if workdir else None
-    metrics_path = os.path.join(arm_dir, "metrics.jsonl") if arm_dir else None
-    ckpt = _checkpointer(c, arm, arm_dir) if arm_dir else None
-    start, log = 0, None
-    try:
-        if ckpt is not None:
-            restored = ckpt.restore(state)
-            if restored is not None:
-                state, start = restored.state, restored.step
-                if "train.steps" in ckpt.resumed_changes and c.train.schedule != "constant":
-                    checkpoint.say(
-                        f"train.schedule={c.train.schedule} depends on train.steps: from step {start} on "
-                        f"the learning rate follows the schedule for {c.train.steps} steps"
-                    )
-            if start > c.train.steps:
-                raise ValueError(
-                    f"the newest checkpoint of arm {arm} is at step {start}, past "
-                    f"train.steps={c.train.steps}: raise train.steps or use another workdir"
-                )
-            if main:
-                truncate_jsonl(metrics_path, start)
-        log = MetricsLog(metrics_path)
-        progress = Progress(arm, c.train.steps, start_step=start) if verbose else None
-        state, history = loop.fit(
-            step_fn,
-            state,
-            mesh=mesh,
-            total_steps=c.train.steps,
-            log_every=c.train.log_every,
-            on_log=on_log,
-            metrics_log=log,
-            progress=progress,
-            checkpointer=ckpt,
-        )
-    finally:
-        if log is not None:
-            log.close()
-        if ckpt is not None:
-            ckpt.close()
+    out = resumable.train(
+        arm_dir,
+        arm_run_config(c, arm),
+        step_fn,
+        state,
+        mesh=mesh,
+        total_steps=c.train.steps,
+        mutable_fields=RESUME_MUTABLE_FIELDS,
+        on_log=on_log,
+        name=arm,
+        verbose=verbose,
+    )
+    state, history, start = out.state, out.history, out.start
     model = loop.merge(graphdef, jax.tree_util.tree_map(lambda x: jnp.asarray(jax.device_get(x)), state))
     weights = np.asarray(model.w[...])
     results_path = os.path.join(arm_dir, "results.json") if arm_dir else None
@@ -395,8 +327,7 @@ def train_arm(
                 print(f"[{arm}] finished earlier (step {start}): results from {results_path}", flush=True)
             return done, weights, history
     results = measure(c, arm, model, dictionary)
-    last_row = history[-1] if history else (ckpt.last_log if ckpt is not None else None)
-    results["final_loss"] = last_row["contrastive_loss"] if last_row else float("nan")
+    results["final_loss"] = out.last_row["contrastive_loss"] if out.last_row else float("nan")
     results["steps"] = c.train.steps
     results["seconds"] = round(time.perf_counter() - t0, 2)
     if results_path and main:

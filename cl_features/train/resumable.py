@@ -1,0 +1,135 @@
+"""One training run with resume: checkpoints, the metrics log and progress lines around `loop.fit`.
+
+Every experiment trains through `train`. Given a run directory it restores the newest checkpoint in
+<run_dir>/checkpoints (refusing one saved with a config that changes the run, falling back past a corrupt one),
+cuts <run_dir>/metrics.jsonl back to the restored step, trains until `total_steps` (logging every
+`train.log_every` steps, saving every `checkpoint.every` steps and at the end) and closes everything, also when
+the run stops early (preemption, a non-finite loss). Without a run directory nothing is written or restored.
+`check_fields` states the rules of the config fields it reads.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple
+
+import jax
+
+from cl_features.config_checks import check
+from cl_features.train import checkpoint, loop
+from cl_features.train.metrics_log import MetricsLog, Progress, read_jsonl, truncate_jsonl
+
+
+class Trained(NamedTuple):
+    state: loop.TrainState
+    history: list[dict]  # rows logged by this call ([] for a run that was already finished)
+    start: int  # the step it resumed from (0: a fresh start)
+    last_row: dict | None  # the newest logged row: this call's, else the one saved with the checkpoint
+    initial_row: dict  # with log_initial: on_log(0, initial state), logged as step 0 (read back on resume)
+    seconds: float  # wall time of the training steps
+
+
+def check_fields(c) -> None:
+    """train.steps_per_call, train.log_every, train.steps (None where train.epochs exists), checkpoint.*."""
+    spc = c.train.steps_per_call
+    check(c, "train.steps_per_call", lambda v: v >= 1, "an int >= 1")
+    multiple = f"a positive multiple of train.steps_per_call ({spc})"
+    check(c, "train.log_every", lambda v: v >= 1 and v % spc == 0, multiple)
+    from_epochs = "epochs" in c.train
+    check(
+        c,
+        "train.steps",
+        lambda v: (v is None and from_epochs) or (v >= 1 and v % spc == 0),
+        multiple + (" or None (from train.epochs)" if from_epochs else ""),
+    )
+    every = f"an int >= 0 and a multiple of train.steps_per_call ({spc})"
+    check(c, "checkpoint.every", lambda v: v >= 0 and v % spc == 0, every)
+    check(c, "checkpoint.max_to_keep", lambda v: v >= 1, "an int >= 1")
+
+
+def train(
+    run_dir: str | None,
+    config: dict,
+    step_fn: loop.StepFn,
+    state: loop.TrainState,
+    *,
+    mesh,
+    total_steps: int,
+    mutable_fields: Iterable[str],
+    batch_iter: Iterator | None = None,
+    on_log: Callable[[int, loop.TrainState], dict] | None = None,
+    log_initial: bool = False,
+    name: str = "train",
+    verbose: bool = True,
+    tensorboard: bool = True,
+) -> Trained:
+    """Trains `state` with `step_fn` to `total_steps`, resuming from <run_dir>/checkpoints.
+
+    config: the run's config as a dict (checkpoints record it; resuming compares it, except `mutable_fields`);
+    its train.log_every, train.schedule and checkpoint.{every, max_to_keep} are read here. batch_iter: host
+    batches (its position is checkpointed). on_log(step, state) adds measurements to each logged row.
+    Raises checkpoint.Preempted after saving on SIGTERM, checkpoint.ConfigMismatch on a changed config.
+    """
+    ck = config["checkpoint"]
+    ckpt = metrics_path = None
+    if run_dir:
+        metrics_path = os.path.join(run_dir, "metrics.jsonl")
+        ckpt = checkpoint.Checkpointer(
+            os.path.join(run_dir, "checkpoints"),
+            config=config,
+            every=ck["every"],
+            max_to_keep=ck["max_to_keep"],
+            mutable_fields=mutable_fields,
+        )
+    start, log = 0, None
+    try:
+        if ckpt is not None:
+            restored = ckpt.restore(state, data_iter=batch_iter)
+            if restored is not None:
+                state, start = restored.state, restored.step
+                schedule = config["train"].get("schedule", "constant")
+                if schedule != "constant" and {"train.steps", "train.epochs"} & set(ckpt.resumed_changes):
+                    checkpoint.say(
+                        f"train.schedule={schedule} depends on the run's length: from step {start} on the "
+                        f"learning rate follows the schedule for {total_steps} steps"
+                    )
+            if start > total_steps:
+                raise ValueError(
+                    f"the newest checkpoint in {ckpt.directory} is at step {start}, past the run's {total_steps} "
+                    "steps: raise train.steps or use another workdir"
+                )
+            if jax.process_index() == 0:
+                truncate_jsonl(metrics_path, start)
+        log = MetricsLog(metrics_path, tensorboard=tensorboard)
+        initial = {}
+        if log_initial and start == 0:
+            initial = on_log(0, state)
+            log.write(0, initial)
+            if verbose and jax.process_index() == 0:
+                print(f"[{name}] step 0 (initial) " + "  ".join(f"{k} {v:.4f}" for k, v in initial.items()), flush=True)
+        elif log_initial and metrics_path and os.path.exists(metrics_path):
+            rows = [r for r in read_jsonl(metrics_path) if r["step"] == 0]
+            initial = {k: v for k, v in rows[0].items() if k != "step"} if rows else {}
+        t0 = time.perf_counter()
+        state, history = loop.fit(
+            step_fn,
+            state,
+            mesh=mesh,
+            total_steps=total_steps,
+            log_every=config["train"]["log_every"],
+            batch_iter=batch_iter,
+            on_log=on_log,
+            metrics_log=log,
+            progress=Progress(name, total_steps, start_step=start) if verbose else None,
+            checkpointer=ckpt,
+        )
+        seconds = time.perf_counter() - t0
+    finally:
+        if log is not None:
+            log.close()
+        if ckpt is not None:
+            ckpt.close()
+    last = history[-1] if history else (ckpt.last_log if ckpt is not None else None)
+    return Trained(state, history, start, last, initial, seconds)
