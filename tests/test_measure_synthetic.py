@@ -103,3 +103,26 @@ def test_ridge_probe_on_perfect_and_useless_features():
     noise = rng.normal(size=(4000, 8))
     acc = linear_probe.ridge_binary_accuracy(noise[:2000], y[:2000], noise[2000:], y[2000:])
     assert np.all(np.abs(acc - 0.5) < 0.06)
+
+
+def test_ridge_probe_matches_augmented_least_squares():
+    """sign of the ridge fit on [standardised x, 1] (the constant column penalised too), unlabelled rows skipped
+    but counted in the penalty, against an explicit least-squares reference."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(600, 5)) * np.array([1.0, 2.0, 0.5, 3.0, 1.0]) + 1.0
+    y = np.sign(x @ rng.normal(size=(5, 3)) + 2.0 * rng.normal(size=(600, 3)))
+    y[rng.random(y.shape) < 0.1] = 0.0
+    l2 = 0.3
+    tr, te = slice(0, 300), slice(300, None)
+    got = linear_probe.ridge_binary_accuracy(x[tr], y[tr], x[te], y[te], l2)
+    mean, std = x[tr].mean(0), x[tr].std(0) + 1e-8
+    design = lambda v: np.concatenate([(v - mean) / std, np.ones((len(v), 1))], 1)  # noqa: E731
+    a, b = design(x[tr]), design(x[te])
+    want = []
+    for t in range(3):
+        keep, keep_te = y[tr, t] != 0, y[te, t] != 0
+        stacked = np.concatenate([a[keep], np.sqrt(l2 * 300) * np.eye(6)])
+        coef = np.linalg.lstsq(stacked, np.concatenate([y[tr][keep, t], np.zeros(6)]), rcond=None)[0]
+        want.append(np.mean(np.sign(b[keep_te] @ coef) == y[te][keep_te, t]))
+    np.testing.assert_array_equal(got, want)
+    assert np.all(np.asarray(want) > 0.6)

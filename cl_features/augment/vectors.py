@@ -1,4 +1,4 @@
-"""Augmentations of sparse-coding vectors (paper.md section 4), applied to the parts of x = Mz + xi.
+"""Augmentations of sparse-coding vectors (docs/theory.md, section 4), applied to the parts of x = Mz + xi.
 
 Each augmentation maps one example's parts (sparse = Mz: [d1], dense = xi: [d1]) to two views, each split into
 its sparse and dense part, so that view = sparse_part + dense_part and the decoupling measurement can look at

@@ -1,4 +1,4 @@
-"""The paper's sparse coding model: x = M z + xi (paper.md section 1).
+"""The paper's sparse coding model: x = M z + xi (docs/theory.md, section 1).
 
 - M: [d1, d] column-orthonormal dictionary ("orthogonal": QR of a Gaussian, spread out over coordinates;
   "identity": the first d coordinate axes, a negative control in which masking cannot decouple).

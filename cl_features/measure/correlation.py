@@ -1,7 +1,7 @@
-"""How strongly two sets of per-example statistics agree: Pearson per dimension, ridge R^2, linear CKA.
+"""How strongly two sets of per-example statistics agree: Pearson per dimension and held-out ridge R^2.
 
 All maths in float64 NumPy; inputs may be NumPy or JAX arrays. These are the numbers behind the
-"feature decoupling" measurements (paper.md section 7): `a` and `b` are a statistic of the two views
+"feature decoupling" measurements (docs/theory.md, section 7): `a` and `b` are a statistic of the two views
 of the same N images (rows are positive pairs), or model features and a statistic to explain.
 """
 
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["cross_view_correlation", "summary", "ridge_r2", "linear_cka"]
+from cl_features.measure import ridge
+
+__all__ = ["cross_view_correlation", "summary", "ridge_r2"]
 
 # A column whose values span less than this fraction of their magnitude is treated as constant.
 _CONSTANT_RTOL = 1e-9
@@ -74,8 +76,8 @@ def ridge_r2(features, targets, *, l2: float = 1e-3, train_frac: float = 0.7, se
     features: [N, p]; targets: [N, k] (or [N]). Rows are shuffled with `seed` and split into the first
     round(train_frac * N) for fitting and the rest for testing. Features are standardized with the training
     mean and std (constant features become 0); targets are centred with the training mean (the intercept).
-    Weights minimise (1/n_train) ||Y - X W||^2 + l2 ||W||^2 (closed form, float64; l2 = 0 gives the
-    minimum-norm least-squares fit), i.e. sklearn's Ridge(alpha=l2 * n_train).
+    Weights minimise (1/n_train) ||Y - X W||^2 + l2 ||W||^2 (`ridge.fit`, closed form, float64; l2 = 0 gives
+    the minimum-norm least-squares fit), i.e. sklearn's Ridge(alpha=l2 * n_train).
     Returns the test R^2 = 1 - SS_res / SS_tot (SS_tot about the test mean) averaged uniformly over target
     dims; dims constant on the test split are left out (NaN when every dim is).
     """
@@ -96,21 +98,7 @@ def ridge_r2(features, targets, *, l2: float = 1e-3, train_frac: float = 0.7, se
 
     perm = np.random.default_rng(seed).permutation(n)
     tr, te = perm[:n_train], perm[n_train:]
-    mu, sd = x[tr].mean(axis=0), x[tr].std(axis=0)
-    sd = np.where(sd > 0, sd, 1.0)
-    x_tr, x_te = (x[tr] - mu) / sd, (x[te] - mu) / sd
-    y_mean = y[tr].mean(axis=0)
-    y_tr = y[tr] - y_mean
-
-    lam = l2 * n_train
-    if lam == 0.0:
-        w = np.linalg.lstsq(x_tr, y_tr, rcond=None)[0]
-    elif x_tr.shape[1] <= n_train:  # primal: [p, p] system
-        w = np.linalg.solve(x_tr.T @ x_tr + lam * np.eye(x_tr.shape[1]), x_tr.T @ y_tr)
-    else:  # dual: [n_train, n_train] system, same solution
-        w = x_tr.T @ np.linalg.solve(x_tr @ x_tr.T + lam * np.eye(n_train), y_tr)
-
-    pred = x_te @ w + y_mean
+    pred = ridge.fit(x[tr], y[tr], l2).predict(x[te])
     y_te = y[te]
     ss_res = np.sum((y_te - pred) ** 2, axis=0)
     ss_tot = np.sum((y_te - y_te.mean(axis=0)) ** 2, axis=0)
@@ -118,23 +106,3 @@ def ridge_r2(features, targets, *, l2: float = 1e-3, train_frac: float = 0.7, se
     if not np.any(keep):
         return float("nan")
     return float(np.mean(1.0 - ss_res[keep] / ss_tot[keep]))
-
-
-def linear_cka(a, b) -> float:
-    """Linear centred kernel alignment between a: [N, p] and b: [N, q] (Kornblith et al. 2019).
-
-    CKA = ||B^T A||_F^2 / (||A^T A||_F ||B^T B||_F) with A, B column-centred; in [0, 1], invariant to
-    orthogonal transforms and isotropic scaling of either side. NaN when either side is constant.
-    """
-    a = _as_2d_float64(a, "a")
-    b = _as_2d_float64(b, "b")
-    if a.shape[0] != b.shape[0]:
-        raise ValueError(f"a and b must have the same N rows; got {a.shape[0]} and {b.shape[0]}")
-    if a.shape[0] < 2:
-        raise ValueError(f"a and b need N >= 2 rows; got N={a.shape[0]}")
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    den = np.linalg.norm(a.T @ a) * np.linalg.norm(b.T @ b)
-    if den == 0.0:
-        return float("nan")
-    return float(np.linalg.norm(b.T @ a) ** 2 / den)

@@ -22,7 +22,10 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
+from cl_features.measure import ridge
+
 METHODS = ("logistic", "ridge")
+_EPS = 1e-6  # added to the features' std
 
 
 class LinearProbe(NamedTuple):
@@ -39,11 +42,6 @@ class LinearProbe(NamedTuple):
 
     def predict(self, x) -> np.ndarray:
         return np.argmax(self.logits(x), axis=1)
-
-
-def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    x = np.asarray(x, np.float64)
-    return x.mean(0), x.std(0) + 1e-6
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "max_iter"))
@@ -77,7 +75,7 @@ def _lbfgs(x, y, l2, tol, *, num_classes: int, max_iter: int):
 
 def fit_logistic(x, y, num_classes: int, l2: float, *, max_iter: int = 500, tol: float = 1e-5) -> LinearProbe:
     """Multinomial logistic regression on standardised x: [n, dim], y: int [n] (see module docstring)."""
-    mean, std = _standardise(x)
+    mean, std = ridge.standardiser(x, _EPS)
     xs = jnp.asarray((np.asarray(x, np.float64) - mean) / std, jnp.float32)
     w, b, _ = _lbfgs(
         xs,
@@ -91,13 +89,8 @@ def fit_logistic(x, y, num_classes: int, l2: float, *, max_iter: int = 500, tol:
 
 
 def fit_ridge(x, y, num_classes: int, l2: float) -> LinearProbe:
-    """Ridge regression to one-hot targets on standardised x: [n, dim] (float64 closed form)."""
-    mean, std = _standardise(x)
-    xs = (np.asarray(x, np.float64) - mean) / std  # centred, so the intercept is the target mean
-    targets = np.eye(num_classes)[np.asarray(y)]
-    n, dim = xs.shape
-    w = np.linalg.solve(xs.T @ xs + n * l2 * np.eye(dim), xs.T @ (targets - targets.mean(0)))
-    return LinearProbe(mean, std, w, targets.mean(0))
+    """Ridge regression to one-hot targets on standardised x: [n, dim] (`ridge.fit`)."""
+    return LinearProbe(*ridge.fit(x, np.eye(num_classes)[np.asarray(y)], l2, eps=_EPS))
 
 
 def _check(train_x, train_y, test_x, test_y, num_classes, method, l2s, val_fraction) -> None:
@@ -162,28 +155,25 @@ def linear_probe(
     }
 
 
-def _design(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    x = (x - mean) / std
-    return np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
-
-
 def ridge_binary_accuracy(
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, l2: float = 1e-3
 ) -> np.ndarray:
     """Accuracy per task of sign(ridge fit). x: [n, p]; y: [n, tasks] in {-1, 0, +1} (0 = no label, skipped).
 
-    Features are standardised on the train split; l2 is relative to the number of train examples.
+    Features are standardised on the train split; the design has a constant column (penalised like the rest);
+    l2 is relative to the number of train examples, unlabelled ones included.
     Returns [tasks] accuracies.
     """
-    train_x = np.asarray(train_x, np.float64)
-    test_x = np.asarray(test_x, np.float64)
-    mean, std = train_x.mean(0), train_x.std(0) + 1e-8
-    a, b = _design(train_x, mean, std), _design(test_x, mean, std)
-    gram = a.T @ a + l2 * a.shape[0] * np.eye(a.shape[1])
+    mean, std = ridge.standardiser(train_x, 1e-8)
+
+    def design(x):
+        x = (np.asarray(x, np.float64) - mean) / std
+        return np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
+
+    a, b = design(train_x), design(test_x)
     accs = []
     for t in range(train_y.shape[1]):
         keep_tr, keep_te = train_y[:, t] != 0, test_y[:, t] != 0
-        coef = np.linalg.solve(gram - a[~keep_tr].T @ a[~keep_tr], a[keep_tr].T @ train_y[keep_tr, t])
-        pred = np.sign(b[keep_te] @ coef)
-        accs.append(np.mean(pred == test_y[keep_te, t]))
+        coef = ridge.solve(a[keep_tr], train_y[keep_tr, t], l2 * a.shape[0])
+        accs.append(np.mean(np.sign(b[keep_te] @ coef) == test_y[keep_te, t]))
     return np.asarray(accs)

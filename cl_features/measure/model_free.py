@@ -13,7 +13,7 @@ measured for
                                     repeated in the three channels), so it sees shape, not colour.
 
 The RGB dictionary's atoms carry colour, so colour jitter lowers its codes' correlation too; the luminance
-dictionary separates "the local pattern is still there" from "its colour changed" (paper.md section 7).
+dictionary separates "the local pattern is still there" from "its colour changed" (docs/theory.md, section 7).
 
 Tables: {set_name: {'stats': {row: {'corr_mean', 'corr_median', 'n_dims'}}, 'dense_mean': float,
 'sparse_mean': {kind: float}, 'ratio': {kind: dense_mean / sparse_mean}}}, where row is a dense statistic name

@@ -22,13 +22,11 @@ __all__ = [
     "normalise_patches",
     "spherical_kmeans",
     "fit_patch_dictionary",
-    "sparse_codes",
     "sparse_statistics",
     "SPARSE_STATS",
 ]
 
 SPARSE_STATS = ("patch_codes_max", "patch_codes_mean")
-_POOLS = ("max", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,34 +252,17 @@ def check_code_args(dictionary, threshold, stride, chunk_size) -> tuple[float, i
     return float(threshold), check_positive_int(stride, "stride"), check_positive_int(chunk_size, "chunk_size")
 
 
-def sparse_codes(
-    images,
-    dictionary: PatchDictionary,
-    *,
-    threshold: float = 1.0,
-    pool: str = "max",
-    stride: int = 1,
-    chunk_size: int = 128,
-) -> np.ndarray:
-    """images: [N, H, W, 3] -> [N, n_atoms] float64 pooled sparse codes.
+def sparse_statistics(
+    images, dictionary: PatchDictionary, *, threshold: float = 1.0, stride: int = 1, chunk_size: int = 128
+) -> dict[str, np.ndarray]:
+    """images: [N, H, W, 3] -> {'patch_codes_max': [N, n_atoms], 'patch_codes_mean': [N, n_atoms]} float64.
 
     Every patch on a `stride` grid is contrast-normalised and whitened as in `PatchDictionary`; its code is
     the soft-thresholded response max(0, <atom_j, z> - threshold) (Coates & Ng 2011's "natural encoder"
     with alpha = threshold; one polarity, as the atoms are directions), so most entries are 0. Codes are
-    pooled over all positions by `pool` ('max' or 'mean'). The default threshold of 1.0 leaves about 8% of
-    per-position responses non-zero for a 64-atom dictionary fitted to 32x32 crops of natural photographs.
+    max- and mean-pooled over all positions. The default threshold of 1.0 leaves about 8% of per-position
+    responses non-zero for a 64-atom dictionary fitted to 32x32 crops of natural photographs.
     """
-    x = check_images(images)
-    if pool not in _POOLS:
-        raise ValueError(f"pool must be one of {_POOLS}; got {pool!r}")
-    threshold, stride, chunk_size = check_code_args(dictionary, threshold, stride, chunk_size)
-    return _pooled_codes(x, dictionary, threshold, stride, chunk_size)[pool]
-
-
-def sparse_statistics(
-    images, dictionary: PatchDictionary, *, threshold: float = 1.0, stride: int = 1, chunk_size: int = 128
-) -> dict[str, np.ndarray]:
-    """images: [N, H, W, 3] -> {'patch_codes_max': [N, n_atoms], 'patch_codes_mean': [N, n_atoms]}."""
     x = check_images(images)
     threshold, stride, chunk_size = check_code_args(dictionary, threshold, stride, chunk_size)
     codes = _pooled_codes(x, dictionary, threshold, stride, chunk_size)

@@ -1,4 +1,4 @@
-"""Feature recovery: do the neurons learn the dictionary atoms? (paper.md section 6)
+"""Feature recovery: do the neurons learn the dictionary atoms? (docs/theory.md, section 6)
 
 W: [m, d1] neuron weights (rows w_i); M: [d1, d] dictionary (orthonormal columns M_j).
 """

@@ -1,6 +1,6 @@
 """What a trained encoder's layers do on real images: activation density, cross-view correlation, dense reliance.
 
-The paper's Fig. 2-3 claim, in numbers (paper.md section 7): an encoder trained without the right augmentation
+The paper's Fig. 2-3 claim, in numbers (docs/theory.md, section 7): an encoder trained without the right augmentation
 learns dense features, ones that fire on almost every image and track global image statistics. Per layer of an
 encoder (any module called as `model(x, return_intermediates=True) -> (features [N, d], {layer: [N, h, w, c]})`,
 e.g. cl_features.models.resnet), this module measures
@@ -14,9 +14,9 @@ e.g. cl_features.models.resnet), this module measures
   channel correlation  Pearson correlation over positive pairs of each channel's spatially mean-pooled
                        activation in the two views (the image analogue of the synthetic experiment's per-neuron
                        cross-view correlation).
-  dense reliance       held-out ridge R^2 from the final features to the colour histogram of the image
-                       (`dense_reliance`), and to any other per-image statistic (`statistic_reliance`); the ridge
-                       penalty is chosen on the training rows only (`reliance_r2`).
+  dense reliance       held-out ridge R^2 from the final features to per-image statistics such as the colour
+                       histogram (`statistic_reliance`); the ridge penalty is chosen on the training rows only
+                       (`reliance_r2`).
 
 All reductions over positions run inside one jitted forward per batch, so only [N, c] arrays per layer reach the
 host. Everything returned is float64 NumPy.
@@ -32,19 +32,17 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cl_features.measure import correlation, image_stats
+from cl_features.measure import correlation
 
 __all__ = [
     "EncoderOutputs",
     "eval_view",
     "layer_order",
     "outputs_fn",
-    "encoder_outputs",
     "activation_density",
     "channel_correlation",
     "L2_GRID",
     "reliance_r2",
-    "dense_reliance",
     "statistic_reliance",
     "layer_table",
 ]
@@ -152,18 +150,6 @@ def outputs_fn(
     return run
 
 
-def encoder_outputs(
-    model: nnx.Module,
-    images,
-    *,
-    batch_size: int = 256,
-    preprocess: Callable[[jax.Array], jax.Array] | None = None,
-    threshold: float = 0.0,
-) -> EncoderOutputs:
-    """`outputs_fn(model, ...)(images)`: one call (use `outputs_fn` to compile once for many image sets)."""
-    return outputs_fn(model, batch_size=batch_size, preprocess=preprocess, threshold=threshold)(images)
-
-
 def activation_density(active, *, dense_unit: float = 0.9) -> dict[str, float]:
     """active: [N, c] fraction of positions where each channel fires, per image (EncoderOutputs.active).
 
@@ -218,15 +204,6 @@ def reliance_r2(
         scores = [correlation.ridge_r2(x[tr], y[tr], l2=v, train_frac=train_frac, seed=seed + 1) for v in l2s]
         best = l2s[int(np.nanargmax(scores))] if np.isfinite(scores).any() else l2s[0]
     return correlation.ridge_r2(features, targets, l2=best, train_frac=train_frac, seed=seed)
-
-
-def dense_reliance(
-    features, images, *, bins: int = 8, l2: float | Sequence[float] = L2_GRID, train_frac: float = 0.7, seed: int = 0
-) -> float:
-    """Held-out ridge R^2 from features: [N, d] to the colour histogram [N, 3 * bins] of images: [N, H, W, 3]
-    (float in [0, 1]): how much of the representation a dense statistic explains. See `reliance_r2`."""
-    hist = image_stats.colour_histogram(images, bins)
-    return reliance_r2(features, hist, l2=l2, train_frac=train_frac, seed=seed)
 
 
 def statistic_reliance(
