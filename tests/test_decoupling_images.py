@@ -179,32 +179,25 @@ def _fake_models():
     }
 
 
-def test_summary_text_is_computed_from_the_numbers():
-    mf = {
-        "none": _fake_table(1.0, 1.0, 1.0, 1.0, 1.0),
-        "crop": _fake_table(0.8, 0.9, 0.6, 0.7, 0.6),
-        "crop_flip": _fake_table(0.8, 0.9, 0.6, 0.7, 0.5),
-        "crop_flip_color": _fake_table(0.4, 0.3, 0.6, 0.6, 0.48),
-    }
-    text = report.summary_text(mf, _fake_models())
-    assert (
-        "**colour distortion** (crop_flip -> crop_flip_color) moves the dense statistics' mean cross-view "
-        "correlation from 0.80 to 0.40 (colour statistics 0.90 -> 0.30" in text
+def test_tables_hold_the_numbers():
+    mf = {"none": _fake_table(1.0, 1.0, 1.0, 1.0, 1.0), "crop_flip_color": _fake_table(0.4, 0.3, 0.6, 0.6, 0.48)}
+    header, rule, *rows = report.model_free_markdown(mf).splitlines()
+    assert header == (
+        "| augmentation | mean_colour | colour_histogram | low_frequency_energy | dense mean | codes max (rgb) | "
+        "codes mean (rgb) | sparse mean (rgb) | dense / sparse (rgb) | codes max (luminance) | codes mean (luminance) "
+        "| sparse mean (luminance) | dense / sparse (luminance) |"
     )
-    assert "from 0.50 to 0.48 (luminance dictionary)" in text
-    assert "The dense drop is 20.0x the sparse (luminance) drop." in text
-    assert "The dense drop is 4.0x the sparse (rgb) drop." in text
-    assert "Crop alone does not decouple for the luminance dictionary: dense / sparse = 1.33" in text
-    assert "Only the sparse (luminance) statistics lose correlation" in text  # flip: dense unchanged
-    assert (
-        "Dense / sparse (rgb) per set: none 1.00, crop 1.14, crop_flip 1.14, crop_flip_color 0.67; lowest under "
-        "crop_flip_color (below 1" in text
-    )
-    assert (
-        "Encoders trained with colour distortion have lower dense reliance (0.20 on average) than those "
-        "trained without it (0.60)." in text
-    )
-    assert "kNN accuracy: crop 0.50, simclr 0.70." in text
+    assert rule == "|" + "---|" * 13
+    assert rows == [
+        "| none | " + " | ".join(["1.000"] * 12) + " |",
+        "| crop_flip_color | 0.300 | 0.300 | 0.600 | 0.400 | 0.600 | 0.600 | 0.600 | 0.667 | 0.480 | 0.480 | 0.480 "
+        "| 0.833 |",
+    ]
+    md = report.representation_markdown(_fake_models())
+    assert "| model | trained with | dense_reliance | knn_acc |" in md
+    assert "| simclr | simclr | 0.200 | 0.700 |" in md and "| supervised | supervised:crop_flip | 0.400 | - |" in md
+    assert "| crop | stem | 8 | 0.500 | 0.250 | 0.000 | 0.700 |" in md
+    assert "| crop | features | 64 | - | - | - | 0.900 |" in md
 
 
 def test_write_report_writes_every_table_and_non_empty_figure(tmp_path):
@@ -244,13 +237,14 @@ def test_write_report_writes_every_table_and_non_empty_figure(tmp_path):
     for fig in ("model_free.png", "representation.png", "tsne.png", "feature_vis.png"):
         assert f"figures/{fig}" in summary
     assert "| supervised | supervised:crop_flip | 0.400 |" in summary
+    assert summary.endswith("## Files\n\n" + "".join(f"- {os.path.relpath(p, tmp_path)}\n" for p in paths.values()))
     report.redraw(str(tmp_path))  # from the folder alone: the same summary and tables
     assert open(paths["summary.md"]).read() == summary
     assert json.load(open(paths["model_free.json"])) == mf
     # The report command dispatches a decoupling folder to the same redraw.
-    from experiments import report as report_cmd
+    from cl_features.report import kinds
 
-    redone = report_cmd.make_report(str(tmp_path), kind="decoupling")
+    redone = kinds.make_report(str(tmp_path), kind="decoupling")
     assert not redone.missing and os.path.getsize(redone.written["tsne.png"]) > 3000
     assert open(paths["summary.md"]).read() == summary
 
@@ -336,15 +330,7 @@ def test_tiny_run_writes_the_whole_report(tmp_path):
             if layer != "features":
                 assert 0 < row["density"] < 1 and 0 <= row["dense_units"] <= 1
         s = model["scores"]
-        for key in (
-            "dense_reliance",
-            "reliance/mean_colour",
-            "reliance/low_frequency_energy",
-            "reliance/patch_codes_mean/luminance",
-            "knn_acc",
-            "linear_probe_acc",
-            "tsne_separation",
-        ):
+        for key in report.SCORE_COLUMNS:
             assert np.isfinite(s[key]), key
         assert 0 <= s["knn_acc"] <= 1 and 0 <= s["linear_probe_acc"] <= 1
         assert len(model["vis_activation"]) == 4
@@ -367,8 +353,7 @@ def test_tiny_run_writes_the_whole_report(tmp_path):
         assert os.path.getsize(files[name]) > (3000 if name.endswith(".png") else 100), name
     assert json.load(open(tmp_path / "run_info.json"))["kind"] == "decoupling"
     text = open(files["summary.md"]).read()
-    assert "**colour distortion**" not in text  # only none and crop_flip_color: no adjacent pair of sets
-    assert "Dense reliance (held-out R^2" in text and "| init | init |" in text
+    assert "| none | 1.000 |" in text and "| init | init |" in text and "- figures/tsne.png\n" in text
 
 
 def test_run_config_sets_task_augmentation_and_steps():

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cl_features.report import run_info
+from cl_features.jsonio import read_jsonl
+from cl_features.report import kinds, run_info
+from cl_features.report import synthetic as synthetic_report
 from cl_features.train import synthetic
-from cl_features.train.metrics_log import read_events, read_jsonl, read_scalars
-from experiments import report
+from cl_features.train.metrics_log import read_events, read_scalars
 from experiments.configs import synthetic as synthetic_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,7 +81,7 @@ def test_interrupted_run_gets_curves_and_says_what_is_missing(finished, tmp_path
     src, workdir = finished[0], str(tmp_path)
     shutil.copy(os.path.join(src, "run_info.json"), workdir)
     shutil.copytree(os.path.join(src, ARMS[0]), os.path.join(workdir, ARMS[0]))
-    out = report.make_report(workdir)
+    out = kinds.make_report(workdir)
     assert sorted(out.written) == ["progress.md", "recovery.png"]
     assert not os.path.exists(os.path.join(workdir, "summary.md"))
     assert pixels(out.written["recovery.png"]).shape == pixels(os.path.join(src, "recovery.png")).shape
@@ -99,27 +100,27 @@ def test_finished_run_without_weights_says_so(finished, tmp_path):
     workdir = str(tmp_path / "copy")
     shutil.copytree(finished[0], workdir)
     os.remove(os.path.join(workdir, "weights.npz"))
-    out = report.make_report(workdir)
+    out = kinds.make_report(workdir)
     assert "cosines.png" not in out.written and out.missing == ["cosines.png: no weights.npz in the workdir"]
 
 
 def test_report_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="workdir must be an existing directory"):
-        report.make_report(str(tmp_path / "absent"))
+        kinds.make_report(str(tmp_path / "absent"))
     with pytest.raises(ValueError, match="nothing to report"):
-        report.make_report(str(tmp_path))
+        kinds.make_report(str(tmp_path))
     with pytest.raises(ValueError, match=r"kind must be one of \['decoupling', 'synthetic'\], got 'images'"):
-        report.make_report(str(tmp_path), kind="images")
+        kinds.make_report(str(tmp_path), kind="images")
 
 
 def test_kind_from_run_info_picks_the_report(tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setitem(report.REPORTS, "probe", lambda workdir, info: seen.append((workdir, info)) or "done")
-    monkeypatch.setitem(report.REPORTS, "lazy", "experiments.report:progress_table")
+    monkeypatch.setitem(kinds.REPORTS, "probe", lambda workdir, info: seen.append((workdir, info)) or "done")
+    monkeypatch.setitem(kinds.REPORTS, "lazy", "cl_features.report.synthetic:progress_table")
     run_info.write_run_info(str(tmp_path), {"steps": 3}, kind="probe", argv=["x"])
-    assert report.make_report(str(tmp_path)) == "done"
+    assert kinds.make_report(str(tmp_path)) == "done"
     assert seen[0][0] == str(tmp_path) and seen[0][1]["config"] == {"steps": 3}
-    assert report._resolve(report.REPORTS["lazy"]) is report.progress_table
+    assert kinds.resolve(kinds.REPORTS["lazy"]) is synthetic_report.progress_table
 
 
 def test_run_records_run_info(finished):

@@ -1,11 +1,11 @@
-"""The feature-decoupling report: tables (markdown + JSON), figures (PNG) and a summary computed from the numbers.
+"""The feature-decoupling report: tables (markdown + JSON) and figures (PNG); what they show is in docs/decoupling.md.
 
 Inputs are the plain dicts the measurements return:
   model_free  {set_name: cl_features.measure.model_free.view_table(...)}
   models      {model_name: {'train_set': str, 'scores': {name: float}, 'layers': representation.layer_table(...)}}
 `write_report` lays out one folder:
 
-  summary.md                 the generated summary, every table and links to the figures
+  summary.md                 the notes, every table, links to the figures and the list of files
   model_free.json / .md      cross-view correlation of each dense and sparse statistic per augmentation set
   representation.json / .md  per model: scores (dense reliance, kNN, linear probe, t-SNE separation) and per
                              layer density and channel correlation
@@ -27,34 +27,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cl_features import jsonio  # noqa: E402
-from cl_features.augment.images import NAMED_SETS  # noqa: E402
 from cl_features.measure import feature_vis, tsne  # noqa: E402
 from cl_features.measure.image_stats import DENSE_STATS  # noqa: E402
 from cl_features.measure.patch_codes import SPARSE_STATS  # noqa: E402
+from cl_features.report.kinds import Report  # noqa: E402
 
 __all__ = [
-    "COLOUR_STATS",
-    "COLOUR_SETS",
-    "TRANSITIONS",
     "model_free_markdown",
     "representation_markdown",
     "model_free_figure",
     "representation_figure",
-    "summary_text",
     "write_report",
     "redraw",
+    "report",
 ]
 
-COLOUR_STATS = ("mean_colour", "colour_histogram")  # the dense statistics colour distortion targets
-COLOUR_SETS = ("crop_flip_color", "simclr")  # named sets with colour jitter + random grayscale
-# Adjacent named sets and the op the second one adds.
-TRANSITIONS = tuple(
-    (a, b, op)
-    for a, b, op in zip(
-        NAMED_SETS, NAMED_SETS[1:], ("random crop", "horizontal flip", "colour distortion", "Gaussian blur")
-    )
-)
-NOISE_FLOOR = 0.01  # changes in mean correlation smaller than this are reported as no change
 SCORE_COLUMNS = (
     "dense_reliance",
     "reliance/mean_colour",
@@ -86,11 +73,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 def _kinds(model_free: Mapping) -> list[str]:
     return list(next(iter(model_free.values()))["sparse_mean"]) if model_free else []
-
-
-def colour_mean(table: Mapping) -> float:
-    """Mean cross-view correlation of the colour statistics (mean colour, colour histogram) of one view_table."""
-    return float(np.mean([table["stats"][s]["corr_mean"] for s in COLOUR_STATS]))
 
 
 # --------------------------------------------------------------------------------------------------- tables
@@ -207,131 +189,6 @@ def representation_figure(models: Mapping[str, Mapping], path: str) -> None:
     plt.close(fig)
 
 
-# -------------------------------------------------------------------------------------------------- summary
-
-
-def _model_free_sentences(mf: Mapping[str, Mapping]) -> list[str]:
-    kinds = _kinds(mf)
-    out = []
-    for a, b, op in TRANSITIONS:
-        if a not in mf or b not in mf:
-            continue
-        ta, tb = mf[a], mf[b]
-        d_dense = ta["dense_mean"] - tb["dense_mean"]
-        d_colour = colour_mean(ta) - colour_mean(tb)
-        parts = [
-            f"**{op}** ({a} -> {b}) moves the dense statistics' mean cross-view correlation from "
-            f"{ta['dense_mean']:.2f} to {tb['dense_mean']:.2f} (colour statistics {colour_mean(ta):.2f} -> "
-            f"{colour_mean(tb):.2f}, low-frequency energy {ta['stats']['low_frequency_energy']['corr_mean']:.2f}"
-            f" -> {tb['stats']['low_frequency_energy']['corr_mean']:.2f}), while the sparse ones go"
-        ]
-        verdicts = []
-        for k in kinds:
-            d_sparse = ta["sparse_mean"][k] - tb["sparse_mean"][k]
-            parts.append(
-                f" from {ta['sparse_mean'][k]:.2f} to {tb['sparse_mean'][k]:.2f} ({k} dictionary)"
-                + ("," if k != kinds[-1] else ".")
-            )
-            verdicts.append(_verdict(d_dense, d_sparse, k))
-        text = "".join(parts)
-        if verdicts:
-            text += " " + " ".join(verdicts)
-        if op == "colour distortion":
-            text += f" On the colour statistics alone the drop is {d_colour:.2f}."
-        out.append(text)
-    for k in kinds:
-        ratios = {name: t["ratio"][k] for name, t in mf.items()}
-        augmented = {n: r for n, r in ratios.items() if n != "none"} or ratios  # 'none' is 1 by construction
-        low = min(augmented, key=augmented.get)
-        out.append(
-            f"Dense / sparse ({k}) per set: "
-            + ", ".join(f"{n} {r:.2f}" for n, r in ratios.items())
-            + f"; lowest under {low}"
-            + (
-                " (below 1: the dense content keeps less correlation than the sparse)."
-                if augmented[low] < 1
-                else " (not below 1: in absolute terms the sparse statistics keep no more "
-                "correlation than the dense ones under any set)."
-            )
-        )
-    if "none" in mf and "crop" in mf:
-        t0, t1 = mf["none"], mf["crop"]
-        for k in kinds:
-            decouples = (t0["dense_mean"] - t1["dense_mean"]) > (t0["sparse_mean"][k] - t1["sparse_mean"][k])
-            out.append(
-                f"Crop alone {'does' if decouples else 'does not'} decouple for the {k} dictionary: "
-                f"dense / sparse = {t1['ratio'][k]:.2f} after cropping (1.00 with identical views; "
-                f"below 1 means the dense content lost more correlation than the sparse)."
-            )
-    return out
-
-
-def _verdict(d_dense: float, d_sparse: float, kind: str, floor: float = NOISE_FLOOR) -> str:
-    """One sentence comparing the drops in correlation; drops below `floor` count as no change."""
-    if d_dense < floor and d_sparse < floor:
-        return f"Neither changes by {floor:.2f} or more ({kind}: dense {-d_dense:+.2f}, sparse {-d_sparse:+.2f})."
-    if d_sparse < floor:
-        return f"Only the dense statistics lose correlation ({kind}: sparse {-d_sparse:+.2f})."
-    if d_dense < floor:
-        return f"Only the sparse ({kind}) statistics lose correlation (dense {-d_dense:+.2f})."
-    ratio = d_dense / d_sparse
-    if ratio >= 1:
-        return f"The dense drop is {ratio:.1f}x the sparse ({kind}) drop."
-    return f"The sparse ({kind}) drop is {1 / ratio:.1f}x the dense drop."
-
-
-def _model_sentences(models: Mapping[str, Mapping]) -> list[str]:
-    out = []
-    rel = {n: m["scores"].get("dense_reliance") for n, m in models.items()}
-    if any(v is not None for v in rel.values()):
-        listing = ", ".join(f"{n} {v:.2f}" for n, v in rel.items() if v is not None)
-        out.append(f"Dense reliance (held-out R^2 from the representation to the colour histogram): {listing}.")
-        with_c = [v for n, v in rel.items() if v is not None and models[n]["train_set"] in COLOUR_SETS]
-        without = [
-            v
-            for n, v in rel.items()
-            if v is not None and models[n]["train_set"] in NAMED_SETS and models[n]["train_set"] not in COLOUR_SETS
-        ]
-        if with_c and without:
-            a, b = float(np.mean(without)), float(np.mean(with_c))
-            direction = "lower" if b < a else "higher"
-            out.append(
-                f"Encoders trained with colour distortion have {direction} dense reliance "
-                f"({b:.2f} on average) than those trained without it ({a:.2f})."
-            )
-    for key, label in (
-        ("knn_acc", "kNN accuracy"),
-        ("linear_probe_acc", "Linear-probe accuracy"),
-        ("tsne_separation", "t-SNE class separation (silhouette)"),
-    ):
-        vals = {n: m["scores"][key] for n, m in models.items() if key in m["scores"]}
-        if vals:
-            out.append(f"{label}: " + ", ".join(f"{n} {v:.2f}" for n, v in vals.items()) + ".")
-    dens = {}
-    for n, m in models.items():
-        layers = [l for l in m["layers"] if l != "features" and "density" in m["layers"][l]]
-        if layers:
-            dens[n] = (layers[-1], m["layers"][layers[-1]]["density"], m["layers"][layers[-1]]["dense_units"])
-    if dens:
-        out.append(
-            "Last-layer activation density (fraction of units firing / fraction of channels firing on "
-            ">= 90% of images): " + ", ".join(f"{n} {d:.2f} / {u:.2f}" for n, (_, d, u) in dens.items()) + "."
-        )
-    return out
-
-
-def summary_text(model_free: Mapping | None = None, models: Mapping | None = None) -> str:
-    """A few sentences of what the numbers show, generated from them (nothing hard-coded about the outcome)."""
-    lines = []
-    if model_free:
-        lines.append("Model-free (cross-view correlation over positive pairs; 1 = unchanged by the augmentation):")
-        lines += [f"- {s}" for s in _model_free_sentences(model_free)]
-    if models:
-        lines.append("Representations:")
-        lines += [f"- {s}" for s in _model_sentences(models)]
-    return "\n".join(lines) + "\n"
-
-
 # ---------------------------------------------------------------------------------------------------- write
 
 
@@ -360,7 +217,7 @@ def write_report(
     """
     os.makedirs(os.path.join(outdir, "figures"), exist_ok=True)
     paths: dict[str, str] = {}
-    sections = ["# Feature decoupling report\n", summary_text(model_free, models)]
+    sections = ["# Feature decoupling report\n"]
     if notes:
         sections.append("\n".join(f"- {n}" for n in notes) + "\n")
     for name, table, to_markdown, figure, title in (
@@ -428,6 +285,7 @@ def write_report(
         paths["report_inputs.json"],
     )
     paths["summary.md"] = os.path.join(outdir, "summary.md")
+    sections.append("## Files\n\n" + "".join(f"- {os.path.relpath(p, outdir)}\n" for p in paths.values()))
     with open(paths["summary.md"], "w") as f:
         f.write("\n".join(sections))
     return paths
@@ -466,3 +324,9 @@ def redraw(outdir: str) -> dict[str, str]:
         config=load("config.json"),
         notes=inputs["notes"],
     )
+
+
+def report(workdir: str, info: dict | None) -> Report:
+    """A decoupling report folder redrawn from the inputs write_report kept there (cl_features.report.kinds)."""
+    del info
+    return Report(written=dict(redraw(workdir)))

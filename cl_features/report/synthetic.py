@@ -1,7 +1,8 @@
 """Tables and figures of a synthetic run, from its workdir alone (no recomputation of the training).
 
 Reads summary.json, weights.npz and <arm>/metrics.jsonl; writes summary.md, recovery.png, cosines.png and
-decoupling.png.
+decoupling.png (`write_report`, a finished run), or recovery.png and progress.md from the metrics alone (`report`
+on a run that has not finished).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cl_features.jsonio import read_jsonl  # noqa: E402
 from cl_features.measure import recovery  # noqa: E402
-from cl_features.train.metrics_log import read_jsonl  # noqa: E402
+from cl_features.report.kinds import Report  # noqa: E402
 
 COLUMNS = (
     "recovered_fraction",
@@ -29,7 +31,6 @@ COLUMNS = (
     "steps",
     "seconds",
 )
-FIGURES = ("recovery.png", "cosines.png", "decoupling.png")
 
 
 def markdown_table(summary: dict) -> str:
@@ -113,4 +114,57 @@ def write_report(workdir: str) -> dict[str, str]:
             _cosine_figure(dict(weights), arms, out["cosines.png"])
     out["decoupling.png"] = os.path.join(workdir, "decoupling.png")
     _decoupling_figure(summary, out["decoupling.png"])
+    return out
+
+
+def progress_table(workdir: str, arms: list[str], total_steps: int | None) -> str:
+    """Markdown table of the last logged row of each arm's metrics.jsonl (arms without one are left out)."""
+    cols = ("contrastive_loss", "recovered_fraction", "span_share", "instance_acc")
+    lines = ["| arm | step | of | " + " | ".join(cols) + " |", "|---" * (len(cols) + 3) + "|"]
+    for arm in arms:
+        path = os.path.join(workdir, arm, "metrics.jsonl")
+        rows = read_jsonl(path) if os.path.exists(path) else []
+        if not rows:
+            continue
+        last = rows[-1]
+        cells = [f"{last[k]:.3f}" if isinstance(last.get(k), float) else str(last.get(k, "")) for k in cols]
+        lines.append(f"| {arm} | {last['step']} | {total_steps if total_steps else '?'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def report(workdir: str, info: dict | None) -> Report:
+    """The run's outputs from summary.json, weights.npz and <arm>/metrics.jsonl; with no summary.json yet (the
+    run has not finished), the curves and progress.md from the metrics alone. info: run_info.json or None."""
+    config = (info or {}).get("config", {})
+    metrics = lambda arm: os.path.join(workdir, arm, "metrics.jsonl")  # noqa: E731
+    summary_path = os.path.join(workdir, "summary.json")
+    if os.path.exists(summary_path):
+        with open(summary_path) as f:
+            arms = list(json.load(f)["arms"])
+        out = Report(written=write_report(workdir))
+        if "cosines.png" not in out.written:
+            out.missing.append("cosines.png: no weights.npz in the workdir")
+    else:
+        if "arms" in config:
+            arms = [a.strip() for a in str(config["arms"]).split(",") if a.strip()]
+        else:
+            arms = sorted(d for d in os.listdir(workdir) if os.path.exists(metrics(d)))
+        logged = [a for a in arms if os.path.exists(metrics(a))]
+        if not logged:
+            raise ValueError(
+                f"workdir {workdir!r} has neither summary.json nor any <arm>/metrics.jsonl: nothing to report"
+            )
+        out = Report()
+        out.written["recovery.png"] = os.path.join(workdir, "recovery.png")
+        _recovery_figure(workdir, logged, out.written["recovery.png"])
+        out.written["progress.md"] = os.path.join(workdir, "progress.md")
+        with open(out.written["progress.md"], "w") as f:
+            f.write(progress_table(workdir, logged, config.get("train", {}).get("steps")))
+        out.missing.append(
+            "summary.json: the run has not finished, so summary.md, cosines.png and "
+            "decoupling.png are not drawn (resume it with the same command and workdir)"
+        )
+    for arm in arms:
+        if not os.path.exists(metrics(arm)):
+            out.missing.append(f"{arm}/metrics.jsonl: arm {arm!r} has logged nothing yet")
     return out
