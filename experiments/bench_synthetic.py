@@ -2,6 +2,7 @@ r"""Throughput of the synthetic train step, against this machine's matmul rate a
 
     python -m experiments.bench_synthetic [--sizes=default,large] [--seconds=10] [--torch=auto]
     python -m experiments.bench_synthetic --parts [--seconds=4]
+    python -m experiments.bench_synthetic --prng [--seconds=4] [--rounds=7]
 
 For each size it reports steps/s and examples/s of the jitted step (data sampling and complementary masking on
 device included, `train.steps_per_call` steps per compiled call), the step's matmul FLOPs (counted analytically),
@@ -13,6 +14,12 @@ Timings on shared machines are noisy: compare ratios within one run.
 threefry draws against cl_features.prng's (same numbers), the instance accuracy as argmax against the max-reduce
 in cl_features.objectives, and the default-size step drawing its batch inside the loss against drawing the next
 batch during the current step (`sample_fn`).
+
+--prng times the default-size step with its random numbers from cl_features.prng or from jax.random (the same
+numbers): (a) prng for the loop's step key and the synthetic sampler, (b) jax.random for the step key and prng in
+the sampler, (c) jax.random everywhere. The variants are timed in alternation, one block of calls of each per
+round; each ratio to (a) is the median (and quartiles) of the per-round ratios, for the wall-clock speed and for this
+process's CPU time per step (all threads; less moved by other jobs on a shared machine).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ flags.DEFINE_list("sizes", ["default", "large"], "Sizes to time: default, large.
 flags.DEFINE_float("seconds", 10.0, "Approximate timing budget per measurement.")
 flags.DEFINE_enum("torch", "auto", ["auto", "on", "off"], "Time the PyTorch eager step (auto: if importable).")
 flags.DEFINE_bool("parts", False, "Time the step's pieces against their baselines instead (see the docstring).")
+flags.DEFINE_bool("prng", False, "Time the step with cl_features.prng against jax.random (see the docstring).")
+flags.DEFINE_integer("rounds", 7, "--prng: interleaved timing rounds.")
 
 SIZES = {"default": {}, "large": {"d1": 1024, "d": 256, "width": 512, "batch_size": 1024}}
 
@@ -176,6 +185,96 @@ def parts(seconds: float) -> None:
     )
 
 
+class _JaxRandom:
+    """cl_features.prng's functions as plain jax.random calls (the same numbers)."""
+
+    @staticmethod
+    def fold_in(key, data):
+        data = jnp.asarray(data, jnp.uint32)
+        if data.ndim:
+            return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, data.reshape(-1)).reshape(data.shape)
+        return jax.random.fold_in(key, data)
+
+    split = staticmethod(jax.random.split)
+    bits = staticmethod(lambda key, shape: jax.random.bits(key, shape, jnp.uint32))
+    uniform = staticmethod(jax.random.uniform)
+    normal = staticmethod(jax.random.normal)
+    bernoulli = staticmethod(jax.random.bernoulli)
+
+
+# variant -> the modules whose `prng` is jax.random in it.
+PRNG_VARIANTS = {
+    "(a) prng: step key + sampler": (),
+    "(b) jax.random step key, prng sampler": ("cl_features.train.loop",),
+    "(c) jax.random everywhere": (
+        "cl_features.train.loop",
+        "cl_features.train.synthetic",
+        "cl_features.data.sparse_coding",
+        "cl_features.augment.vectors",
+    ),
+}
+
+
+def prng_variants(seconds: float, rounds: int) -> None:
+    import contextlib
+    import importlib
+    from unittest import mock
+
+    c = make_config("default")
+    mesh = mesh_lib.make_mesh(1)
+    dictionary = synthetic.make_dictionary(c)
+    tx = optim.make_optimizer(name=c.train.optimizer, learning_rate=c.train.learning_rate)
+    calls, first = {}, {}
+    for name, modules in PRNG_VARIANTS.items():
+        graphdef, state = loop.init_state(synthetic.make_model(c), tx, 0)
+        holder = [loop.place_state(state, mesh)]
+        with contextlib.ExitStack() as stack:
+            for m in modules:
+                stack.enter_context(mock.patch.object(importlib.import_module(m), "prng", _JaxRandom))
+            step = synthetic.make_step_fn(c, "complementary_mask", dictionary, graphdef, tx, mesh)
+            holder[0], metrics = step.fn(holder[0], None)  # traced and compiled under the patch
+            first[name] = jax.device_get(metrics)
+
+        def call(step=step, holder=holder):
+            holder[0], metrics = step.fn(holder[0], None)
+            jax.block_until_ready(metrics)
+
+        calls[name] = call
+    one = {}
+    for name, call in calls.items():
+        call()
+        t0 = time.perf_counter()
+        call()
+        one[name] = max(time.perf_counter() - t0, 1e-6)
+    reps = {name: max(1, int(seconds / t)) for name, t in one.items()}
+    rates = {name: [] for name in calls}
+    cpu_ms = {name: [] for name in calls}  # this process's CPU time (all threads) per step: less load-dependent
+    for _ in range(rounds):
+        for name, call in calls.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(reps[name]):
+                call()
+            steps = reps[name] * c.train.steps_per_call
+            rates[name].append(steps / (time.perf_counter() - t0))
+            cpu_ms[name].append(1e3 * (time.process_time() - c0) / steps)
+    base = next(iter(rates))
+    same = all(jax.tree.all(jax.tree.map(np.array_equal, first[base], m)) for m in first.values())
+    print(
+        f"default size, {rounds} interleaved rounds of ~{seconds:g} s per variant; "
+        f"first call's metrics identical: {same}"
+    )
+    print("| variant | steps/s | speed vs (a) | CPU ms/step | CPU time vs (a) |")
+    print("|---|---|---|---|---|")
+    for name, r in rates.items():
+        speed = np.asarray(r) / np.asarray(rates[base])
+        cpu = np.asarray(cpu_ms[name]) / np.asarray(cpu_ms[base])
+        print(
+            f"| {name} | {np.median(r):.1f} | {np.median(speed):.3f} ({np.quantile(speed, 0.25):.3f}-"
+            f"{np.quantile(speed, 0.75):.3f}) | {np.median(cpu_ms[name]):.2f} | {np.median(cpu):.3f} "
+            f"({np.quantile(cpu, 0.25):.3f}-{np.quantile(cpu, 0.75):.3f}) |"
+        )
+
+
 def torch_steps_per_second(c, seconds: float) -> float:
     """The same step (sampling, complementary masks, thresholded ReLUs, InfoNCE, SGD) in PyTorch eager."""
     import torch
@@ -217,9 +316,9 @@ def torch_steps_per_second(c, seconds: float) -> float:
 
 def main(argv):
     del argv
-    if FLAGS.parts:
+    if FLAGS.parts or FLAGS.prng:
         print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{jax.device_count()}")
-        parts(FLAGS.seconds)
+        parts(FLAGS.seconds) if FLAGS.parts else prng_variants(FLAGS.seconds, FLAGS.rounds)
         return
     use_torch = FLAGS.torch
     if use_torch != "off":
