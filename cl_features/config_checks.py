@@ -50,6 +50,38 @@ def as_tuple(v) -> tuple:
     return tuple(v) if isinstance(v, tuple | list) else (v,)
 
 
+def at_least(c, low, *fields: str) -> None:
+    for f in fields:
+        check(c, f, lambda v: v >= low, f">= {low}")
+
+
+def positive(c, *fields: str) -> None:
+    for f in fields:
+        check(c, f, lambda v: v > 0, "> 0")
+
+
+def fraction(c, *fields: str) -> None:
+    """Each field in (0, 1]."""
+    for f in fields:
+        check(c, f, lambda v: 0 < v <= 1, "in (0, 1]")
+
+
+def split_list(c, field: str, allowed=None, *, allow_empty: bool = False) -> list[str]:
+    """The names of a comma-separated field ('a, b' -> ['a', 'b']), checked: distinct, each in `allowed`."""
+    value = get(c, field)
+    names = [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else []
+    ok = isinstance(value, str) and (allow_empty or names) and len(set(names)) == len(names)
+    what = f"names from {tuple(allowed)}" if allowed is not None else "names"
+    empty = "" if allow_empty else "non-empty "
+    require(
+        ok and all(allowed is None or n in allowed for n in names),
+        field,
+        f"a {empty}comma list of distinct {what}",
+        value,
+    )
+    return names
+
+
 def is_int(v) -> bool:
     """An integer (Python or NumPy), not a bool."""
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)

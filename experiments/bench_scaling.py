@@ -51,25 +51,25 @@ BASE = {
 
 
 def make_config(**over):
-    from cl_features.train import synthetic
+    from cl_features.synthetic import arms
     from experiments.configs import synthetic as synthetic_config
 
     c = synthetic_config.get_config()
     for dotted, value in {**BASE, **over}.items():
         group, _, name = dotted.rpartition(".")
         (c[group] if group else c)[name] = value
-    return synthetic.validate(c)
+    return arms.validate(c)
 
 
 def _setup(c, num_devices: int):
+    from cl_features.synthetic import task
     from cl_features.train import mesh as mesh_lib
-    from cl_features.train import synthetic
 
     mesh = mesh_lib.make_mesh(num_devices)
     mesh_lib.check_batch_size(c.train.batch_size, mesh)
-    dictionary = synthetic.make_dictionary(c)
-    graphdef, tx, state = synthetic.make_train_state(c, mesh)
-    step = synthetic.make_step_fn(c, "complementary_mask", dictionary, graphdef, tx, mesh)
+    dictionary = task.make_dictionary(c)
+    graphdef, tx, state = task.make_train_state(c, mesh)
+    step = task.make_step_fn(c, "complementary_mask", dictionary, graphdef, tx, mesh)
     return mesh, step, state
 
 

@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from cl_features.train import loop, optim, synthetic
+from cl_features.synthetic import arms, task
+from cl_features.train import loop, optim
 from cl_features.train import mesh as mesh_lib
 from experiments.configs import synthetic as synthetic_config
 
@@ -53,7 +54,7 @@ def make_config(size: str):
     c.data.d = over.get("d", c.data.d)
     c.model.width = over.get("width", c.model.width)
     c.train.batch_size = over.get("batch_size", c.train.batch_size)
-    return synthetic.validate(c)
+    return arms.validate(c)
 
 
 def step_matmul_flops(c) -> float:
@@ -93,18 +94,18 @@ def matmul_rate(n: int, seconds: float) -> float:
 
 def jax_steps_per_second(c, seconds: float, ahead: bool = True) -> float:
     mesh = mesh_lib.make_mesh(1)
-    dictionary = synthetic.make_dictionary(c)
-    model = synthetic.make_model(c)
+    dictionary = task.make_dictionary(c)
+    model = task.make_model(c)
     tx = optim.make_optimizer(name=c.train.optimizer, learning_rate=c.train.learning_rate)
     graphdef, state = loop.init_state(model, tx, 0)
     state = loop.place_state(state, mesh)
     if ahead:
-        step = synthetic.make_step_fn(c, "complementary_mask", dictionary, graphdef, tx, mesh)
+        step = task.make_step_fn(c, "complementary_mask", dictionary, graphdef, tx, mesh)
     else:  # the loss draws its own batch (the path before sample_fn)
         step = loop.make_step_fn(
             graphdef,
             tx,
-            synthetic.make_loss_fn(c, "complementary_mask", dictionary, mesh),
+            task.make_loss_fn(c, "complementary_mask", dictionary, mesh),
             mesh=mesh,
             steps_per_call=c.train.steps_per_call,
         )
@@ -208,7 +209,7 @@ PRNG_VARIANTS = {
     "(b) jax.random step key, prng sampler": ("cl_features.train.loop",),
     "(c) jax.random everywhere": (
         "cl_features.train.loop",
-        "cl_features.train.synthetic",
+        "cl_features.synthetic.task",
         "cl_features.data.sparse_coding",
         "cl_features.augment.vectors",
     ),
@@ -222,16 +223,16 @@ def prng_variants(seconds: float, rounds: int) -> None:
 
     c = make_config("default")
     mesh = mesh_lib.make_mesh(1)
-    dictionary = synthetic.make_dictionary(c)
+    dictionary = task.make_dictionary(c)
     tx = optim.make_optimizer(name=c.train.optimizer, learning_rate=c.train.learning_rate)
     calls, first = {}, {}
     for name, modules in PRNG_VARIANTS.items():
-        graphdef, state = loop.init_state(synthetic.make_model(c), tx, 0)
+        graphdef, state = loop.init_state(task.make_model(c), tx, 0)
         holder = [loop.place_state(state, mesh)]
         with contextlib.ExitStack() as stack:
             for m in modules:
                 stack.enter_context(mock.patch.object(importlib.import_module(m), "prng", _JaxRandom))
-            step = synthetic.make_step_fn(c, "complementary_mask", dictionary, graphdef, tx, mesh)
+            step = task.make_step_fn(c, "complementary_mask", dictionary, graphdef, tx, mesh)
             holder[0], metrics = step.fn(holder[0], None)  # traced and compiled under the patch
             first[name] = jax.device_get(metrics)
 

@@ -13,7 +13,8 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from cl_features.train import checkpoint, distributed, synthetic
+from cl_features.synthetic import arms
+from cl_features.train import checkpoint, distributed
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "experiments/configs/synthetic.py", "Experiment config file.")
@@ -25,7 +26,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        config = synthetic.validate(FLAGS.config)
+        config = arms.validate(FLAGS.config)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     try:
@@ -35,7 +36,7 @@ def main(argv):
     if info.process_count > 1:
         distributed.log_once(f"{info.process_count} processes")
     try:
-        synthetic.run(config, FLAGS.workdir)
+        arms.run(config, FLAGS.workdir)
     except checkpoint.Preempted as e:
         distributed.log_once(
             f"preempted: saved step {e.step} in {e.directory}. Resume with the same command:\n"

@@ -16,7 +16,8 @@ import optax
 import pytest
 from flax import nnx
 
-from cl_features.train import checkpoint, loop, synthetic
+from cl_features.synthetic import arms, task
+from cl_features.train import checkpoint, loop
 from cl_features.train import mesh as mesh_lib
 from cl_features.train.metrics_log import read_jsonl, truncate_jsonl
 from experiments.configs import synthetic as synthetic_config
@@ -48,7 +49,7 @@ def tiny_config(**over):
         for p in path:
             node = node[p]
         node[last] = value
-    return synthetic.validate(c)
+    return arms.validate(c)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -78,8 +79,8 @@ def mesh():
 
 
 def train(c, workdir, mesh):
-    dictionary = synthetic.make_dictionary(c)
-    return synthetic.train_arm(c, ARM, dictionary, mesh=mesh, workdir=str(workdir), verbose=False)
+    dictionary = task.make_dictionary(c)
+    return arms.train_arm(c, ARM, dictionary, mesh=mesh, workdir=str(workdir), verbose=False)
 
 
 def rows(workdir):
@@ -206,7 +207,7 @@ def test_extending_steps_continues_and_equals_the_longer_run(tmp_path, mesh, ref
 
 def test_finished_arm_is_not_retrained(tmp_path, mesh, reference, monkeypatch):
     results, w, _ = train(tiny_config(), tmp_path, mesh)
-    monkeypatch.setattr(synthetic, "measure", None)  # not re-measured
+    monkeypatch.setattr(arms.results, "measure", None)  # not re-measured
 
     def no_compile(*a, **k):
         raise AssertionError("a finished arm ran a training step")
@@ -252,12 +253,9 @@ def test_silently_altered_state_is_caught_by_the_fingerprint(tmp_path, mesh, cap
     c = tiny_config(train__steps=80)
     train(c, tmp_path, mesh)
     ck = checkpoint.Checkpointer(
-        ckpt_dir(tmp_path),
-        config=synthetic.arm_run_config(c, ARM),
-        every=40,
-        mutable_fields=synthetic.RESUME_MUTABLE_FIELDS,
+        ckpt_dir(tmp_path), config=arms.arm_run_config(c, ARM), every=40, mutable_fields=arms.RESUME_MUTABLE_FIELDS
     )
-    _, _, target = synthetic.make_train_state(c, mesh)
+    _, _, target = task.make_train_state(c, mesh)
     good = ck.restore(target)
     assert good.step == 80
     # Rewrite step 80 with a different state but the old meta: loads fine, fingerprint differs.
@@ -267,10 +265,7 @@ def test_silently_altered_state_is_caught_by_the_fingerprint(tmp_path, mesh, cap
 
     shutil.move(os.path.join(ckpt_dir(tmp_path), "80"), tmp_path / "old80")
     ck = checkpoint.Checkpointer(
-        ckpt_dir(tmp_path),
-        config=synthetic.arm_run_config(c, ARM),
-        every=40,
-        mutable_fields=synthetic.RESUME_MUTABLE_FIELDS,
+        ckpt_dir(tmp_path), config=arms.arm_run_config(c, ARM), every=40, mutable_fields=arms.RESUME_MUTABLE_FIELDS
     )
     altered = good.state._replace(params=jax.tree_util.tree_map(lambda x: x * 1.0001, good.state.params))
     ck.save(80, altered)
@@ -291,14 +286,11 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     step = int(msg.split(" at step ")[1].split()[0].rstrip(",;"))
     assert msg.startswith("non-finite loss") and 10 < step < 120
     ck = checkpoint.Checkpointer(
-        ckpt_dir(tmp_path),
-        config=synthetic.arm_run_config(c, ARM),
-        every=10,
-        mutable_fields=synthetic.RESUME_MUTABLE_FIELDS,
+        ckpt_dir(tmp_path), config=arms.arm_run_config(c, ARM), every=10, mutable_fields=arms.RESUME_MUTABLE_FIELDS
     )
     last = ck.latest_step
     assert last == step - 10 and f"the last good checkpoint is step {last} in {ck.step_path(last)}" in msg
-    restored = ck.restore(synthetic.make_train_state(c, mesh)[2])
+    restored = ck.restore(task.make_train_state(c, mesh)[2])
     ck.close()
     assert restored.step == last and checkpoint.fingerprint(restored.state)[1]
     logged = rows(tmp_path)

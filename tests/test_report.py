@@ -15,7 +15,7 @@ from PIL import Image
 from cl_features.jsonio import read_jsonl
 from cl_features.report import kinds, run_info
 from cl_features.report import synthetic as synthetic_report
-from cl_features.train import synthetic
+from cl_features.synthetic import arms
 from cl_features.train.metrics_log import read_events, read_scalars
 from experiments.configs import synthetic as synthetic_config
 
@@ -37,7 +37,7 @@ def toy_config():
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("run"))
-    summary = synthetic.run(toy_config(), workdir, verbose=False)
+    summary = arms.run(toy_config(), workdir, verbose=False)
     return workdir, summary
 
 

@@ -24,7 +24,8 @@ WORKER = textwrap.dedent("""
     from flax import nnx
     from cl_features.augment import vectors
     from cl_features.data import sparse_coding
-    from cl_features.train import mesh as mesh_lib, synthetic
+    from cl_features.synthetic import arms, task
+    from cl_features.train import mesh as mesh_lib
     from experiments.configs import synthetic as synthetic_config
 
     # Identical step functions are rebuilt below (resume on 1 and 4 devices): compile each once.
@@ -38,13 +39,13 @@ WORKER = textwrap.dedent("""
     c.train.schedule = "constant"  # the resumed run below extends train.steps
     c.objective.weight_decay = 0.0  # the loss is the InfoNCE alone, as in the float64 reference
     c.measure.num_samples, c.measure.probe_tasks = 256, 2
-    c = synthetic.validate(c)
-    dictionary = synthetic.make_dictionary(c)
+    c = arms.validate(c)
+    dictionary = task.make_dictionary(c)
     out = {"devices": jax.device_count(), "runs": {}}
 
     for n in (1, 4):
         mesh = mesh_lib.make_mesh(n)
-        results, w, history = synthetic.train_arm(c, ARM, dictionary, mesh=mesh, workdir=None, verbose=False)
+        results, w, history = arms.train_arm(c, ARM, dictionary, mesh=mesh, workdir=None, verbose=False)
         out["runs"][n] = {"w": w.tolist(), "history": history, "results": results}
 
     # First step: loss and gradient on 1 and 4 devices, and float64 references with global / per-device negatives.
@@ -52,8 +53,8 @@ WORKER = textwrap.dedent("""
     first = {}
     for n in (1, 4):
         mesh = mesh_lib.make_mesh(n)
-        graphdef, tx, state = synthetic.make_train_state(c, mesh)
-        loss_fn = synthetic.make_loss_fn(c, ARM, dictionary, mesh)
+        graphdef, tx, state = task.make_train_state(c, mesh)
+        loss_fn = task.make_loss_fn(c, ARM, dictionary, mesh)
 
         def loss_of(params, key=key, graphdef=graphdef, state=state, loss_fn=loss_fn):
             return loss_fn(nnx.merge(graphdef, params, state.rest), None, key, jnp.int32(0))[0]
@@ -63,13 +64,13 @@ WORKER = textwrap.dedent("""
         hlo = f.lower(state.params).compile().as_text()
         first[n] = {"loss": float(loss), "grad": np.asarray(grad["w"][...]).tolist(),
                     "collectives": sum(hlo.count(op) for op in ("all-reduce", "all-gather", "reduce-scatter"))}
-    model = synthetic.make_model(c)
+    model = task.make_model(c)
     k_data, k_aug = jax.random.split(key)
     ids = jnp.arange(c.train.batch_size, dtype=jnp.uint32)
     data = sparse_coding.sample(k_data, dictionary, c.train.batch_size, c.data.sparsity, c.data.sigma, ids)
     views = vectors.augment_parts(ARM, sparse_coding.example_keys(k_aug, ids), data.mz, data.xi,
-                                  synthetic.augment_params(c))
-    bs = synthetic.bias_scale_at(c, 0)
+                                  task.augment_params(c))
+    bs = task.bias_scale_at(c, 0)
     h1, h2 = (np.asarray(model(v, bs), np.float64) for v in (views.view1, views.view2))
 
     def info_nce64(a, b):
@@ -85,7 +86,7 @@ WORKER = textwrap.dedent("""
     bad = c.copy_and_resolve_references()
     bad.train.batch_size, bad.train.num_devices = 30, 4
     try:
-        synthetic.run(bad, None, verbose=False)
+        arms.run(bad, None, verbose=False)
         out["bad_batch"] = None
     except ValueError as e:
         out["bad_batch"] = str(e)
@@ -94,8 +95,8 @@ WORKER = textwrap.dedent("""
     wd = sys.argv[2]
     short = c.copy_and_resolve_references()
     short.train.steps = 40
-    synthetic.train_arm(short, ARM, dictionary, mesh=mesh_lib.make_mesh(4), workdir=wd, verbose=False)
-    _, w_resumed, hist = synthetic.train_arm(c, ARM, dictionary, mesh=mesh_lib.make_mesh(1), workdir=wd,
+    arms.train_arm(short, ARM, dictionary, mesh=mesh_lib.make_mesh(4), workdir=wd, verbose=False)
+    _, w_resumed, hist = arms.train_arm(c, ARM, dictionary, mesh=mesh_lib.make_mesh(1), workdir=wd,
                                              verbose=False)
     out["resharded"] = {"w": w_resumed.tolist(), "steps": [r["step"] for r in hist]}
     with open(sys.argv[1], "w") as f:

@@ -6,7 +6,7 @@ import sys
 import jax
 import pytest
 
-from cl_features.train import synthetic
+from cl_features.synthetic import arms
 from experiments.configs import synthetic as synthetic_config
 
 BAD = [
@@ -42,15 +42,15 @@ def test_bad_values_are_refused_before_compiling(field, value, match, monkeypatc
 
     monkeypatch.setattr(jax, "jit", no_jit)
     with pytest.raises(ValueError, match=match) as err:
-        synthetic.run(config, workdir=None, verbose=False)
+        arms.run(config, workdir=None, verbose=False)
     assert "\n" not in str(err.value)
 
 
 def test_default_config_is_valid_and_resolved():
-    c = synthetic.validate(synthetic_config.get_config())
+    c = arms.validate(synthetic_config.get_config())
     assert c.model.width == 4 * c.data.d
     assert c.data.sparsity == pytest.approx(3.0 / c.data.d)
-    assert synthetic.arm_names(c) == ["complementary_mask", "none", "gaussian_noise", "independent_mask"]
+    assert arms.arm_names(c) == ["complementary_mask", "none", "gaussian_noise", "independent_mask"]
 
 
 def test_cli_prints_one_line_and_exits_nonzero(tmp_path):

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from cl_features.train import synthetic
+from cl_features.report import synthetic as synthetic_report
+from cl_features.synthetic import arms
 from experiments.configs import synthetic as synthetic_config
 
 
@@ -25,7 +26,7 @@ def toy_config(steps=1500, arms="complementary_mask,none"):
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("toy")
-    return synthetic.run(toy_config(), str(workdir), verbose=False), workdir
+    return arms.run(toy_config(), str(workdir), verbose=False), workdir
 
 
 def test_masking_recovers_atoms_and_none_memorises_noise(toy_run):
@@ -48,7 +49,7 @@ def test_workdir_outputs(toy_run):
     written = json.loads((workdir / "summary.json").read_text())
     assert set(written["arms"]) == {"complementary_mask", "none"}
     for arm in written["arms"].values():
-        assert set(synthetic.SUMMARY_KEYS) <= set(arm)
+        assert set(synthetic_report.COLUMNS) <= set(arm)
     with np.load(workdir / "weights.npz") as w:
         assert w["w_complementary_mask"].shape == (64, 128)
         assert w["dictionary"].shape == (128, 16)
@@ -62,10 +63,10 @@ def test_workdir_outputs(toy_run):
 
 def test_same_seed_same_numbers():
     c = toy_config(steps=200, arms="complementary_mask")
-    a = synthetic.run(c, None, verbose=False)["arms"]["complementary_mask"]
-    b = synthetic.run(c, None, verbose=False)["arms"]["complementary_mask"]
+    a = arms.run(c, None, verbose=False)["arms"]["complementary_mask"]
+    b = arms.run(c, None, verbose=False)["arms"]["complementary_mask"]
     a.pop("seconds"), b.pop("seconds")
     assert a == b
     c.seed = 1
-    other = synthetic.run(c, None, verbose=False)["arms"]["complementary_mask"]
+    other = arms.run(c, None, verbose=False)["arms"]["complementary_mask"]
     assert other["final_loss"] != a["final_loss"]

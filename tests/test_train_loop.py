@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from cl_features.train import loop, synthetic
+from cl_features.synthetic import arms, task
+from cl_features.train import loop
 from cl_features.train import mesh as mesh_lib
 from experiments.configs import synthetic as synthetic_config
 
@@ -14,17 +15,17 @@ def _config(arm_steps=20):
     c.data.d, c.data.d1 = 8, 32
     c.model.width = 16
     c.train.batch_size, c.train.steps, c.train.steps_per_call, c.train.log_every = 32, arm_steps, 5, 5
-    return synthetic.validate(c)
+    return arms.validate(c)
 
 
 def _run(c, arm, calls, **step_kw):
     mesh = mesh_lib.make_mesh(1)
-    dictionary = synthetic.make_dictionary(c)
-    graphdef, tx, state = synthetic.make_train_state(c, mesh)
+    dictionary = task.make_dictionary(c)
+    graphdef, tx, state = task.make_train_state(c, mesh)
     step = loop.make_step_fn(
         graphdef,
         tx,
-        synthetic.make_loss_fn(c, arm, dictionary, mesh),
+        task.make_loss_fn(c, arm, dictionary, mesh),
         mesh=mesh,
         steps_per_call=c.train.steps_per_call,
         **step_kw,
@@ -39,7 +40,7 @@ def _run(c, arm, calls, **step_kw):
 @pytest.mark.parametrize("arm", ["complementary_mask", "gaussian_noise"])
 def test_pipelined_draws_match_drawing_in_the_loss(arm):
     c = _config()
-    sample_fn = synthetic.make_sample_fn(c, arm, synthetic.make_dictionary(c), mesh_lib.make_mesh(1))
+    sample_fn = task.make_sample_fn(c, arm, task.make_dictionary(c), mesh_lib.make_mesh(1))
     w_plain, rows_plain, step_plain = _run(c, arm, 3)
     w_pipe, rows_pipe, step_pipe = _run(c, arm, 3, sample_fn=sample_fn)
     w_unrolled, rows_unrolled, _ = _run(c, arm, 3, sample_fn=sample_fn, unroll=True)
@@ -57,14 +58,14 @@ def test_pipelined_draws_match_drawing_in_the_loss(arm):
 def test_sample_fn_and_host_batches_exclude_each_other():
     c = _config()
     mesh = mesh_lib.make_mesh(1)
-    dictionary = synthetic.make_dictionary(c)
-    graphdef, tx, _ = synthetic.make_train_state(c, mesh)
+    dictionary = task.make_dictionary(c)
+    graphdef, tx, _ = task.make_train_state(c, mesh)
     with pytest.raises(ValueError, match="sample_fn and host_batches"):
         loop.make_step_fn(
             graphdef,
             tx,
-            synthetic.make_loss_fn(c, "none", dictionary, mesh),
+            task.make_loss_fn(c, "none", dictionary, mesh),
             mesh=mesh,
             host_batches=True,
-            sample_fn=synthetic.make_sample_fn(c, "none", dictionary, mesh),
+            sample_fn=task.make_sample_fn(c, "none", dictionary, mesh),
         )

@@ -75,7 +75,7 @@ class AugmentParams:
 # Each augmentation is a pair: draw(key, d1, params) -> its random numbers for one example, and
 # apply(draws, sparse, dense, params) -> ((sparse1, dense1), (sparse2, dense2)), elementwise with broadcasting, so it
 # runs on a whole batch of draws. Keeping the two apart lets a train step draw the next batch's numbers ahead
-# (`make_sample_fn` in cl_features.train.synthetic).
+# (`make_sample_fn` in cl_features.synthetic.task).
 
 
 def _draw_mask(key, d1, params):

@@ -9,7 +9,7 @@ share 0.86, dense cross-view correlation ~0, sparse 0.55) while with no augmenta
 (lower loss, no atoms recovered, dense correlation 1). Gaussian noise and independent masks recover no atom either
 (dense correlation 0.5). Expected time on 2 idle CPU cores: about 4 minutes for the four arms (the README table).
 
-Fields set to None are derived from the others (see cl_features/train/synthetic.py: resolve()).
+Fields set to None are derived from the others (cl_features/synthetic/task.py: resolve()).
 """
 
 import ml_collections
