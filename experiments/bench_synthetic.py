@@ -15,11 +15,11 @@ threefry draws against cl_features.prng's (same numbers), the instance accuracy 
 in cl_features.objectives, and the default-size step drawing its batch inside the loss against drawing the next
 batch during the current step (`sample_fn`).
 
---prng times the default-size step with its random numbers from cl_features.prng or from jax.random (the same
-numbers): (a) prng for the loop's step key and the synthetic sampler, (b) jax.random for the step key and prng in
-the sampler, (c) jax.random everywhere. The variants are timed in alternation, one block of calls of each per
-round; each ratio to (a) is the median (and quartiles) of the per-round ratios, for the wall-clock speed and for this
-process's CPU time per step (all threads; less moved by other jobs on a shared machine).
+--prng times the default-size step with the synthetic sampler's random numbers (sparse_coding.sample and the
+vector augmentations' draws) from cl_features.prng or from jax.random (the same numbers). The variants are timed
+in alternation, one block of calls of each per round; each ratio to the first is the median (and quartiles) of
+the per-round ratios, for the wall-clock speed and for this process's CPU time per step (all threads; less moved
+by other jobs on a shared machine).
 """
 
 from __future__ import annotations
@@ -203,12 +203,10 @@ class _JaxRandom:
     bernoulli = staticmethod(jax.random.bernoulli)
 
 
-# variant -> the modules whose `prng` is jax.random in it.
+# variant -> the modules whose `prng` is jax.random in it (the loop's step key is jax.random's in both).
 PRNG_VARIANTS = {
-    "(a) prng: step key + sampler": (),
-    "(b) jax.random step key, prng sampler": ("cl_features.train.loop",),
-    "(c) jax.random everywhere": (
-        "cl_features.train.loop",
+    "prng in the synthetic sampler": (),
+    "jax.random in the synthetic sampler": (
         "cl_features.synthetic.task",
         "cl_features.data.sparse_coding",
         "cl_features.augment.vectors",
@@ -264,7 +262,7 @@ def prng_variants(seconds: float, rounds: int) -> None:
         f"default size, {rounds} interleaved rounds of ~{seconds:g} s per variant; "
         f"first call's metrics identical: {same}"
     )
-    print("| variant | steps/s | speed vs (a) | CPU ms/step | CPU time vs (a) |")
+    print("| variant | steps/s | speed vs first | CPU ms/step | CPU time vs first |")
     print("|---|---|---|---|---|")
     for name, r in rates.items():
         speed = np.asarray(r) / np.asarray(rates[base])

@@ -21,7 +21,6 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from cl_features import prng
 from cl_features.train import mesh as mesh_lib
 
 LossFn = Callable[[nnx.Module, Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
@@ -86,7 +85,7 @@ def make_step_fn(
         raise ValueError("make_step_fn: sample_fn and host_batches exclude each other")
 
     def step_key(state: TrainState, step) -> jax.Array:
-        return prng.fold_in(jax.random.wrap_key_data(state.rng), step)
+        return jax.random.fold_in(jax.random.wrap_key_data(state.rng), step)
 
     def one_step(state: TrainState, batch):
         key = step_key(state, state.step)
