@@ -9,8 +9,8 @@ Prints three markdown tables:
    devices add no compute: the ratio to one device is the price of partitioning the step (the [N, N] logits
    over the global batch need an all-gather of the second view's features and all-reduces of the gradient).
 2. Checkpoint save and restore time of the TrainState (weights + Adam's two moments) as the model grows: the
-   save call's blocking part (fingerprint and device-to-host copy), the time until it is written, and a
-   restore into a new Checkpointer (config check, read, fingerprint check).
+   save call's blocking part (finiteness check and device-to-host copy), the time until it is written, and a
+   restore into a new Checkpointer (config check and read).
 3. The overhead of checkpointing every N steps against none, for a run of --overhead_steps steps of the same
    step as in (1) (checkpoints written asynchronously into a temporary directory).
 Timings on a shared machine are noisy: compare the ratios within one run.

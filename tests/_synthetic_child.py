@@ -5,8 +5,7 @@
 
 N counts step boundaries (calls of Checkpointer.maybe_save) over all arms of the run, from 1. The signal is
 sent right after the N-th boundary's maybe_save returned, so a save started there is still being written.
-S: seconds to wait after the signal (JAX's preemption notifier, in multi-process runs, polls about once a
-second; the other processes wait at their next collective meanwhile).
+S: seconds to wait after the signal (the other processes of a multi-process run wait at their next collective).
 """
 
 import os

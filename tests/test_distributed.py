@@ -1,4 +1,4 @@
-"""Tests for cl_features.train.distributed: settings resolution, misuse, and a real two-process run."""
+"""cl_features.train.distributed: what reaches jax.distributed.initialize, misuse, and real two-process runs."""
 
 import json
 import os
@@ -19,13 +19,15 @@ from cl_features.train import distributed
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _CLUSTER_PREFIXES = ("JAX_", "SLURM_", "OMPI_", "TPU_", "MEGASCALE_", "KUBERNETES_")
 
-SLURM_2 = {
+SLURM_2 = {  # inside `srun --ntasks=2` (what jax's SLURM detection reads, and the task count of the step)
     "SLURM_JOB_ID": "77",
     "SLURM_STEP_NODELIST": "node[1-2]",
     "SLURM_NTASKS": "2",
+    "SLURM_STEP_NUM_TASKS": "2",
     "SLURM_PROCID": "1",
     "SLURM_LOCALID": "1",
 }
+NONE = {"coordinator_address": None, "num_processes": None, "process_id": None, "local_device_ids": None}
 
 
 @pytest.fixture
@@ -36,140 +38,126 @@ def clean_env(monkeypatch):
             monkeypatch.delenv(name)
 
 
-# --- resolve_settings / detect_cluster: pure functions of their arguments and an environ ---------------
+def start(monkeypatch, *argv, **env):
+    """initialize_from_flags with these flags and env vars, jax.distributed.initialize recorded, not run.
+    Returns its keyword arguments, or None when it was not called."""
+    for name in list(os.environ):
+        if name.startswith(_CLUSTER_PREFIXES) and name != "JAX_PLATFORMS":
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
+    fv = flags.FlagValues()
+    distributed.define_flags(fv)
+    fv(["prog", *argv])
+    assert distributed.initialize_from_flags(fv) == (0, 1, False)  # nothing really started here
+    assert len(calls) <= 1
+    return calls[0] if calls else None
 
 
-def test_off_never_initialises_even_with_settings():
+# --- what initialize_from_flags passes to jax.distributed.initialize, from flags and env ---------------
+
+
+def test_off_never_initialises_even_with_settings(monkeypatch):
     env = {"JAX_COORDINATOR_ADDRESS": "h:1234", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"}
-    assert distributed.resolve_settings(mode="off", environ=env) is None
+    assert start(monkeypatch, "--distributed=off", **env) is None
+    assert start(monkeypatch, "--distributed=off", **SLURM_2) is None
 
 
-def test_auto_single_process_environment_does_not_initialise():
-    assert distributed.resolve_settings(mode="auto", environ={}) is None
-    one_task = dict(SLURM_2, SLURM_NTASKS="1", SLURM_PROCID="0")
-    assert distributed.resolve_settings(mode="auto", environ=one_task) is None
+def test_auto_single_process_environment_does_not_initialise(monkeypatch):
+    assert start(monkeypatch) is None
+    assert start(monkeypatch, **dict(SLURM_2, SLURM_NTASKS="1", SLURM_STEP_NUM_TASKS="1", SLURM_PROCID="0")) is None
+    assert start(monkeypatch, **{k: v for k, v in SLURM_2.items() if k != "SLURM_STEP_NUM_TASKS"}) is None  # sbatch
+    assert start(monkeypatch, OMPI_COMM_WORLD_SIZE="1") is None
 
 
-def test_env_fallbacks_and_flags_override_env():
+def test_env_fallbacks_and_flags_override_env(monkeypatch):
     env = {"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3"}
-    assert distributed.resolve_settings(environ=env) == {
-        "coordinator_address": "10.0.0.1:1234",
-        "num_processes": 4,
-        "process_id": 3,
-        "local_device_ids": None,
-    }
-    got = distributed.resolve_settings(coordinator_address="[::1]:99", process_id=1, local_device_ids=(2,), environ=env)
+    assert start(monkeypatch, **env) == dict(NONE, coordinator_address="10.0.0.1:1234", num_processes=4, process_id=3)
+    got = start(monkeypatch, "--coordinator_address=[::1]:99", "--process_id=1", "--local_device_ids=2", **env)
     assert got == {"coordinator_address": "[::1]:99", "num_processes": 4, "process_id": 1, "local_device_ids": [2]}
 
 
-def test_auto_under_multi_task_slurm_leaves_the_rest_to_jax():
-    assert distributed.resolve_settings(environ=SLURM_2) == {
-        "coordinator_address": None,
-        "num_processes": None,
-        "process_id": None,
-        "local_device_ids": None,
-    }
+def test_auto_under_multi_task_srun_or_mpirun_leaves_the_rest_to_jax(monkeypatch):
+    assert start(monkeypatch, **SLURM_2) == NONE
+    assert start(monkeypatch, OMPI_COMM_WORLD_SIZE="4", OMPI_MCA_orte_hnp_uri="x") == NONE
     # What launch/slurm.sh does: the coordinator from the environment, SLURM fills the rest.
-    env = dict(SLURM_2, JAX_COORDINATOR_ADDRESS="node1:4242")
-    assert distributed.resolve_settings(environ=env)["coordinator_address"] == "node1:4242"
+    assert start(monkeypatch, JAX_COORDINATOR_ADDRESS="node1:4242", **SLURM_2)["coordinator_address"] == "node1:4242"
+
+
+def test_on_initialises_with_nothing_given(monkeypatch):
+    assert start(monkeypatch, "--distributed=on") == NONE  # a Cloud TPU VM: jax asks the TPU metadata
 
 
 @pytest.mark.parametrize(
-    "given,missing",
+    "argv,missing",
     [
-        ({"num_processes": 2}, ["coordinator_address", "process_id"]),
-        ({"coordinator_address": "h:1", "num_processes": 2}, ["process_id"]),
-        ({"coordinator_address": "h:1", "process_id": 0}, ["num_processes"]),
+        (["--num_processes=2"], ["coordinator_address", "process_id"]),
+        (["--coordinator_address=h:1", "--num_processes=2"], ["process_id"]),
+        (["--coordinator_address=h:1", "--process_id=0"], ["num_processes"]),
     ],
 )
-def test_partial_settings_name_the_missing_field(given, missing):
-    with pytest.raises(ValueError, match="partial distributed settings") as e:
-        distributed.resolve_settings(environ={}, **given)
-    named = {f for f in ("coordinator_address", "num_processes", "process_id") if f"{f} (flag" in str(e.value)}
-    assert named == set(missing)
-
-
-def test_on_without_anything_raises():
-    with pytest.raises(ValueError, match="distributed=on"):
-        distributed.resolve_settings(mode="on", environ={})
+def test_partial_settings_name_the_missing_field(monkeypatch, argv, missing):
+    for mode in ("auto", "on"):
+        with pytest.raises(ValueError, match="partial distributed settings") as e:
+            start(monkeypatch, f"--distributed={mode}", *argv)
+        assert "\n" not in str(e.value)
+        named = {
+            f for f in ("coordinator_address", "num_processes", "process_id") if f"{f} (--{f} or $" in str(e.value)
+        }
+        assert named == set(missing)
 
 
 @pytest.mark.parametrize(
-    "kwargs,field",
+    "argv,env,field",
     [
-        ({"mode": "yes"}, "mode"),
-        ({"coordinator_address": "localhost"}, "coordinator_address"),
-        ({"coordinator_address": "h:70000"}, "coordinator_address"),
-        ({"num_processes": 0}, "num_processes"),
-        ({"num_processes": 2, "process_id": 2}, "process_id"),
-        ({"process_id": -1}, "process_id"),
-        ({"local_device_ids": [0, -1]}, "local_device_ids"),
-        ({"environ": {"JAX_NUM_PROCESSES": "two"}}, "JAX_NUM_PROCESSES"),
+        (["--coordinator_address=localhost"], {}, "coordinator_address"),
+        (["--num_processes=2", "--process_id=2"], {}, "process_id"),
+        ([], {"JAX_NUM_PROCESSES": "two"}, "JAX_NUM_PROCESSES"),
+        ([], {"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "-1"}, "process_id"),
+        ([], {"SLURM_STEP_NUM_TASKS": "x"}, "SLURM_STEP_NUM_TASKS"),
     ],
 )
-def test_bad_values_name_the_field(kwargs, field):
-    kwargs.setdefault("environ", {})
+def test_bad_values_name_the_field(monkeypatch, argv, env, field):
     with pytest.raises(ValueError, match=field):
-        distributed.resolve_settings(**kwargs)
+        start(monkeypatch, *argv, **env)
 
 
-def test_detect_cluster():
-    detect = distributed.detect_cluster
-    assert detect({}) is None
-    assert detect(SLURM_2) == ("slurm", True)
-    assert detect({k: v for k, v in SLURM_2.items() if k != "SLURM_STEP_NODELIST"}) is None  # not in srun
-    assert detect({"OMPI_MCA_orte_hnp_uri": "x", "OMPI_COMM_WORLD_SIZE": "1"}) == ("ompi", False)
-    assert detect({"TPU_WORKER_HOSTNAMES": "a,b"}) is None  # not a TPU VM
-    assert detect({"TPU_WORKER_HOSTNAMES": "a,b"}, on_cloud_tpu_vm=True) == ("tpu", True)
-    assert detect({"TPU_WORKER_HOSTNAMES": "a"}, on_cloud_tpu_vm=True) == ("tpu", False)
-    assert detect({}, on_cloud_tpu_vm=True) == ("tpu", True)  # GCE: JAX asks the metadata server
+@pytest.mark.parametrize(
+    "flag", ["--distributed=maybe", "--num_processes=0", "--process_id=-1", "--local_device_ids=0,-1"]
+)
+def test_bad_flags_are_refused_by_absl(flag):
+    fv = flags.FlagValues()
+    distributed.define_flags(fv)
+    with pytest.raises(flags.IllegalFlagValueError, match=flag.split("=")[0].lstrip("-")):
+        fv(["prog", flag])
 
 
-# --- maybe_initialize / flags in this process (never initialises) --------------------------------------
-
-
-def test_maybe_initialize_off_returns_one_process(clean_env):
-    info = distributed.maybe_initialize(mode="off")
-    assert info == distributed.DistributedInfo(process_index=0, process_count=1, initialized=False)
-    assert not jax.distributed.is_initialized()
-    assert distributed.is_main_process()
-
-
-def test_maybe_initialize_auto_without_cluster_is_single_process(clean_env):
-    assert distributed.maybe_initialize() == (0, 1, False)
-    assert not jax.distributed.is_initialized()
-
-
-def test_maybe_initialize_partial_raises(clean_env, monkeypatch):
-    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
-    with pytest.raises(ValueError, match="process_id"):
-        distributed.maybe_initialize()
-    assert not jax.distributed.is_initialized()
-
-
-def test_maybe_initialize_after_a_jax_call_is_detected(clean_env):
+def test_initialising_after_a_jax_call_is_refused(clean_env):
     jax.devices()  # starts the backend
-    with pytest.raises(RuntimeError, match="before any other JAX call"):
-        distributed.maybe_initialize(mode="on", coordinator_address="127.0.0.1:1", num_processes=2, process_id=0)
+    fv = flags.FlagValues()
+    distributed.define_flags(fv)
+    fv(["prog", "--coordinator_address=127.0.0.1:1", "--num_processes=2", "--process_id=0"])
+    with pytest.raises(RuntimeError, match="must be called before any JAX"):
+        distributed.initialize_from_flags(fv)
     assert not jax.distributed.is_initialized()
 
 
-def test_log_once_prints_on_process_zero(capsys):
+def test_log_once_prints_on_process_zero(capsys, monkeypatch):
     distributed.log_once("hello")
     assert capsys.readouterr().out == "hello\n"
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    distributed.log_once("hello")
+    assert capsys.readouterr().out == ""
 
 
-def test_define_flags_is_idempotent_and_feeds_initialize(clean_env):
+def test_define_flags_is_idempotent(clean_env):
     fv = flags.FlagValues()
     distributed.define_flags(fv)
     distributed.define_flags(fv)
     fv(["prog", "--distributed=off", "--num_processes=2", "--local_device_ids=0,1"])
     assert fv.num_processes == 2 and fv.local_device_ids == ["0", "1"] and fv.process_id is None
-    assert distributed.initialize_from_flags(fv) == (0, 1, False)
-    bad = flags.FlagValues()
-    distributed.define_flags(bad)
-    with pytest.raises(flags.IllegalFlagValueError):
-        bad(["prog", "--distributed=maybe"])
 
 
 # --- two real processes on localhost, CPU collectives over gloo -----------------------------------------
@@ -189,7 +177,7 @@ WORKER = textwrap.dedent('''
       import jax, jax.numpy as jnp, numpy as np
       from jax.sharding import NamedSharding, PartitionSpec as P
       jax.config.update("jax_cpu_collectives_implementation", "gloo")
-      again = distributed.maybe_initialize(mode="on")
+      again = distributed.initialize_from_flags()  # a second call starts nothing
       mesh = jax.make_mesh((jax.device_count(),), ("data",), devices=jax.devices())
       rows = 2 * jax.local_device_count()
       full = np.arange(rows * info.process_count * 3, dtype=np.float32).reshape(-1, 3) ** 1.5
@@ -202,7 +190,7 @@ WORKER = textwrap.dedent('''
       with open(flags.FLAGS.out, "w") as f:
         json.dump({"info": list(info), "again": list(again), "devices": jax.device_count(),
                    "local_devices": jax.local_device_count(), "shape": list(x.shape),
-                   "is_main": distributed.is_main_process(), "sum": np.asarray(total).tolist(),
+                   "is_main": jax.process_index() == 0, "sum": np.asarray(total).tolist(),
                    "gathered": np.asarray(gathered).tolist()}, f)
 
     if __name__ == "__main__":
@@ -288,6 +276,7 @@ def test_two_processes_slurm_auto_detection(tmp_path):
                 "SLURM_JOB_ID": "123",
                 "SLURM_STEP_NODELIST": "localhost",
                 "SLURM_NTASKS": "2",
+                "SLURM_STEP_NUM_TASKS": "2",
                 "SLURM_PROCID": str(i),
                 "SLURM_LOCALID": str(i),
                 "JAX_COORDINATOR_ADDRESS": address,

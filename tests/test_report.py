@@ -11,12 +11,12 @@ import jax
 import numpy as np
 import pytest
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cl_features.jsonio import read_jsonl
 from cl_features.report import kinds, run_info
 from cl_features.report import synthetic as synthetic_report
 from cl_features.synthetic import arms
-from cl_features.train.metrics_log import read_events, read_scalars
 from experiments.configs import synthetic as synthetic_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -143,15 +143,19 @@ def test_run_writes_tensorboard_scalars_and_figures(finished):
     workdir, summary = finished
     for arm in ARMS:
         rows = read_jsonl(os.path.join(workdir, arm, "metrics.jsonl"))
-        scalars = read_scalars(os.path.join(workdir, arm))
-        assert set(scalars) == set(rows[0]) - {"step"}
-        for tag, series in scalars.items():
-            assert [s for s, _ in series] == [r["step"] for r in rows]
-            np.testing.assert_array_equal([v for _, v in series], np.float32([r[tag] for r in rows]), err_msg=tag)
-    images = {v.tag: (e.step, v.image) for e in read_events(workdir) for v in e.summary.value}
-    assert set(images) == {"recovery", "cosines", "decoupling"}
-    for tag, (step, image) in images.items():
-        assert step == summary["config"]["train"]["steps"]
+        tb = EventAccumulator(os.path.join(workdir, arm), size_guidance={"scalars": 0})
+        tb.Reload()
+        assert set(tb.Tags()["scalars"]) == set(rows[0]) - {"step"}
+        for tag in tb.Tags()["scalars"]:
+            assert [e.step for e in tb.Scalars(tag)] == [r["step"] for r in rows]
+            got = [e.value for e in tb.Scalars(tag)]
+            np.testing.assert_array_equal(np.float32(got), np.float32([r[tag] for r in rows]), err_msg=tag)
+    tb = EventAccumulator(workdir, size_guidance={"images": 0})
+    tb.Reload()
+    assert set(tb.Tags()["images"]) == {"recovery", "cosines", "decoupling"}
+    for tag in tb.Tags()["images"]:
+        (image,) = tb.Images(tag)
+        assert image.step == summary["config"]["train"]["steps"]
         assert (image.height, image.width) == pixels(os.path.join(workdir, f"{tag}.png")).shape[:2]
 
 

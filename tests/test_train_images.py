@@ -13,9 +13,9 @@ from flax import nnx
 from jax.experimental.compilation_cache import compilation_cache
 
 from cl_features.data import images as data_images
+from cl_features.jsonio import read_jsonl
 from cl_features.models import heads
 from cl_features.train import checkpoint, images, optim
-from cl_features.train.metrics_log import read_jsonl
 from experiments.configs import mock_cifar10_tiny, photos_simclr_tiny
 
 

@@ -18,8 +18,9 @@ from typing import NamedTuple
 import jax
 
 from cl_features.config_checks import check
+from cl_features.jsonio import read_jsonl
 from cl_features.train import checkpoint, loop
-from cl_features.train.metrics_log import MetricsLog, Progress, read_jsonl, truncate_jsonl
+from cl_features.train.metrics_log import MetricsLog, Progress, truncate_jsonl
 
 
 class Trained(NamedTuple):
