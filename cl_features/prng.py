@@ -1,15 +1,15 @@
-"""jax.random's threefry numbers, bit for bit, written so that XLA:CPU can fuse them.
+"""jax.random's threefry numbers, bit for bit, written so that XLA:CPU can fuse them; used by the synthetic sampler.
 
-jax's CPU lowering of the threefry-2x32 hash runs its 20 rounds as a 5-trip while loop over whole arrays
-(every trip writes its intermediate arrays to memory), which makes sampling the synthetic batch cost about a
-third of the whole train step on CPU. Here the same hash is plain straight-line jnp (what jax itself emits on
-GPU/TPU), so XLA fuses it into one elementwise loop: about 6x faster random bits on CPU, see
-`experiments/bench_synthetic.py --parts`.
+jax's CPU lowering of the threefry-2x32 hash runs its 20 rounds as a 5-trip while loop over whole arrays (every
+trip writes its intermediate arrays to memory). Here the same hash is plain straight-line jnp (what jax itself
+emits on GPU/TPU), so XLA fuses it into one elementwise loop: about 6x faster random bits on CPU; with jax.random
+in the sampler the synthetic train step takes 4-9% more CPU time (`experiments/bench_synthetic.py --parts` and
+`--prng`, BENCHMARKS.md). The synthetic sampler (`cl_features.data.sparse_coding`, the draws of
+`cl_features.augment.vectors`) uses it; everything else uses jax.random.
 
 Every function returns exactly what its `jax.random` namesake returns for the same key (tests/test_prng.py
 checks this bit for bit), so switching between them changes no number. Keys that are not threefry keys, raw
-uint32 keys, non-float32 dtypes, or `jax_threefry_partitionable=False` are handed to `jax.random` unchanged.
-"""
+uint32 keys, non-float32 dtypes, or `jax_threefry_partitionable=False` are handed to `jax.random` unchanged."""
 
 from __future__ import annotations
 
