@@ -289,24 +289,25 @@ def test_sparse_codes_match_a_per_patch_reference(gray_images, gray_dictionary):
 
 
 def test_identical_views_correlate_perfectly(gray_images, gray_dictionary):
-    table = MF.decoupling_table(gray_images, gray_images.copy(), gray_dictionary, stride=2)
-    for name in S.DENSE_STATS + P.SPARSE_STATS:
-        assert table[name]["corr_mean"] == pytest.approx(1.0, abs=1e-9), name
-        assert table[name]["corr_median"] == pytest.approx(1.0, abs=1e-9), name
-        assert table[name]["n_dims"] > 0
-    assert table["dense_mean"] == pytest.approx(1.0) and table["ratio"] == pytest.approx(1.0)
+    table = MF.view_table(gray_images, gray_images.copy(), {"rgb": gray_dictionary}, stride=2)
+    assert list(table["stats"]) == [*S.DENSE_STATS, *(f"{s}/rgb" for s in P.SPARSE_STATS)]
+    for name, row in table["stats"].items():
+        assert row["corr_mean"] == pytest.approx(1.0, abs=1e-9), name
+        assert row["corr_median"] == pytest.approx(1.0, abs=1e-9), name
+        assert row["n_dims"] > 0
+    assert table["dense_mean"] == pytest.approx(1.0) and table["ratio"]["rgb"] == pytest.approx(1.0)
 
 
 def test_channel_permutation_decouples_colour_but_not_gray_structure(gray_images, gray_dictionary):
     views2 = _permute_channels(gray_images, np.random.default_rng(10))
-    table = MF.decoupling_table(gray_images, views2, gray_dictionary, stride=2)
-    colour = [table[s]["corr_mean"] for s in ("mean_colour", "colour_histogram")]
-    sparse = [table[s]["corr_mean"] for s in P.SPARSE_STATS]
+    table = MF.view_table(gray_images, views2, {"rgb": gray_dictionary}, stride=2)
+    colour = [table["stats"][s]["corr_mean"] for s in ("mean_colour", "colour_histogram")]
+    sparse = [table["stats"][f"{s}/rgb"]["corr_mean"] for s in P.SPARSE_STATS]
     # Measured: colour 0.32 / 0.38, sparse 0.82 / 0.82 (the fitted atoms carry some colour too).
     assert max(colour) < 0.5
     assert min(sparse) > 0.75 and min(sparse) - max(colour) > 0.3
-    assert table["low_frequency_energy"]["corr_mean"] > 0.95  # luminance barely changes
-    assert table["ratio"] < 0.8
+    assert table["stats"]["low_frequency_energy"]["corr_mean"] > 0.95  # luminance barely changes
+    assert table["ratio"]["rgb"] < 0.8
     # A dictionary of gray, zero-mean atoms only sees the per-pixel channel sum: exactly invariant.
     rng = np.random.default_rng(11)
     gray_dict = _plain_dictionary([_gray_atom(p) for p in [PLUS, np.eye(6), rng.normal(size=(6, 6))]])
@@ -373,7 +374,7 @@ def test_image_stats_bad_arguments(gray_dictionary):
     with pytest.raises(ValueError, match="stride must be an integer"):
         P.extract_patches(x, 3, stride=1.5)
     with pytest.raises(ValueError, match="views1 and views2 must have the same shape"):
-        MF.decoupling_table(x, x[:3], gray_dictionary)
+        MF.view_table(x, x[:3], {"rgb": gray_dictionary})
     with pytest.raises(ValueError, match="atoms must be"):
         P.PatchDictionary(mean=np.zeros(108), whitening=np.eye(108), atoms=np.zeros((2, 5)), patch_size=6)
     with pytest.raises(ValueError, match="n_atoms=5 exceeds"):

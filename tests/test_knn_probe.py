@@ -77,7 +77,7 @@ def test_logistic_probe_matches_sklearn():
     # across classes, fixed by the penalty, so the coefficients agree as well as the probabilities.
     np.testing.assert_allclose(probe.w, ref.coef_.T, atol=2e-4)
     np.testing.assert_allclose(probe.b - probe.b.mean(), ref.intercept_ - ref.intercept_.mean(), atol=2e-4)
-    np.testing.assert_allclose(_softmax(probe.logits(x)), ref.predict_proba(xs), atol=1e-4)
+    np.testing.assert_allclose(_softmax(probe(x)), ref.predict_proba(xs), atol=1e-4)
 
 
 def _softmax(z):

@@ -98,7 +98,7 @@ def ridge_r2(features, targets, *, l2: float = 1e-3, train_frac: float = 0.7, se
 
     perm = np.random.default_rng(seed).permutation(n)
     tr, te = perm[:n_train], perm[n_train:]
-    pred = ridge.fit(x[tr], y[tr], l2).predict(x[te])
+    pred = ridge.fit(x[tr], y[tr], l2)(x[te])
     y_te = y[te]
     ss_res = np.sum((y_te - pred) ** 2, axis=0)
     ss_tot = np.sum((y_te - y_te.mean(axis=0)) ** 2, axis=0)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,22 +25,6 @@ from cl_features.measure import ridge
 
 METHODS = ("logistic", "ridge")
 _EPS = 1e-6  # added to the features' std
-
-
-class LinearProbe(NamedTuple):
-    """A fitted probe: logits = ((x - mean) / std) @ w + b."""
-
-    mean: np.ndarray  # [dim]
-    std: np.ndarray  # [dim]
-    w: np.ndarray  # [dim, classes]
-    b: np.ndarray  # [classes]
-
-    def logits(self, x) -> np.ndarray:
-        x = (np.asarray(x, np.float64) - self.mean) / self.std
-        return x @ np.asarray(self.w, np.float64) + np.asarray(self.b, np.float64)
-
-    def predict(self, x) -> np.ndarray:
-        return np.argmax(self.logits(x), axis=1)
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "max_iter"))
@@ -73,8 +56,8 @@ def _lbfgs(x, y, l2, tol, *, num_classes: int, max_iter: int):
     return w, b, otu.tree_get(state, "count")
 
 
-def fit_logistic(x, y, num_classes: int, l2: float, *, max_iter: int = 500, tol: float = 1e-5) -> LinearProbe:
-    """Multinomial logistic regression on standardised x: [n, dim], y: int [n] (see module docstring)."""
+def fit_logistic(x, y, num_classes: int, l2: float, *, max_iter: int = 500, tol: float = 1e-5) -> ridge.Linear:
+    """Multinomial logistic regression on standardised x: [n, dim], y: int [n] (see module docstring) -> logits map."""
     mean, std = ridge.standardiser(x, _EPS)
     xs = jnp.asarray((np.asarray(x, np.float64) - mean) / std, jnp.float32)
     w, b, _ = _lbfgs(
@@ -85,12 +68,12 @@ def fit_logistic(x, y, num_classes: int, l2: float, *, max_iter: int = 500, tol:
         num_classes=int(num_classes),
         max_iter=int(max_iter),
     )
-    return LinearProbe(mean, std, np.asarray(w), np.asarray(b))
+    return ridge.Linear(mean, std, np.asarray(w), np.asarray(b))
 
 
-def fit_ridge(x, y, num_classes: int, l2: float) -> LinearProbe:
+def fit_ridge(x, y, num_classes: int, l2: float) -> ridge.Linear:
     """Ridge regression to one-hot targets on standardised x: [n, dim] (`ridge.fit`)."""
-    return LinearProbe(*ridge.fit(x, np.eye(num_classes)[np.asarray(y)], l2, eps=_EPS))
+    return ridge.fit(x, np.eye(num_classes)[np.asarray(y)], l2, eps=_EPS)
 
 
 def _check(train_x, train_y, test_x, test_y, num_classes, method, l2s, val_fraction) -> None:
@@ -136,6 +119,9 @@ def linear_probe(
             return fit_ridge(x, y, num_classes, value)
         return fit_logistic(x, y, num_classes, value, max_iter=max_iter)
 
+    def accuracy(probe, x, y):
+        return float(np.mean(np.argmax(probe(x), axis=1) == y))
+
     val_accuracy = {}
     best = l2s[0]
     if len(l2s) > 1:
@@ -144,12 +130,12 @@ def linear_probe(
         val, fit_idx = order[:n_val], order[n_val:]
         for value in l2s:
             probe = fit(train_x[fit_idx], train_y[fit_idx], value)
-            val_accuracy[value] = float(np.mean(probe.predict(train_x[val]) == train_y[val]))
+            val_accuracy[value] = accuracy(probe, train_x[val], train_y[val])
         best = max(l2s, key=lambda v: val_accuracy[v])  # first of the best, in the given order
     probe = fit(train_x, train_y, best)
     return {
-        "accuracy": float(np.mean(probe.predict(test_x) == test_y)),
-        "train_accuracy": float(np.mean(probe.predict(train_x) == train_y)),
+        "accuracy": accuracy(probe, test_x, test_y),
+        "train_accuracy": accuracy(probe, train_x, train_y),
         "l2": best,
         "val_accuracy": val_accuracy,
     }

@@ -39,7 +39,6 @@ __all__ = [
     "prepare",
     "make_views",
     "view_table",
-    "decoupling_table",
     "augmentation_tables",
 ]
 
@@ -139,8 +138,8 @@ def view_table(
 ) -> dict:
     """Cross-view correlation of every dense statistic and of every dictionary's sparse statistics.
 
-    views1, views2: [N, H, W, 3] float in [0, 1], row i of each a positive pair. For the 'rgb' dictionary
-    alone this is `decoupling_table` (same numbers), arranged as in the module docstring.
+    views1, views2: [N, H, W, 3] float in [0, 1], row i of each a positive pair; the table is arranged as in
+    the module docstring.
     """
     v1 = np.asarray(views1, np.float32)
     v2 = np.asarray(views2, np.float32)
@@ -164,51 +163,6 @@ def view_table(
     dense_mean = float(np.mean([stats[n]["corr_mean"] for n in image_stats.DENSE_STATS]))
     ratio = {kd: dense_mean / s if s != 0 else float("nan") for kd, s in sparse_mean.items()}
     return {"stats": stats, "dense_mean": dense_mean, "sparse_mean": sparse_mean, "ratio": ratio}
-
-
-def decoupling_table(
-    views1,
-    views2,
-    dictionary: patch_codes.PatchDictionary,
-    *,
-    bins: int = 8,
-    k: int = 4,
-    threshold: float = 1.0,
-    stride: int = 1,
-    chunk_size: int = 128,
-) -> dict:
-    """Cross-view correlation of every dense and sparse statistic for positive pairs (views1[i], views2[i]).
-
-    views1, views2: [N, H, W, 3]. Returns {stat_name: {'corr_mean', 'corr_median', 'n_dims'}} for the names in
-    image_stats.DENSE_STATS + patch_codes.SPARSE_STATS (mean / median of the per-dimension Pearson correlation
-    over the N pairs, constant dimensions left out; n_dims = dimensions kept), and
-      'dense_mean':  mean of corr_mean over the dense statistics,
-      'sparse_mean': mean of corr_mean over the sparse statistics,
-      'ratio':       dense_mean / sparse_mean (< 1: augmentation decouples dense more than sparse content).
-    """
-    v1 = image_stats.check_images(views1, "views1")
-    v2 = image_stats.check_images(views2, "views2")
-    if v1.shape != v2.shape:
-        raise ValueError(f"views1 and views2 must have the same shape; got {v1.shape} and {v2.shape}")
-    if v1.shape[0] < 2:
-        raise ValueError(f"views1 and views2 need N >= 2 pairs; got N={v1.shape[0]}")
-    patch_codes.check_code_args(dictionary, threshold, stride, chunk_size)
-
-    def stats(v):
-        out = image_stats.dense_statistics(v, bins=bins, k=k, chunk_size=chunk_size)
-        out.update(
-            patch_codes.sparse_statistics(v, dictionary, threshold=threshold, stride=stride, chunk_size=chunk_size)
-        )
-        return out
-
-    s1, s2 = stats(v1), stats(v2)
-    table: dict = {}
-    for name in image_stats.DENSE_STATS + patch_codes.SPARSE_STATS:
-        table[name] = _row(s1[name], s2[name])
-    table["dense_mean"] = float(np.mean([table[s]["corr_mean"] for s in image_stats.DENSE_STATS]))
-    table["sparse_mean"] = float(np.mean([table[s]["corr_mean"] for s in patch_codes.SPARSE_STATS]))
-    table["ratio"] = table["dense_mean"] / table["sparse_mean"] if table["sparse_mean"] != 0 else float("nan")
-    return table
 
 
 def augmentation_tables(

@@ -36,21 +36,21 @@ def standardiser(x: np.ndarray, eps: float = 0.0) -> tuple[np.ndarray, np.ndarra
     return x.mean(0), np.where(std > 0, std, 1.0)
 
 
-class Ridge(NamedTuple):
-    """A fitted ridge: prediction = ((x - mean) / std) @ w + b."""
+class Linear(NamedTuple):
+    """A fitted linear map on standardised features: linear(x) = ((x - mean) / std) @ w + b."""
 
     mean: np.ndarray  # [p]
     std: np.ndarray  # [p]
     w: np.ndarray  # [p, k]
     b: np.ndarray  # [k]
 
-    def predict(self, x) -> np.ndarray:
+    def __call__(self, x) -> np.ndarray:
         return ((np.asarray(x, np.float64) - self.mean) / self.std) @ self.w + self.b
 
 
-def fit(x, y, l2: float, *, eps: float = 0.0) -> Ridge:
+def fit(x, y, l2: float, *, eps: float = 0.0) -> Linear:
     """Ridge from x: [n, p] to y: [n, k] (see the module docstring); l2 >= 0."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     mean, std = standardiser(x, eps)
     b = y.mean(0)
-    return Ridge(mean, std, solve((x - mean) / std, y - b, l2 * x.shape[0]), b)
+    return Linear(mean, std, solve((x - mean) / std, y - b, l2 * x.shape[0]), b)
