@@ -17,7 +17,7 @@ Options:
                     for a multi-device mesh on a laptop.
   --processes P     start P processes on localhost (default 1), each with JAX_COORDINATOR_ADDRESS,
                     JAX_NUM_PROCESSES and JAX_PROCESS_ID set, and wait for all of them; the
-                    experiment must call cl_features.train.distributed.maybe_initialize.
+                    experiment's main initialises jax.distributed from them (--distributed=auto).
   --port PORT       coordinator port for --processes > 1 (default: 12355).
   --python PY       interpreter, used as given (default: .venv/bin/python if present, else python3;
                     before the run, a one-line Python check stops with the fix when the default is

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs an experiment on every worker of an existing Cloud TPU VM / pod slice (one process per host;
-# cl_features.train.distributed initialises jax.distributed from the TPU metadata).
+# the experiment gets --distributed=on, so jax.distributed.initialize() finds the other workers itself).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 
@@ -9,7 +9,7 @@ usage() {
 Usage: ${PROG} --name TPU --zone ZONE [options] EXPERIMENT [-- EXPERIMENT_FLAGS...]
        ${PROG} --name TPU --zone ZONE --setup --repo-url URL [options] [EXPERIMENT [-- EXPERIMENT_FLAGS...]]
 
-Runs \`cd REPO_DIR && VENV/bin/python -m experiments.EXPERIMENT EXPERIMENT_FLAGS...\` on all workers at once
+Runs \`cd REPO_DIR && VENV/bin/python -m experiments.EXPERIMENT --distributed=on EXPERIMENT_FLAGS...\` on all workers at once
 via \`gcloud compute tpus tpu-vm ssh TPU --worker=all\`, after a one-line Python check on each worker that
 stops with the fix unless VENV's Python is ${MIN_PYTHON} or newer and jax's backend is the TPU.
 Creates nothing unless --create is given. The run lives as long as the ssh session: start ${PROG} inside
@@ -155,7 +155,7 @@ if [[ -n $EXP ]]; then
     remote+=" && $(missing_python_guard "$PY" "run ${HINT} first")"
     remote+=" && $(check_command "$PY" "run ${HINT} after deleting ${REPO_DIR}/${VENV}" tpu "$TPU_FIX")"
   fi
-  remote+=" && $(qjoin "$PY" -m "experiments.${EXP}" ${EXP_ARGS[@]+"${EXP_ARGS[@]}"})"
+  remote+=" && $(qjoin "$PY" -m "experiments.${EXP}" --distributed=on ${EXP_ARGS[@]+"${EXP_ARGS[@]}"})"
   COMMANDS+=("$(ssh_command "$remote")")
 fi
 

@@ -234,7 +234,7 @@ TPU_FIX = f"install jax[tpu] with {TPU_HINT}; if it is installed, another proces
 TPU_RUN = (
     f"cd cl_features && {guard('tpu_vm.sh', '.venv/bin/python', f'run {TPU_HINT} first')} && "
     + check("tpu_vm.sh", ".venv/bin/python", f"run {TPU_HINT} after deleting cl_features/.venv", "tpu", TPU_FIX)
-    + f" && .venv/bin/python -m experiments.synthetic {EXP_FLAGS_QUOTED}"
+    + f" && .venv/bin/python -m experiments.synthetic --distributed=on {EXP_FLAGS_QUOTED}"
 )
 
 
@@ -248,9 +248,16 @@ def test_tpu_vm_dry_run_exact(stubs):
     assert r.returncode == 0, r.stderr
     assert r.stdout == ssh(TPU_RUN) + "\n"
     assert shlex.split(r.stdout)[-1] == "--command=" + TPU_RUN
-    assert shlex.split(TPU_RUN)[-8:] == ["&&", ".venv/bin/python", "-m", "experiments.synthetic", *EXP_FLAGS]
+    assert shlex.split(TPU_RUN)[-9:] == [
+        "&&",
+        ".venv/bin/python",
+        "-m",
+        "experiments.synthetic",
+        "--distributed=on",
+        *EXP_FLAGS,
+    ]
     r = run("tpu_vm.sh", "--dry-run", "--no-check", "--venv=/opt/env", *TPU_ARGS, "synthetic", env=env)
-    assert r.stdout == ssh("cd cl_features && /opt/env/bin/python -m experiments.synthetic") + "\n"
+    assert r.stdout == ssh("cd cl_features && /opt/env/bin/python -m experiments.synthetic --distributed=on") + "\n"
     assert calls() == []
 
 
@@ -352,7 +359,7 @@ def test_tpu_vm_run_checks_the_worker_then_runs(stubs, tmp_path, setup, message)
         assert r.returncode == 0, r.stderr
         found = f"{sys.executable}: Python {sys.version.split()[0]}, jax 0.0.fake on 4 tpu devices"
         assert r.stderr == f"tpu_vm.sh: on {os.uname().nodename}, {found}\n"
-        assert [c["argv"] for c in calls()] == [["-m", "experiments.synthetic", *EXP_FLAGS]]
+        assert [c["argv"] for c in calls()] == [["-m", "experiments.synthetic", "--distributed=on", *EXP_FLAGS]]
     else:
         assert r.returncode == 1 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
         assert r.stderr.startswith(f"tpu_vm.sh: on {os.uname().nodename}, ") and calls() == []
