@@ -86,3 +86,61 @@ def test_instance_accuracy():
     logits = rng.normal(size=(64, 64)).astype(np.float32) + 2.0 * np.eye(64, dtype=np.float32)
     ref = np.mean(np.argmax(logits, axis=1) == np.arange(64))  # no ties in continuous values
     assert float(objectives.instance_accuracy(jnp.asarray(logits))) == ref
+
+
+def _np_cos(a, b):
+    return np.array([x @ y / np.linalg.norm(x) / np.linalg.norm(y) for x, y in zip(a, b)])
+
+
+def _views(seed, n=16, dim=8, count=4):
+    keys = jax.random.split(jax.random.key(seed), count)
+    return [jax.random.normal(k, (n, dim)) for k in keys]
+
+
+def test_simsiam_and_byol_match_float64_references_and_stop_the_target_gradient():
+    p1, p2, z1, z2 = _views(3)
+    a = [np.asarray(v, np.float64) for v in (p1, p2, z1, z2)]
+    np.testing.assert_allclose(
+        objectives.simsiam(p1, p2, z1, z2), -0.5 * (_np_cos(a[0], a[3]).mean() + _np_cos(a[1], a[2]).mean()), rtol=1e-5
+    )
+    # BYOL's normalised MSE ||p/|p| - t/|t|||^2 computed as a squared distance, not through the cosine.
+    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
+    mse = lambda p, t: np.mean(np.sum((unit(p) - unit(t)) ** 2, axis=1))  # noqa: E731
+    np.testing.assert_allclose(objectives.byol(p1, p2, z1, z2), mse(a[0], a[3]) + mse(a[1], a[2]), rtol=1e-5)
+    for loss in (objectives.simsiam, objectives.byol):
+        grads = jax.grad(lambda *v, loss=loss: loss(*v), argnums=(0, 1, 2, 3))(p1, p2, z1, z2)
+        assert all(np.abs(np.asarray(g)).sum() > 0 for g in grads[:2])
+        for g in grads[2:]:
+            np.testing.assert_array_equal(g, 0.0)
+    # Perfect predictions of the other view: SimSiam -1, BYOL 0.
+    np.testing.assert_allclose(objectives.simsiam(z2, z1, z1, z2), -1.0, rtol=1e-6)
+    np.testing.assert_allclose(objectives.byol(3 * z2, z1, z1, z2), 0.0, atol=1e-6)
+
+
+def test_spectral_contrastive_matches_float64_reference():
+    z1, z2 = (np.asarray(v, np.float64) for v in _views(4, n=12, dim=6, count=2))
+    pos = np.mean([z1[n] @ z2[n] for n in range(12)])
+    neg = np.mean([(z1[n] @ z2[k]) ** 2 for n in range(12) for k in range(12) if k != n])
+    loss, logits = objectives.spectral_contrastive(jnp.asarray(z1, jnp.float32), jnp.asarray(z2, jnp.float32))
+    np.testing.assert_allclose(loss, -2 * pos + neg, rtol=1e-5)
+    assert logits.shape == (12, 12)
+
+
+@pytest.mark.parametrize("coeffs", [(25.0, 25.0, 1.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)])
+def test_vicreg_matches_float64_reference(coeffs):
+    # scale 0.5: some dimensions' std below 1, so the hinge is active for some and not others
+    z1, z2 = (0.5 * np.asarray(v, np.float64) * np.linspace(0.5, 3, 8) for v in _views(5, n=32, count=2))
+
+    def np_terms(z):
+        n, dim = z.shape
+        std = np.sqrt(np.var(z, axis=0, ddof=1) + 1e-4)
+        cov = np.cov(z, rowvar=False)  # (n - 1) normalisation
+        off = sum(cov[i, j] ** 2 for i in range(dim) for j in range(dim) if i != j)
+        return np.mean(np.maximum(0, 1 - std)), off / dim
+
+    (s1, c1), (s2, c2) = np_terms(z1), np_terms(z2)
+    inv = np.mean((z1 - z2) ** 2)
+    ref = coeffs[0] * inv + coeffs[1] * (s1 + s2) / 2 + coeffs[2] * (c1 + c2)
+    ours = objectives.vicreg(jnp.asarray(z1, jnp.float32), jnp.asarray(z2, jnp.float32), *coeffs)
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-7)
+    assert s1 > 0 and c1 > 0  # every term is exercised
