@@ -11,7 +11,7 @@ shared CPU is noisy: compare within a run):
     momentum update), the step the PyTorch one mirrors;
   * torch model step: the same model written by hand in PyTorch (torchvision does not import beside our torch),
     eager, float32, torch.optim.SGD(momentum=0.9); no augmentation;
-  * jax augmentation: `augment.images.two_views` alone (both views of each image).
+  * jax augmentation: `augment.image_ops.two_views` alone (both views of each image).
 FLOPs per image come from XLA's cost analysis of the compiled programs (`jit(...).lower(...).compile()
 .cost_analysis()['flops']`) divided by the batch; the analytic count for ResNet-18 at 32x32 is 0.56 GMAC
 (1.11 GFLOP) per view forward, about 3x that per view for forward + backward. PyTorch is a benchmark-only extra:
@@ -28,8 +28,9 @@ import numpy as np
 from absl import app, flags
 
 from cl_features import objectives
-from cl_features.augment import images as aug
-from cl_features.train import images, loop
+from cl_features.augment import image_ops, image_sets
+from cl_features.image_training import network, recipe, trainer
+from cl_features.train import loop
 from cl_features.train import mesh as mesh_lib
 from experiments.configs import cifar10_simclr_resnet18
 
@@ -45,7 +46,7 @@ def make_config(batch: int):
     c.train.optimizer, c.train.schedule, c.train.warmup_epochs = "momentum", "constant", 0.0
     c.train.batch_size, c.train.steps_per_call, c.train.log_every = batch, 1, 1
     c.eval.every_steps = 0
-    return images.validate(c)
+    return trainer.validate(c)
 
 
 def interleaved(fns: dict, rounds: int) -> dict[str, list[float]]:
@@ -76,21 +77,21 @@ def jax_steps(c) -> dict:
     rng = np.random.default_rng(0)
     uint8 = rng.integers(0, 256, (1, b, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, (1, b)).astype(np.int32)
-    sched = images.make_schedule(c, num_train=50_000)
+    sched = recipe.make_schedule(c, num_train=50_000)
     out = {}
 
     # Full step: augmentation + model + probe + update, as in training.
-    model = images.make_model(c, 10)
-    tx = images.make_optimizer(c, sched)
+    model = network.make_model(c, 10)
+    tx = recipe.make_optimizer(c, sched)
     graphdef, state = loop.init_state(model, tx, 0)
     step = loop.make_step_fn(
         graphdef,
         tx,
-        images.make_loss_fn(c, mesh),
+        network.make_loss_fn(c, mesh),
         mesh=mesh,
         steps_per_call=1,
         host_batches=True,
-        unroll=images.unroll(c),
+        unroll=network.unroll(c),
     )
     batches = loop.stack_batches(iter([{"image": uint8[0], "label": labels[0]}]), 1, mesh)
     holder = [loop.place_state(state, mesh)]
@@ -108,12 +109,12 @@ def jax_steps(c) -> dict:
         z = m.head(m.encoder(batch["views"]))
         return objectives.nt_xent(z[:b], z[b:], c.objective.temperature), {}
 
-    c_plain = images.validate(c)
+    c_plain = trainer.validate(c)
     c_plain.objective.online_probe = False
-    model = images.make_model(c_plain, 10)
+    model = network.make_model(c_plain, 10)
     graphdef, state = loop.init_state(model, tx, 0)
     plain = loop.make_step_fn(
-        graphdef, tx, model_loss, mesh=mesh, steps_per_call=1, host_batches=True, unroll=images.unroll(c)
+        graphdef, tx, model_loss, mesh=mesh, steps_per_call=1, host_batches=True, unroll=network.unroll(c)
     )
     views = rng.normal(size=(2 * b, 32, 32, 3)).astype(np.float32)
     view_batches = loop.stack_batches(iter([{"views": views}]), 1, mesh)
@@ -127,8 +128,8 @@ def jax_steps(c) -> dict:
     out["model"] = model_only
 
     # Augmentation alone: both views of each image.
-    cfg = images.resolve_augment(c.augment)
-    two = jax.jit(lambda key, x: aug.two_views(key, x, cfg, 32))
+    cfg = image_sets.resolve(c.augment)
+    two = jax.jit(lambda key, x: image_ops.two_views(key, x, cfg, 32))
     x = jnp.asarray(uint8[0])
     out["aug_flops"] = _flops(two.lower(jax.random.key(0), x).compile())
     keys = jax.random.split(jax.random.key(1), 1000)

@@ -2,7 +2,7 @@
 
 import json
 
-from cl_features.train import images
+from cl_features.image_training import trainer
 from experiments.configs import photos_simclr_tiny
 
 out = {}
@@ -12,6 +12,6 @@ for n in (1, 2):
     c.train.batch_size, c.train.steps, c.train.log_every, c.train.warmup_epochs = 16, 2, 2, 0.0
     c.eval.every_steps, c.eval.batch_size, c.eval.at_init, c.probe.enabled = 0, 16, False, False
     c.train.num_devices = n
-    s = images.run(c, None, verbose=False)
+    s = trainer.run(c, None, verbose=False)
     out[n] = {k: s[k] for k in ("final_loss", "knn_acc", "online_probe_acc")}
 print(json.dumps(out))

@@ -12,7 +12,8 @@ import scipy.ndimage
 from PIL import Image, ImageEnhance
 
 from cl_features.augment import color as C
-from cl_features.augment import images as A
+from cl_features.augment import image_ops as A
+from cl_features.augment import image_sets as S
 
 U8 = 1.0 / 255.0  # one uint8 step
 # Compiled once per shape: much faster on CPU than dispatching every primitive eagerly.
@@ -304,7 +305,7 @@ def _keys(n, seed=0):
 
 @functools.cache
 def _jitted(name, out_size):
-    return _jit(A.named_set(name), out_size)
+    return _jit(S.named_set(name), out_size)
 
 
 def _jit(cfg, out_size):
@@ -329,7 +330,7 @@ def test_none_set_is_identity_and_resize_only_when_sizes_differ():
 
 
 def test_full_area_square_crop_is_identity():
-    cfg = A.named_set("crop")
+    cfg = S.named_set("crop")
     cfg.crop.scale, cfg.crop.ratio = (1.0, 1.0), (1.0, 1.0)
     xf = _unit(_batch_u8())
     np.testing.assert_array_equal(_jit(cfg, 16)(_keys(6), xf), xf)
@@ -337,7 +338,7 @@ def test_full_area_square_crop_is_identity():
 
 @pytest.mark.parametrize("prob,expect", [(0.0, 0.0), (1.0, 1.0), (0.5, 0.5)])
 def test_flip_probability(prob, expect):
-    cfg = A.named_set("none")
+    cfg = S.named_set("none")
     cfg.flip.enabled, cfg.flip.prob = True, prob
     xf = np.repeat(_unit(_batch_u8(1, 8)), 400, axis=0)
     out = np.asarray(_jit(cfg, 8)(_keys(400), xf))
@@ -348,20 +349,20 @@ def test_flip_probability(prob, expect):
 
 
 def test_grayscale_and_jitter_probabilities():
-    cfg = A.named_set("none")
+    cfg = S.named_set("none")
     cfg.grayscale.enabled = True
     x = np.repeat(_batch_u8(1, 8), 500, axis=0)
     out = np.asarray(_jit(cfg, 8)(_keys(500), x))
     gray = (np.ptp(out, axis=-1) < 1e-6).all(axis=(1, 2))
     assert abs(gray.mean() - 0.2) < 0.06
-    cfg = A.named_set("none")
+    cfg = S.named_set("none")
     cfg.color_jitter.enabled = True
     out = np.asarray(_jit(cfg, 8)(_keys(500), x))
     changed = np.abs(out - x / 255.0).max(axis=(1, 2, 3)) > 1e-4
     assert abs(changed.mean() - 0.8) < 0.06
 
 
-@pytest.mark.parametrize("name", A.NAMED_SETS)
+@pytest.mark.parametrize("name", S.NAMED_SETS)
 def test_named_sets_shapes_ranges_and_determinism(name):
     x = _batch_u8(4, 20)
     f = _jitted(name, 12)
@@ -375,7 +376,7 @@ def test_named_sets_shapes_ranges_and_determinism(name):
 
 
 def test_vmapped_batch_equals_per_example_loop():
-    d = A.validate(A.named_set("simclr"))
+    d = S.validate(S.named_set("simclr"))
     x = _batch_u8(3, 16)
     keys = _keys(3)
     batched = np.asarray(_jitted("simclr", 16)(keys, x))
@@ -386,7 +387,7 @@ def test_vmapped_batch_equals_per_example_loop():
 
 def _cheap_cfg():
     """flip, grayscale and solarize only: quick to run eagerly and to compile."""
-    cfg = A.named_set("none")
+    cfg = S.named_set("none")
     cfg.flip.enabled = cfg.grayscale.enabled = cfg.solarize.enabled = True
     cfg.grayscale.prob = cfg.solarize.prob = 0.5
     return cfg
@@ -400,7 +401,7 @@ def test_jit_matches_eager():
 
 
 def test_two_views_keys_from_example_ids():
-    cfg = A.named_set("simclr")
+    cfg = S.named_set("simclr")
     x = _batch_u8(4, 16)
     f = jax.jit(lambda k, x, ids: A.two_views(k, x, cfg, 16, ids))
     key = jax.random.key(3)
@@ -428,7 +429,7 @@ def test_two_views_keys_from_example_ids():
 
 def test_op_draws_do_not_depend_on_which_ops_are_on():
     x = _batch_u8(4, 20)
-    cfg = A.named_set("crop_flip_color")
+    cfg = S.named_set("crop_flip_color")
     cfg.flip.prob, cfg.color_jitter.prob, cfg.grayscale.prob = 0.0, 0.0, 0.0  # on, never applied
     cfg.solarize.enabled = True  # prob 0.0
     np.testing.assert_array_equal(_jit(cfg, 12)(_keys(4), x), _jitted("crop", 12)(_keys(4), x))
@@ -439,11 +440,11 @@ def test_op_draws_do_not_depend_on_which_ops_are_on():
 
 def test_named_set_unknown_lists_allowed():
     with pytest.raises(ValueError, match="none.*crop.*simclr"):
-        A.named_set("byol")
+        S.named_set("byol")
 
 
 def test_named_sets_validate_and_switch_ops():
-    on = {n: [op for op in A._FIELDS if A.named_set(n)[op].enabled] for n in A.NAMED_SETS}
+    on = {n: [op for op in S.DEFAULTS if S.named_set(n)[op].enabled] for n in S.NAMED_SETS}
     assert on == {
         "none": [],
         "crop": ["crop"],
@@ -451,8 +452,8 @@ def test_named_sets_validate_and_switch_ops():
         "crop_flip_color": ["crop", "flip", "color_jitter", "grayscale"],
         "simclr": ["crop", "flip", "color_jitter", "grayscale", "blur"],
     }
-    for n in A.NAMED_SETS:
-        A.validate(A.named_set(n))
+    for n in S.NAMED_SETS:
+        S.validate(S.named_set(n))
 
 
 @pytest.mark.parametrize(
@@ -475,28 +476,28 @@ def test_named_sets_validate_and_switch_ops():
     ],
 )
 def test_bad_config_names_the_field(path, value, msg):
-    cfg = A.named_set("simclr").to_dict()  # a plain dict: ConfigDict would refuse a type change
+    cfg = S.named_set("simclr").to_dict()  # a plain dict: ConfigDict would refuse a type change
     op, field = path.split(".")
     cfg[op][field] = value
     with pytest.raises(ValueError, match=msg):
-        A.validate(cfg)
+        S.validate(cfg)
     with pytest.raises(ValueError, match=msg):
         A.augment_images(_keys(2), _batch_u8(2, 8), cfg, 8)
 
 
 def test_unknown_or_missing_fields_are_named():
-    cfg = A.named_set("crop")
+    cfg = S.named_set("crop")
     cfg.crop.size = 3
     with pytest.raises(ValueError, match=r"augment\.crop must have exactly.*unknown \['size'\]"):
-        A.validate(cfg)
-    cfg = A.named_set("crop").to_dict()
+        S.validate(cfg)
+    cfg = S.named_set("crop").to_dict()
     del cfg["blur"]
     with pytest.raises(ValueError, match=r"missing \['blur'\]"):
-        A.validate(cfg)
+        S.validate(cfg)
 
 
 def test_bad_images_or_out_size():
-    cfg = A.named_set("crop")
+    cfg = S.named_set("crop")
     with pytest.raises(ValueError, match=r"images must be \[batch, H, W, 3\]"):
         A.augment_images(_keys(2), np.zeros((2, 8, 8), np.uint8), cfg, 8)
     with pytest.raises(ValueError, match="uint8.*float.*int32"):

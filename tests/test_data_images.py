@@ -1,4 +1,4 @@
-"""Tests for cl_features.data.images: TFDS/ArrayRecord and folder sources, the grain loader."""
+"""Tests for cl_features.data.image_sources (TFDS/ArrayRecord and folder sources) and data.loader (grain)."""
 
 import io
 import json
@@ -9,7 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from cl_features.data import images
+from cl_features.data import image_sources, loader
 
 # --------------------------------------------------------------------------------------------
 # Fixtures
@@ -19,7 +19,7 @@ from cl_features.data import images
 def mock_cifar10():
     """A mocked cifar10 `train` source of 24 random records (AUTO policy: no TF, no metadata)."""
     with tfds.testing.mock_data(num_examples=24):
-        yield images.open_source("cifar10", "train", "/nonexistent/ignored/by/mock")
+        yield image_sources.open_source("cifar10", "train", "/nonexistent/ignored/by/mock")
 
 
 class ClFeaturesTinyGrey(tfds.core.GeneratorBasedBuilder):
@@ -55,8 +55,8 @@ def tiny_dir(tmp_path_factory):
     return str(data_dir)
 
 
-def _images(loader, n):
-    it = iter(loader)
+def _images(dl, n):
+    it = iter(dl)
     return [next(it) for _ in range(n)]
 
 
@@ -77,7 +77,7 @@ def test_fit_image_takes_the_centred_square():
     image = np.zeros((32, 80, 3), np.uint8)
     image[:] = (255, 0, 0)
     image[:, 16:64] = (0, 255, 0)
-    out = images.fit_image(image, 16)
+    out = image_sources.fit_image(image, 16)
     assert out.shape == (16, 16, 3) and out.dtype == np.uint8
     np.testing.assert_array_equal(out, np.broadcast_to(np.uint8([0, 255, 0]), (16, 16, 3)))
 
@@ -85,19 +85,19 @@ def test_fit_image_takes_the_centred_square():
 def test_fit_image_keeps_a_right_sized_image_and_fixes_channels():
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(images.fit_image(rgb, 8), rgb)
+    np.testing.assert_array_equal(image_sources.fit_image(rgb, 8), rgb)
     grey = rng.integers(0, 256, (8, 8, 1), dtype=np.uint8)
     for g in (grey, grey[:, :, 0]):
-        np.testing.assert_array_equal(images.fit_image(g, None), np.repeat(grey, 3, axis=-1))
+        np.testing.assert_array_equal(image_sources.fit_image(g, None), np.repeat(grey, 3, axis=-1))
     rgba = np.concatenate([rgb, np.full((8, 8, 1), 7, np.uint8)], -1)
-    np.testing.assert_array_equal(images.to_rgb(rgba), rgb)
+    np.testing.assert_array_equal(image_sources.to_rgb(rgba), rgb)
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="PNG")
-    np.testing.assert_array_equal(images.to_rgb(buffer.getvalue()), rgb)
+    np.testing.assert_array_equal(image_sources.to_rgb(buffer.getvalue()), rgb)
     with pytest.raises(ValueError, match="dtype"):
-        images.to_rgb(rgb.astype(np.float32))
+        image_sources.to_rgb(rgb.astype(np.float32))
     with pytest.raises(ValueError, match="shape"):
-        images.to_rgb(np.zeros((4, 4, 2), np.uint8))
+        image_sources.to_rgb(np.zeros((4, 4, 2), np.uint8))
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,44 +106,44 @@ def test_fit_image_keeps_a_right_sized_image_and_fixes_channels():
 
 def test_missing_dataset_names_directory_and_build_command(tmp_path):
     with pytest.raises(FileNotFoundError) as error:
-        images.open_source("cifar10", "train", tmp_path)
+        image_sources.open_source("cifar10", "train", tmp_path)
     message = str(error.value)
     assert "\n" not in message
     assert f"data_dir={tmp_path}" in message
     assert f"`tfds build cifar10 --data_dir={tmp_path} --file_format=array_record`" in message
     with pytest.raises(FileNotFoundError, match="tfds build cifar10"):
-        images.dataset_info("cifar10", tmp_path)
+        image_sources.dataset_info("cifar10", tmp_path)
 
 
 def test_missing_dataset_falls_back_to_tfds_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
-    assert images.resolve_data_dir(None) == str(tmp_path)
+    assert image_sources.resolve_data_dir(None) == str(tmp_path)
     with pytest.raises(FileNotFoundError, match=f"--data_dir={tmp_path} "):
-        images.open_source("cifar10", "test", None)
+        image_sources.open_source("cifar10", "test", None)
 
 
 def test_unknown_dataset_is_a_value_error(tmp_path):
     with pytest.raises(ValueError, match="name='no_such_dataset_xyz'"):
-        images.open_source("no_such_dataset_xyz", "train", tmp_path)
+        image_sources.open_source("no_such_dataset_xyz", "train", tmp_path)
 
 
 def test_prepared_array_record_dataset_reads_without_tensorflow(tiny_dir):
-    info = images.dataset_info("cl_features_tiny_grey", tiny_dir)
+    info = image_sources.dataset_info("cl_features_tiny_grey", tiny_dir)
     assert info.num_classes == 3
     assert info.image_shape == (8, 8, 1)
     assert info.split_sizes == {"train": 10, "test": 4}
-    source = images.open_source("cl_features_tiny_grey", "test", tiny_dir)
+    source = image_sources.open_source("cl_features_tiny_grey", "test", tiny_dir)
     assert len(source) == 4
-    assert len(images.open_source("cl_features_tiny_grey", "train[:50%]", tiny_dir)) == 5
+    assert len(image_sources.open_source("cl_features_tiny_grey", "train[:50%]", tiny_dir)) == 5
     with pytest.raises(ValueError, match="Unknown split 'validation'"):  # tfds's own error
-        images.open_source("cl_features_tiny_grey", "validation", tiny_dir)
-    loader = images.make_loader(
+        image_sources.open_source("cl_features_tiny_grey", "validation", tiny_dir)
+    dl = loader.make_loader(
         source, global_batch_size=4, seed=0, shuffle=False, num_epochs=1, image_size=4, process_index=0, process_count=1
     )
-    (batch,) = list(loader)
+    (batch,) = list(dl)
     assert batch["image"].shape == (4, 4, 4, 3) and batch["image"].dtype == np.uint8
     for row in range(4):  # grey -> 3 channels, resized like fit_image
-        np.testing.assert_array_equal(batch["image"][row], images.fit_image(source[row]["image"], 4))
+        np.testing.assert_array_equal(batch["image"][row], image_sources.fit_image(source[row]["image"], 4))
     np.testing.assert_array_equal(batch["label"], [int(source[i]["label"]) for i in range(4)])
     assert "tensorflow" not in sys.modules
 
@@ -153,8 +153,8 @@ def test_prepared_array_record_dataset_reads_without_tensorflow(tiny_dir):
 
 
 def test_loader_shapes_dtypes_and_epochs_are_permutations(mock_cifar10):
-    loader = images.make_loader(mock_cifar10, global_batch_size=8, seed=0, process_index=0, process_count=1)
-    batches = _images(loader, 6)  # two epochs of 24
+    dl = loader.make_loader(mock_cifar10, global_batch_size=8, seed=0, process_index=0, process_count=1)
+    batches = _images(dl, 6)  # two epochs of 24
     for b in batches:
         assert b["image"].shape == (8, 32, 32, 3) and b["image"].dtype == np.uint8
         assert b["label"].shape == (8,) and b["label"].dtype == np.int32
@@ -169,16 +169,16 @@ def test_loader_shapes_dtypes_and_epochs_are_permutations(mock_cifar10):
 
 def test_loader_is_deterministic_per_seed(mock_cifar10):
     def ids(seed):
-        loader = images.make_loader(mock_cifar10, global_batch_size=8, seed=seed, process_index=0, process_count=1)
-        return [i for b in _images(loader, 3) for i in _row_ids(b["image"], mock_cifar10)]
+        dl = loader.make_loader(mock_cifar10, global_batch_size=8, seed=seed, process_index=0, process_count=1)
+        return [i for b in _images(dl, 3) for i in _row_ids(b["image"], mock_cifar10)]
 
     assert ids(0) == ids(0)
     assert ids(1) != ids(0)
-    assert images.shuffle_seed(1) != images.shuffle_seed(0) + 1
+    assert loader.shuffle_seed(1) != loader.shuffle_seed(0) + 1
 
 
 def test_loader_in_order_resizes_and_respects_epochs(mock_cifar10):
-    loader = images.make_loader(
+    dl = loader.make_loader(
         mock_cifar10,
         global_batch_size=10,
         seed=0,
@@ -188,15 +188,15 @@ def test_loader_in_order_resizes_and_respects_epochs(mock_cifar10):
         process_index=0,
         process_count=1,
     )
-    batches = list(loader)
+    batches = list(dl)
     assert len(batches) == 2  # 24 // 10, remainder dropped
     for k, b in enumerate(batches):
         assert b["image"].shape == (10, 16, 16, 3)
         for row in range(10):
-            expected = images.fit_image(mock_cifar10[10 * k + row]["image"], 16)
+            expected = image_sources.fit_image(mock_cifar10[10 * k + row]["image"], 16)
             np.testing.assert_array_equal(b["image"][row], expected)
     kept = list(
-        images.make_loader(
+        loader.make_loader(
             mock_cifar10,
             global_batch_size=10,
             seed=0,
@@ -211,11 +211,11 @@ def test_loader_in_order_resizes_and_respects_epochs(mock_cifar10):
 
 
 def test_process_shards_are_disjoint_and_make_the_global_batch(mock_cifar10):
-    def loader(index, count):
-        return images.make_loader(mock_cifar10, global_batch_size=8, seed=3, process_index=index, process_count=count)
+    def make_dl(index, count):
+        return loader.make_loader(mock_cifar10, global_batch_size=8, seed=3, process_index=index, process_count=count)
 
-    whole = _images(loader(0, 1), 5)  # crosses the epoch boundary at 24
-    parts = [_images(loader(p, 2), 5) for p in range(2)]
+    whole = _images(make_dl(0, 1), 5)  # crosses the epoch boundary at 24
+    parts = [_images(make_dl(p, 2), 5) for p in range(2)]
     for b in range(5):
         a, c = parts[0][b], parts[1][b]
         assert a["image"].shape == (4, 32, 32, 3) and a["label"].shape == (4,)
@@ -228,16 +228,16 @@ def test_process_shards_are_disjoint_and_make_the_global_batch(mock_cifar10):
 
 
 def test_iterator_state_round_trip_mid_epoch(mock_cifar10):
-    def loader():
-        return images.make_loader(mock_cifar10, global_batch_size=6, seed=7, process_index=1, process_count=2)
+    def make_dl():
+        return loader.make_loader(mock_cifar10, global_batch_size=6, seed=7, process_index=1, process_count=2)
 
-    it = iter(loader())
+    it = iter(make_dl())
     for _ in range(5):  # 5 x 6 = 30 global positions: 6 into the second epoch of 24
         next(it)
     state = it.get_state()
     assert isinstance(state, bytes) and json.loads(state)["worker_count"] == 0
     expected = [next(it) for _ in range(6)]  # runs past the epoch end
-    restored = iter(loader())
+    restored = iter(make_dl())
     restored.set_state(state)
     for want in expected:
         got = next(restored)
@@ -249,16 +249,16 @@ def test_iterator_state_saves_with_orbax(mock_cifar10, tmp_path):
     import grain.python as grain_python  # pylint: disable=g-import-not-at-top
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 
-    def loader():
-        return images.make_loader(mock_cifar10, global_batch_size=8, seed=1, process_index=0, process_count=1)
+    def make_dl():
+        return loader.make_loader(mock_cifar10, global_batch_size=8, seed=1, process_index=0, process_count=1)
 
-    it = iter(loader())
+    it = iter(make_dl())
     next(it)
     with ocp.CheckpointManager(tmp_path, item_names=("data",)) as manager:
         manager.save(1, args=ocp.args.Composite(data=grain_python.PyGrainCheckpointSave(it)))
         manager.wait_until_finished()
         expected = [next(it) for _ in range(3)]
-        restored = iter(loader())
+        restored = iter(make_dl())
         manager.restore(1, args=ocp.args.Composite(data=grain_python.PyGrainCheckpointRestore(restored)))
     for want in expected:
         np.testing.assert_array_equal(next(restored)["image"], want["image"])
@@ -266,10 +266,10 @@ def test_iterator_state_saves_with_orbax(mock_cifar10, tmp_path):
 
 def test_one_worker_process_gives_the_in_process_batches(mock_cifar10):
     def batches(worker_count):
-        loader = images.make_loader(
+        dl = loader.make_loader(
             mock_cifar10, global_batch_size=8, seed=0, process_index=0, process_count=1, worker_count=worker_count
         )
-        return _images(loader, 4)
+        return _images(dl, 4)
 
     for got, want in zip(batches(1), batches(0)):
         np.testing.assert_array_equal(got["image"], want["image"])
@@ -279,18 +279,16 @@ def test_one_worker_process_gives_the_in_process_batches(mock_cifar10):
 def test_loader_rejects_bad_arguments(mock_cifar10):
     def make(**kwargs):
         args = dict(global_batch_size=8, seed=0, process_index=0, process_count=1) | kwargs
-        return images.make_loader(mock_cifar10, **args)
+        return loader.make_loader(mock_cifar10, **args)
 
-    with pytest.raises(ValueError, match="global_batch_size=9 must be divisible by process_count=2"):
+    with pytest.raises(ValueError, match="global_batch_size=9 must be a positive multiple of process_count=2"):
         make(global_batch_size=9, process_index=0, process_count=2)
     with pytest.raises(ValueError, match="process_index and process_count"):
         make(process_count=None)
     with pytest.raises(ValueError, match=r"process_index must be an int in \[0, 2\)"):
         make(process_index=2, process_count=2)
-    with pytest.raises(ValueError, match="global_batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="global_batch_size=0 must be a positive multiple"):
         make(global_batch_size=0)
-    with pytest.raises(ValueError, match="seed"):
-        make(seed=-1)
     with pytest.raises(ValueError, match="fewer than one batch"):
         make(global_batch_size=32, num_epochs=1)
 
@@ -315,29 +313,29 @@ def _write_folder(root):
 
 def test_image_folder_source_records(tmp_path):
     arrays = _write_folder(tmp_path)
-    source = images.ImageFolderSource(tmp_path, image_size=8)
+    source = image_sources.ImageFolderSource(tmp_path, image_size=8)
     assert source.class_names == ["a_cat", "b_dog"]
     assert len(source) == 4  # a_cat/0.png, a_cat/z.JPG, b_dog/0.png, b_dog/1.png
     assert [source[i]["label"] for i in range(4)] == [0, 0, 1, 1]
     for i, key in ((0, ("a_cat", 0)), (2, ("b_dog", 0)), (3, ("b_dog", 1))):
         record = source[i]
         assert record["image"].shape == (8, 8, 3) and record["image"].dtype == np.uint8
-        np.testing.assert_array_equal(record["image"], images.fit_image(arrays[key], 8))
-    loader = images.make_loader(
+        np.testing.assert_array_equal(record["image"], image_sources.fit_image(arrays[key], 8))
+    dl = loader.make_loader(
         source, global_batch_size=4, seed=0, shuffle=False, num_epochs=1, process_index=0, process_count=1
     )
-    (batch,) = list(loader)
+    (batch,) = list(dl)
     assert batch["image"].shape == (4, 8, 8, 3)
     np.testing.assert_array_equal(batch["label"], [0, 0, 1, 1])
 
 
 def test_image_folder_source_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="is not a directory"):
-        images.ImageFolderSource(tmp_path / "missing", image_size=8)
+        image_sources.ImageFolderSource(tmp_path / "missing", image_size=8)
     with pytest.raises(ValueError, match="no class sub-directories"):
-        images.ImageFolderSource(tmp_path, image_size=8)
+        image_sources.ImageFolderSource(tmp_path, image_size=8)
     (tmp_path / "empty_class").mkdir()
     with pytest.raises(ValueError, match="empty_class.*has no"):
-        images.ImageFolderSource(tmp_path, image_size=8)
+        image_sources.ImageFolderSource(tmp_path, image_size=8)
     with pytest.raises(ValueError, match="image_size"):
-        images.ImageFolderSource(tmp_path, image_size=0)
+        image_sources.ImageFolderSource(tmp_path, image_size=0)

@@ -5,8 +5,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from cl_features.data import images as images_lib
-from cl_features.data import photos
+from cl_features.data import loader, photos
 
 SMALL = dict(size=16, crops_per_image=6)
 
@@ -101,10 +100,8 @@ def test_source_feeds_the_loader():
     np.testing.assert_array_equal(source[7]["image"], images[7])
     assert source[7]["label"] == labels[7] == 1
     assert repr(source) == ("PhotoCropsSource(split='test', size=16, crops_per_image=6, seed=1, max_zoom=4.0)")
-    loader = images_lib.make_loader(
-        source, global_batch_size=16, seed=0, num_epochs=1, process_index=0, process_count=1
-    )
-    batches = list(loader)
+    dl = loader.make_loader(source, global_batch_size=16, seed=0, num_epochs=1, process_index=0, process_count=1)
+    batches = list(dl)
     assert len(batches) == 3
     assert batches[0]["image"].shape == (16, 16, 16, 3)
     np.testing.assert_array_equal(np.sort(np.concatenate([b["label"] for b in batches])), np.sort(labels))

@@ -257,7 +257,7 @@ def test_write_report_writes_every_table_and_non_empty_figure(tmp_path):
 
 # ------------------------------------------------------------------------------------------ experiment
 
-from experiments import decoupling as experiment  # noqa: E402
+from cl_features.decoupling import encoders, study  # noqa: E402
 from experiments.configs import decoupling_cifar10, decoupling_photos, decoupling_photos_models, decoupling_tiny  # noqa: E402,E501
 
 BAD = [
@@ -291,16 +291,19 @@ def test_bad_config_values_are_refused_before_compiling(field, value, match, mon
 
     monkeypatch.setattr(jax, "jit", no_jit)
     with pytest.raises(ValueError, match=f"config.{match}") as err:
-        experiment.run(config, workdir=None, verbose=False)
+        study.run(config, workdir=None, verbose=False)
     assert "\n" not in str(err.value)
 
 
 def test_shipped_configs_are_valid_and_checkpoint_lists_parse():
     for module in (decoupling_photos, decoupling_photos_models, decoupling_tiny, decoupling_cifar10):
-        experiment.validate(module.get_config())
-    assert experiment.checkpoint_dirs("runs/a/crop, sup=runs/b/x/") == {"crop": "runs/a/crop", "sup": "runs/b/x/"}
+        study.validate(module.get_config())
+    c = decoupling_photos.get_config()
+    c.models.checkpoints = "runs/a/crop, sup=runs/b/x/"
+    assert encoders.checkpoint_dirs(c) == {"crop": "runs/a/crop", "sup": "runs/b/x/"}
+    c.models.checkpoints = "a/crop,b/crop"
     with pytest.raises(ValueError, match="distinct names"):
-        experiment.checkpoint_dirs("a/crop,b/crop")
+        encoders.checkpoint_dirs(c)
 
 
 def test_cli_prints_one_error_line():
@@ -318,7 +321,7 @@ def test_cli_prints_one_error_line():
 @pytest.mark.slow
 def test_tiny_run_writes_the_whole_report(tmp_path):
     """decoupling_tiny end to end: model-free on two sets; the tiny encoder at init and after 10 training steps."""
-    out = experiment.run(decoupling_tiny.get_config(), str(tmp_path), verbose=False)
+    out = study.run(decoupling_tiny.get_config(), str(tmp_path), verbose=False)
     mf = out["model_free"]
     assert list(mf) == ["none", "crop_flip_color"]
     for row in mf["none"]["stats"].values():  # identical views
@@ -365,9 +368,9 @@ def test_tiny_run_writes_the_whole_report(tmp_path):
 def test_run_config_sets_task_augmentation_and_steps():
     c = decoupling_photos.get_config()
     c.models.train_steps = 30
-    ic = experiment.run_config(c, "simclr", "crop")
+    ic = encoders.run_config(c, "simclr", "crop")
     assert (ic.task, ic.augment.set, ic.train.steps, ic.model.encoder) == ("simclr", "crop", 30, "resnet_tiny")
-    sup = experiment.run_config(c, "supervised", "crop_flip")
+    sup = encoders.run_config(c, "supervised", "crop_flip")
     assert (sup.task, sup.augment.set, sup.objective.online_probe) == ("supervised", "crop_flip", False)
 
 
@@ -488,13 +491,13 @@ def test_restore_encoder_reads_an_image_workdir(tmp_path):
     TrainState): the restored encoder has the saved weights, not the initial ones."""
     from flax import nnx
 
+    from cl_features.image_training import network, recipe, trainer
     from cl_features.train import checkpoint, loop
-    from cl_features.train import images as train_images
 
-    ic = train_images.validate(experiment.image_config("photos_simclr_tiny"))
+    ic = trainer.validate(encoders.image_config("photos_simclr_tiny"))
     ic.augment.set = "crop_flip_color"
-    model = train_images.make_model(ic, 8)
-    tx = train_images.make_optimizer(ic, train_images.make_schedule(ic, 512))
+    model = network.make_model(ic, 8)
+    tx = recipe.make_optimizer(ic, recipe.make_schedule(ic, 512))
     _, state = loop.init_state(model, tx, 0)
     state = state._replace(params=jax.tree.map(lambda p: p + 0.5, state.params), step=state.step + 7)
     with checkpoint.Checkpointer(str(tmp_path / "checkpoints"), config=ic.to_dict()) as ck:
@@ -503,7 +506,7 @@ def test_restore_encoder_reads_an_image_workdir(tmp_path):
         {"config": ic.to_dict(), "num_train": 512, "num_classes": 8, "knn_acc": 0.5},
         open(tmp_path / "summary.json", "w"),
     )
-    enc = experiment.restore_encoder(str(tmp_path), "cfc")
+    enc = encoders.restore_encoder(str(tmp_path), "cfc")
     assert (enc.name, enc.train_set, enc.input_size) == ("cfc", "crop_flip_color", 16)
     assert enc.scores == {"train/knn_acc": 0.5, "train_steps": 7}
     got = jax.tree.leaves(nnx.state(enc.module, nnx.Param))
@@ -512,4 +515,4 @@ def test_restore_encoder_reads_an_image_workdir(tmp_path):
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, np.asarray(w) + 0.5, rtol=1e-6)
     with pytest.raises(FileNotFoundError, match="no summary.json or run_info.json"):
-        experiment.restore_encoder(str(tmp_path / "nothing"), "x")
+        encoders.restore_encoder(str(tmp_path / "nothing"), "x")

@@ -12,10 +12,12 @@ import tensorflow_datasets as tfds
 from flax import nnx
 from jax.experimental.compilation_cache import compilation_cache
 
-from cl_features.data import images as data_images
+from cl_features.augment import image_sets
+from cl_features.data import image_sources, loader
+from cl_features.image_training import inputs, network, recipe, trainer
 from cl_features.jsonio import read_jsonl
 from cl_features.models import heads
-from cl_features.train import checkpoint, images, optim
+from cl_features.train import checkpoint, optim
 from experiments.configs import mock_cifar10_tiny, photos_simclr_tiny
 
 
@@ -82,7 +84,7 @@ def test_bad_values_are_refused_before_compiling(field, value, match, no_compile
     config = mock_cifar10_tiny.get_config()
     _set(config, field, value)
     with pytest.raises(ValueError, match=f"config.{match} must be|{match} must be") as err:
-        images.run(config, workdir=None, verbose=False)
+        trainer.run(config, workdir=None, verbose=False)
     assert "\n" not in str(err.value)
 
 
@@ -90,7 +92,7 @@ def test_missing_dataset_is_one_line_before_compiling(tmp_path, no_compile):
     config = mock_cifar10_tiny.get_config()
     config.data.data_dir = str(tmp_path)
     with pytest.raises(FileNotFoundError) as err:
-        images.run(config, workdir=None, verbose=False)
+        trainer.run(config, workdir=None, verbose=False)
     message = str(err.value)
     assert "\n" not in message
     assert f"data_dir={tmp_path}" in message and "tfds build cifar10" in message
@@ -126,51 +128,51 @@ def test_named_configs_are_valid():
         photos_supervised_tiny,
     )
 
-    r18 = images.validate(cifar10_simclr_resnet18.get_config())
+    r18 = trainer.validate(cifar10_simclr_resnet18.get_config())
     assert (r18.train.batch_size, r18.train.epochs, r18.objective.temperature, r18.train.optimizer) == (
         512,
         1000.0,
         0.5,
         "lars",
     )
-    assert images.learning_rate(r18.train.base_learning_rate, 512, "linear") == 2.0
-    assert images.validate(cifar10_simclr_wrn34x5.get_config()).model.encoder == "wrn34x5"
-    assert images.validate(cifar10_supervised_wrn34x5.get_config()).task == "supervised"
-    inet = images.validate(imagenet_simclr_resnet50.get_config())
+    assert recipe.learning_rate(r18.train.base_learning_rate, 512, "linear") == 2.0
+    assert trainer.validate(cifar10_simclr_wrn34x5.get_config()).model.encoder == "wrn34x5"
+    assert trainer.validate(cifar10_supervised_wrn34x5.get_config()).task == "supervised"
+    inet = trainer.validate(imagenet_simclr_resnet50.get_config())
     assert (inet.train.batch_size, inet.objective.temperature, inet.model.encoder) == (4096, 0.1, "resnet50_imagenet")
-    assert images.resolve_augment(inet.augment).blur.enabled
-    assert images.validate(photos_supervised_tiny.get_config()).task == "supervised"
+    assert image_sets.resolve(inet.augment).blur.enabled
+    assert trainer.validate(photos_supervised_tiny.get_config()).task == "supervised"
 
 
 def test_augment_overrides_apply_on_top_of_the_named_set():
-    fields = images.augment_fields("crop_flip", **{"crop.scale": (0.2, 1.0)})
+    fields = image_sets.config_fields("crop_flip", **{"crop.scale": (0.2, 1.0)})
     fields.color_jitter.strength = 1.0  # on a set without colour: kept, but the op stays off
-    cfg = images.resolve_augment(fields)
+    cfg = image_sets.resolve(fields)
     assert cfg.crop.enabled and cfg.flip.enabled and not cfg.color_jitter.enabled
     assert tuple(cfg.crop.scale) == (0.2, 1.0) and cfg.color_jitter.strength == 1.0
     fields.set = "simclr"
-    assert images.resolve_augment(fields).blur.enabled
+    assert image_sets.resolve(fields).blur.enabled
 
 
 # -------------------------------------------------------------------------------- schedule and optimiser
 
 
 def test_learning_rate_scaling_and_schedule():
-    assert images.learning_rate(1.0, 512, "linear") == 2.0
-    assert images.learning_rate(0.3, 4096, "linear") == pytest.approx(4.8)
-    assert images.learning_rate(0.075, 4096, "sqrt") == pytest.approx(4.8)
-    assert images.learning_rate(0.1, 4096, "none") == 0.1
-    c = images.validate(photos_simclr_tiny.get_config())
+    assert recipe.learning_rate(1.0, 512, "linear") == 2.0
+    assert recipe.learning_rate(0.3, 4096, "linear") == pytest.approx(4.8)
+    assert recipe.learning_rate(0.075, 4096, "sqrt") == pytest.approx(4.8)
+    assert recipe.learning_rate(0.1, 4096, "none") == 0.1
+    c = trainer.validate(photos_simclr_tiny.get_config())
     c.train.steps, c.train.epochs, c.train.steps_per_call = None, 2.5, 3
     c.train.batch_size, c.train.warmup_epochs, c.train.base_learning_rate = 64, 0.5, 0.8
-    s = images.make_schedule(c, num_train=512)  # 8 steps per epoch
+    s = recipe.make_schedule(c, num_train=512)  # 8 steps per epoch
     assert (s.steps_per_epoch, s.steps, s.warmup_steps, s.learning_rate) == (8.0, 21, 4, 0.2)  # 20 -> 21 (x3)
     lr = optim.schedule(learning_rate=s.learning_rate, kind="warmup_cosine", steps=s.steps, warmup_steps=s.warmup_steps)
     assert float(lr(0)) == 0.0 and float(lr(2)) == pytest.approx(0.1) and float(lr(4)) == pytest.approx(0.2)
     assert float(lr(s.steps)) == pytest.approx(0.0, abs=1e-7)
     c.train.warmup_epochs = 3.0  # 24 warmup steps of 21
     with pytest.raises(ValueError, match="config.train.warmup_epochs=3.0 gives 24 warmup steps"):
-        images.make_schedule(c, num_train=512)
+        recipe.make_schedule(c, num_train=512)
 
 
 def _head_params():
@@ -183,7 +185,7 @@ def _named_leaves(tree):
 
 
 def test_decay_mask_keeps_kernels_only():
-    mask = _named_leaves(images.decay_mask(_head_params()))
+    mask = _named_leaves(recipe.decay_mask(_head_params()))
     assert len(mask) == 5
     for name, keep in mask.items():
         assert keep == ("kernel" in name), name
@@ -191,11 +193,11 @@ def test_decay_mask_keeps_kernels_only():
 
 @pytest.mark.parametrize("decay_bn_and_bias", [False, True])
 def test_lars_excludes_bn_and_bias_from_decay_and_trust_ratio(decay_bn_and_bias):
-    c = images.validate(photos_simclr_tiny.get_config())
+    c = trainer.validate(photos_simclr_tiny.get_config())
     c.train.optimizer, c.train.schedule, c.train.warmup_epochs = "lars", "constant", 0.0
     c.train.base_learning_rate, c.train.batch_size, c.train.weight_decay = 0.5, 256, 0.1
     c.train.decay_bn_and_bias = decay_bn_and_bias
-    tx = images.make_optimizer(c, images.make_schedule(c, num_train=1024))
+    tx = recipe.make_optimizer(c, recipe.make_schedule(c, num_train=1024))
     params = _head_params()
     leaves = jax.tree_util.tree_leaves(params)
     keys = jax.random.split(jax.random.key(1), len(leaves))
@@ -226,16 +228,16 @@ def mock_cifar10():
 
 
 def test_global_example_ids_match_the_single_process_batch(mock_cifar10):
-    source = data_images.open_source("cifar10", "train", "/nonexistent")
+    source = image_sources.open_source("cifar10", "train", "/nonexistent")
 
     def batch(index, count):
-        loader = data_images.make_loader(source, global_batch_size=8, seed=5, process_index=index, process_count=count)
-        return next(iter(loader))["image"]
+        dl = loader.make_loader(source, global_batch_size=8, seed=5, process_index=index, process_count=count)
+        return next(iter(dl))["image"]
 
     whole = batch(0, 1)
     for count in (1, 2, 4):
         global_array = np.concatenate([batch(p, count) for p in range(count)])  # process p at rows p*b..
-        ids = images.global_example_ids(8, count)
+        ids = network.global_example_ids(8, count)
         np.testing.assert_array_equal(global_array, whole[ids])
 
 
@@ -253,15 +255,15 @@ def test_image_folder_source_and_class_check(tmp_path):
     config = photos_simclr_tiny.get_config()
     config.data.source, config.train.batch_size = "folder", 4
     config.data.folder_train, config.data.folder_test = str(tmp_path / "train"), str(tmp_path / "test")
-    data = images.open_data(images.validate(config))
+    data = inputs.open_data(trainer.validate(config))
     assert (len(data.train), len(data.test), data.num_classes) == (6, 6, 2)
     assert data.train[5]["image"].shape == (16, 16, 3) and data.train[5]["label"] == 1
     config.data.folder_test = str(tmp_path / "other")
     with pytest.raises(ValueError, match="config.data.folder_test must have the class directories"):
-        images.open_data(images.validate(config))
+        inputs.open_data(trainer.validate(config))
     config.data.folder_test = None
     with pytest.raises(ValueError, match="config.data.folder_test must be"):
-        images.validate(config)
+        trainer.validate(config)
 
 
 # --------------------------------------------------------------------------------------------- end to end
@@ -272,23 +274,23 @@ def test_mock_cifar10_simclr_end_to_end_and_resume(mock_cifar10, tmp_path, monke
     config = mock_cifar10_tiny.get_config()
     config.data.data_dir = "/nonexistent/ignored/by/mock"
     config.checkpoint.every = 0  # saves at the end and on preemption only (each save costs ~1 s here)
-    whole = images.run(config, str(tmp_path / "a"), verbose=False)
+    whole = trainer.run(config, str(tmp_path / "a"), verbose=False)
 
     # Run b is preempted at its 5th step boundary (saved at step 5, mid-epoch: 48 / 16 = 3 steps per epoch),
     # then the same call resumes it: model, optimizer and grain iterator state come back from the checkpoint.
     boundaries = iter(range(1, 100))
     monkeypatch.setattr(checkpoint, "preemption_requested", lambda: next(boundaries) == 5)
     with pytest.raises(checkpoint.Preempted) as stop:
-        images.run(config, str(tmp_path / "b"), verbose=False)
+        trainer.run(config, str(tmp_path / "b"), verbose=False)
     assert stop.value.step == 5
     assert [r["step"] for r in read_jsonl(str(tmp_path / "b" / "metrics.jsonl"))] == [4]
-    resumed = images.run(config, str(tmp_path / "b"), verbose=False)
+    resumed = trainer.run(config, str(tmp_path / "b"), verbose=False)
     assert resumed["resumed_from"] == 5 and whole["resumed_from"] == 0
     summaries = [whole, resumed]
     changed = mock_cifar10_tiny.get_config()
     changed.data.data_dir, changed.objective.temperature = config.data.data_dir, 0.3
     with pytest.raises(checkpoint.ConfigMismatch, match="objective.temperature"):
-        images.run(changed, str(tmp_path / "b"), verbose=False)
+        trainer.run(changed, str(tmp_path / "b"), verbose=False)
     rows = [read_jsonl(str(tmp_path / run / "metrics.jsonl")) for run in ("a", "b")]
     assert rows[0] == rows[1]  # same seed, same numbers, interrupted or not
     assert [r["step"] for r in rows[0]] == [4, 8, 8]  # two train/eval rows, then the probe
@@ -330,7 +332,7 @@ def test_mock_cifar10_supervised_end_to_end(mock_cifar10, tmp_path):
     config.task, config.objective.online_probe, config.augment.set = "supervised", False, "crop_flip"
     config.data.data_dir = "/nonexistent/ignored/by/mock"
     config.probe.enabled = False
-    summary = images.run(config, str(tmp_path), verbose=False)
+    summary = trainer.run(config, str(tmp_path), verbose=False)
     rows = read_jsonl(str(tmp_path / "metrics.jsonl"))
     assert [r["step"] for r in rows] == [4, 8]
     assert all(0 <= r["train_acc"] <= 1 and np.isfinite(r["loss"]) for r in rows)
@@ -343,7 +345,7 @@ def test_contrastive_training_on_photos_beats_the_random_encoder():
     config = photos_simclr_tiny.get_config()
     config.train.steps, config.train.base_learning_rate = 60, 1.6
     config.train.log_every, config.eval.every_steps = 30, 0
-    summary = images.run(config, None, verbose=False)
+    summary = trainer.run(config, None, verbose=False)
     # Measured on this config (2 shared CPU cores, ~30 s): kNN 0.414 -> 0.627, logistic linear probe
     # 0.570 -> 0.693, online probe 0.633 (512 test crops from unseen halves of the photos, 8 classes, chance 0.125).
     assert summary["knn_acc"] > summary["knn_acc_init"] + 0.1, summary

@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from cl_features.augment.images import gaussian_blur  # noqa: E402
+from cl_features.augment.image_ops import gaussian_blur  # noqa: E402
 from cl_features.measure.representation import eval_view  # noqa: E402
 
 __all__ = [

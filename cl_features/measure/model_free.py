@@ -1,7 +1,7 @@
 """Model-free feature decoupling per augmentation set: which image statistics survive the two views.
 
-For each named augmentation set (cl_features.augment.images.NAMED_SETS) the two views of N images are drawn
-on device (`augment.images.two_views`), and the cross-view Pearson correlation over the N positive pairs is
+For each named augmentation set (cl_features.augment.image_sets.NAMED_SETS) the two views of N images are drawn
+on device (`augment.image_ops.two_views`), and the cross-view Pearson correlation over the N positive pairs is
 measured for
 
   dense statistics   mean colour, colour histogram, low-frequency DCT magnitudes of the luminance
@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cl_features.augment import images as augment_images
+from cl_features.augment import image_ops, image_sets
 from cl_features.measure import correlation, image_stats, patch_codes
 
 __all__ = [
@@ -82,11 +82,11 @@ def fit_dictionaries(
 @functools.lru_cache(maxsize=32)
 def _views_fn(set_name: str, out_size: int, color_strength: float | None):
     """The jitted two_views of one named set (cached: one compilation per set, size and batch shape)."""
-    cfg = augment_images.named_set(set_name)
+    cfg = image_sets.named_set(set_name)
     if color_strength is not None:
         cfg.color_jitter.strength = float(color_strength)
-    augment_images.validate(cfg)
-    return jax.jit(lambda k, imgs, ids: augment_images.two_views(k, imgs, cfg, out_size, ids))
+    image_sets.validate(cfg)
+    return jax.jit(lambda k, imgs, ids: image_ops.two_views(k, imgs, cfg, out_size, ids))
 
 
 def make_views(
@@ -98,8 +98,8 @@ def make_views(
     (`two_views` with global example ids), so the views do not depend on how the images are batched.
     `color_strength` overrides the set's colour-jitter strength (0.5 = SimCLR CIFAR, 1.0 = ImageNet).
     """
-    if set_name not in augment_images.NAMED_SETS:
-        raise ValueError(f"augmentation set must be one of {augment_images.NAMED_SETS}, got {set_name!r}")
+    if set_name not in image_sets.NAMED_SETS:
+        raise ValueError(f"augmentation set must be one of {image_sets.NAMED_SETS}, got {set_name!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
     if isinstance(out_size, bool) or not isinstance(out_size, (int, np.integer)) or out_size < 1:
@@ -186,8 +186,8 @@ def augmentation_tables(
     """
     names = list(set_names)
     for name in names:
-        if name not in augment_images.NAMED_SETS:
-            raise ValueError(f"augmentation sets must be names from {augment_images.NAMED_SETS}; got {name!r}")
+        if name not in image_sets.NAMED_SETS:
+            raise ValueError(f"augmentation sets must be names from {image_sets.NAMED_SETS}; got {name!r}")
     if not names or len(set(names)) != len(names):
         raise ValueError(f"augmentation sets must be a non-empty list without repeats; got {names}")
     out = {}

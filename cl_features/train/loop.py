@@ -67,19 +67,19 @@ def make_step_fn(
     steps_per_call: int = 1,
     host_batches: bool = False,
     sample_fn: Callable[[jax.Array, jax.Array], Any] | None = None,
-    unroll: int | bool = 1,
+    unroll: bool = False,
 ) -> StepFn:
     """jit(state, batches) -> (state, mean metrics) running `steps_per_call` steps.
 
-    With host_batches, `batches` is a pytree whose leaves are [steps_per_call, global_batch, ...], sharded on
-    the batch axis. Otherwise `batches` is None and the data is drawn on device: by `sample_fn(key, step)` when
-    given (the loss gets its batch; both get the step's key), else by the loss itself (batch=None). With
-    sample_fn the batch of step s+1 is drawn while step s runs and waits in the loop carry: XLA then writes it
-    to memory once instead of recomputing the random draws inside each fusion that reads them (XLA:CPU does),
-    and the draw can overlap the step's matmuls. This costs one unused draw per call; the draws are the same, the
-    results equal up to float32 rounding (XLA may contract a multiply-add on one side and not the other).
-    `unroll`: an int is passed to `lax.scan`; True traces the steps one after the other with no loop in the
-    program (XLA:CPU runs convolutions inside any while loop, even a one-trip one, about 10x slower).
+    A step's batch comes from the host (host_batches: `batches` is a pytree whose leaves are [steps_per_call,
+    global_batch, ...], sharded on the batch axis), from `sample_fn(key, step)` on device, or from the loss itself
+    (neither: the loss gets batch=None); otherwise `batches` is None. With sample_fn the batch of step s+1 is drawn
+    while step s runs and waits in the loop carry: XLA then writes it to memory once instead of recomputing the
+    random draws inside each fusion that reads them (XLA:CPU does), and the draw can overlap the step's matmuls.
+    This costs one unused draw per call; the draws are the same, the results equal up to float32 rounding (XLA may
+    contract a multiply-add on one side and not the other). unroll: the steps of a call as straight-line code, with
+    no loop in the program (XLA:CPU runs convolutions inside any while loop, even a one-trip one, about 10x
+    slower); else a rolled `lax.scan`.
     """
     if sample_fn is not None and host_batches:
         raise ValueError("make_step_fn: sample_fn and host_batches exclude each other")
@@ -103,41 +103,18 @@ def make_step_fn(
         metrics = {"loss": loss, **metrics}
         return TrainState(state.step + 1, params, rest, opt_state, state.rng), metrics
 
-    def pipelined(state: TrainState):
-        def body(carry, _):
-            state, batch = carry
-            upcoming = sample_fn(step_key(state, state.step + 1), state.step + 1)
-            state, row = one_step(state, batch)
-            return (state, upcoming), row
-
-        carry = (state, sample_fn(step_key(state, state.step), state.step))
-        if unroll is True:
-            rows = []
-            for _ in range(steps_per_call):
-                carry, row = body(carry, None)
-                rows.append(row)
-            return carry[0], jax.tree_util.tree_map(lambda *ms: jnp.stack(ms), *rows)
-        (state, _), metrics = jax.lax.scan(body, carry, None, length=steps_per_call, unroll=unroll)
-        return state, metrics
+    def body(carry, batch):
+        state, upcoming = carry
+        if sample_fn is not None:  # this step's batch was drawn during the step before; draw the next one
+            batch, upcoming = upcoming, sample_fn(step_key(state, state.step + 1), state.step + 1)
+        state, row = one_step(state, batch)
+        return (state, upcoming), row
 
     def many_steps(state: TrainState, batches):
-        if sample_fn is not None:
-            state, metrics = pipelined(state)
-        elif unroll is True:  # a Python loop: the program has no while loop at all
-            rows = []
-            for i in range(steps_per_call):
-                state, row = one_step(
-                    state, None if batches is None else jax.tree_util.tree_map(lambda b, i=i: b[i], batches)
-                )
-                rows.append(row)
-            metrics = jax.tree_util.tree_map(lambda *ms: jnp.stack(ms), *rows)
-        elif batches is None:
-            state, metrics = jax.lax.scan(
-                lambda s, _: one_step(s, None), state, None, length=steps_per_call, unroll=unroll
-            )
-        else:
-            state, metrics = jax.lax.scan(one_step, state, batches, unroll=unroll)
-        return state, jax.tree_util.tree_map(lambda m: jnp.mean(m, axis=0), metrics)
+        first = sample_fn(step_key(state, state.step), state.step) if sample_fn is not None else None
+        # unroll=0: lax.scan emits no while loop at all, even for one step
+        carry, metrics = jax.lax.scan(body, (state, first), batches, length=steps_per_call, unroll=0 if unroll else 1)
+        return carry[0], jax.tree_util.tree_map(lambda m: jnp.mean(m, axis=0), metrics)
 
     repl = mesh_lib.replicated(mesh)
     batch_in = mesh_lib.batch_sharding(mesh, batch_axis=1) if host_batches else None

@@ -1,4 +1,4 @@
-"""Every field of an image experiment (cl_features/train/images.py), with SimCLR's CIFAR-10 values.
+"""Every field of an image experiment (cl_features/image_training/), with SimCLR's CIFAR-10 values.
 
 Not an experiment by itself: the named configs (cifar10_simclr_resnet18.py, ...) start from `base()` and
 change what differs. Every field can be overridden on the command line, e.g.
@@ -7,7 +7,7 @@ change what differs. Every field can be overridden on the command line, e.g.
 
 import ml_collections
 
-from cl_features.train.images import augment_fields
+from cl_features.augment import image_sets
 
 placeholder = ml_collections.config_dict.placeholder
 
@@ -47,7 +47,9 @@ def base() -> ml_collections.ConfigDict:
     c.objective.temperature = 0.5  # NT-Xent tau (SimCLR CIFAR: 0.5; ImageNet: 0.1)
     c.objective.online_probe = True  # linear classifier on stop_gradient(features), trained jointly
 
-    c.augment = augment_fields("simclr")  # set: none | crop | crop_flip | crop_flip_color | simclr (+ overrides)
+    c.augment = image_sets.config_fields(
+        "simclr"
+    )  # set: none | crop | crop_flip | crop_flip_color | simclr (+ overrides)
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 512  # global batch (all devices and processes)

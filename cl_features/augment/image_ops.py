@@ -1,4 +1,4 @@
-"""SimCLR image augmentations in JAX, run on device inside the jitted step.
+"""SimCLR image augmentations in JAX, run on device inside the jitted step (their config: `image_sets`).
 
 Every op is a pure function of one image `img: [H, W, 3]` float32 in [0, 1] and explicit
 parameters (`resized_crop(img, box, out)`, `gaussian_blur(img, sigma, k)`, `color.adjust_*`); the
@@ -23,157 +23,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from cl_features.augment.color import hsv_to_rgb, rgb_to_hsv, solarize, to_grayscale
+from cl_features.augment.image_sets import BLUR_PADDINGS, validate
 
-NAMED_SETS = ("none", "crop", "crop_flip", "crop_flip_color", "simclr")
-BLUR_PADDINGS = ("constant", "reflect")
 CROP_ATTEMPTS = 10
 JITTER_OPS = ("brightness", "contrast", "saturation", "hue")  # slot order of `jitter_colors` params
-
-_FIELDS = {
-    "crop": ("enabled", "scale", "ratio", "antialias"),
-    "flip": ("enabled", "prob"),
-    "color_jitter": ("enabled", "strength", "brightness", "contrast", "saturation", "hue", "prob", "random_order"),
-    "grayscale": ("enabled", "prob"),
-    "blur": ("enabled", "prob", "sigma", "kernel_frac", "padding"),
-    "solarize": ("enabled", "prob", "threshold"),
-}
-
-
-# --------------------------------------------------------------------------- config
-
-
-def default_config() -> ml_collections.ConfigDict:
-    """Every op with SimCLR's CIFAR values, all switched off (the `none` set)."""
-    return ml_collections.ConfigDict(
-        {
-            "crop": {"enabled": False, "scale": (0.08, 1.0), "ratio": (3 / 4, 4 / 3), "antialias": True},
-            "flip": {"enabled": False, "prob": 0.5},
-            "color_jitter": {
-                "enabled": False,
-                "strength": 0.5,
-                "brightness": 0.8,
-                "contrast": 0.8,
-                "saturation": 0.8,
-                "hue": 0.2,
-                "prob": 0.8,
-                "random_order": True,
-            },
-            "grayscale": {"enabled": False, "prob": 0.2},
-            "blur": {"enabled": False, "prob": 0.5, "sigma": (0.1, 2.0), "kernel_frac": 0.1, "padding": "constant"},
-            "solarize": {"enabled": False, "prob": 0.0, "threshold": 0.5},
-        }
-    )
-
-
-def named_set(name: str) -> ml_collections.ConfigDict:
-    """The augmentation config called `name`, one of NAMED_SETS.
-
-    none: identity (plus a resize if the input size differs from out_size); crop: random resized
-    crop; crop_flip: + horizontal flip; crop_flip_color: + colour jitter and random grayscale;
-    simclr: + Gaussian blur. Colour strength is 0.5 (SimCLR's CIFAR value); set
-    `cfg.color_jitter.strength = 1.0` for ImageNet.
-    """
-    if name not in NAMED_SETS:
-        raise ValueError(f"augmentation set must be one of {NAMED_SETS}, got {name!r}")
-    cfg = default_config()
-    on = NAMED_SETS.index(name)
-    cfg.crop.enabled = on >= 1
-    cfg.flip.enabled = on >= 2
-    cfg.color_jitter.enabled = on >= 3
-    cfg.grayscale.enabled = on >= 3
-    cfg.blur.enabled = on >= 4
-    return cfg
-
-
-def _as_dict(cfg) -> dict:
-    if hasattr(cfg, "to_dict"):
-        return cfg.to_dict()
-    return {k: dict(v) for k, v in dict(cfg).items()}
-
-
-def _is_num(x) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
-
-
-def _pair(x):
-    if isinstance(x, (tuple, list)) and len(x) == 2 and all(_is_num(v) for v in x):
-        return float(x[0]), float(x[1])
-    return None
-
-
-def validate(cfg) -> dict:
-    """Checks an augmentation config; returns it as a plain nested dict of Python values.
-
-    Raises ValueError naming the first bad field (`augment.<op>.<field>`) and what is allowed.
-    """
-    d = _as_dict(cfg)
-    missing = [k for k in _FIELDS if k not in d]
-    unknown = [k for k in d if k not in _FIELDS]
-    if missing or unknown:
-        raise ValueError(f"augment must have exactly the ops {tuple(_FIELDS)}; missing {missing}, unknown {unknown}")
-    for op, fields in _FIELDS.items():
-        sub = d[op]
-        if not isinstance(sub, dict):
-            raise ValueError(f"augment.{op} must be a config with fields {fields}, got {sub!r}")
-        missing = [f for f in fields if f not in sub]
-        unknown = [f for f in sub if f not in fields]
-        if missing or unknown:
-            raise ValueError(
-                f"augment.{op} must have exactly the fields {fields}; missing {missing}, unknown {unknown}"
-            )
-        if not isinstance(sub["enabled"], (bool, np.bool_)):
-            raise ValueError(f"augment.{op}.enabled must be a bool, got {sub['enabled']!r}")
-        if "prob" in sub and not (_is_num(sub["prob"]) and 0.0 <= sub["prob"] <= 1.0):
-            raise ValueError(f"augment.{op}.prob must be a number in [0, 1], got {sub['prob']!r}")
-
-    def check(ok, field, allowed, value):
-        if not ok:
-            raise ValueError(f"augment.{field} must be {allowed}, got {value!r}")
-
-    c = d["crop"]
-    s = _pair(c["scale"])
-    check(s is not None and 0 < s[0] <= s[1] <= 1, "crop.scale", "(lo, hi) with 0 < lo <= hi <= 1", c["scale"])
-    r = _pair(c["ratio"])
-    check(r is not None and 0 < r[0] <= r[1], "crop.ratio", "(lo, hi) with 0 < lo <= hi", c["ratio"])
-    check(isinstance(c["antialias"], (bool, np.bool_)), "crop.antialias", "a bool", c["antialias"])
-
-    j = d["color_jitter"]
-    check(_is_num(j["strength"]) and j["strength"] >= 0, "color_jitter.strength", "a number >= 0", j["strength"])
-    for f in ("brightness", "contrast", "saturation", "hue"):
-        check(_is_num(j[f]) and j[f] >= 0, f"color_jitter.{f}", "a number >= 0", j[f])
-    for f in ("contrast", "saturation"):
-        check(
-            j[f] * j["strength"] <= 1,
-            f"color_jitter.{f}",
-            f"at most 1 after multiplying by strength={j['strength']} (factor range 1 +- it)",
-            j[f],
-        )
-    check(
-        j["hue"] * j["strength"] <= 0.5,
-        "color_jitter.hue",
-        f"at most 0.5 after multiplying by strength={j['strength']}",
-        j["hue"],
-    )
-    check(isinstance(j["random_order"], (bool, np.bool_)), "color_jitter.random_order", "a bool", j["random_order"])
-
-    b = d["blur"]
-    sg = _pair(b["sigma"])
-    check(sg is not None and 0 < sg[0] <= sg[1], "blur.sigma", "(lo, hi) with 0 < lo <= hi", b["sigma"])
-    check(
-        _is_num(b["kernel_frac"]) and 0 <= b["kernel_frac"] <= 1,
-        "blur.kernel_frac",
-        "a number in [0, 1]",
-        b["kernel_frac"],
-    )
-    check(b["padding"] in BLUR_PADDINGS, "blur.padding", f"one of {BLUR_PADDINGS}", b["padding"])
-
-    t = d["solarize"]["threshold"]
-    check(_is_num(t) and 0 <= t <= 1, "solarize.threshold", "a number in [0, 1]", t)
-    return d
 
 
 # --------------------------------------------------------------------------- geometry

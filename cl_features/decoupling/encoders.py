@@ -1,0 +1,143 @@
+"""The encoders the decoupling study measures (config.models): initial, trained here, or from image workdirs.
+
+models.source = none | init (the encoder of models.image_config at its seeded initialisation) | train (one SimCLR
+encoder per set of models.train_sets, and a supervised one, trained in this process: each in
+<workdir>/models/<name>, resumed from there, so a finished one is not trained again) | checkpoints (the newest
+checkpoint of each image-experiment workdir in models.checkpoints); models.include_init adds the initial one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from collections.abc import Callable
+
+import jax
+import ml_collections
+from flax import nnx
+
+from cl_features.augment import image_ops, image_sets
+from cl_features.config_checks import at_least, check, one_of, require, split_list
+from cl_features.image_training import network, trainer
+
+SOURCES = ("none", "init", "checkpoints", "train")
+_CONFIG_NAME = "the module name of a config in experiments/configs/ (e.g. photos_simclr_tiny)"
+
+
+def check_fields(c: ml_collections.ConfigDict) -> None:
+    s = c.models
+    one_of(c, "models.source", SOURCES)
+    if s.source in ("init", "train") or s.include_init:
+        check(c, "models.image_config", str.isidentifier, _CONFIG_NAME)
+    if s.source == "checkpoints":
+        checkpoint_dirs(c)
+        check(c, "models.checkpoint_subdir", bool, "a directory name inside each image-experiment workdir")
+    if s.source == "train":
+        split_list(c, "models.train_sets", image_sets.NAMED_SETS, allow_empty=bool(s.supervised_set))
+        check(
+            c,
+            "models.supervised_set",
+            lambda v: v in ("", *image_sets.NAMED_SETS),
+            f"'' or one of {image_sets.NAMED_SETS}",
+        )
+        if s.supervised_set:
+            check(c, "models.supervised_image_config", str.isidentifier, _CONFIG_NAME)
+        if s.train_steps is not None:
+            at_least(c, 1, "models.train_steps")
+
+
+def checkpoint_dirs(c: ml_collections.ConfigDict) -> dict[str, str]:
+    """models.checkpoints 'a/b/crop,simclr=runs/x' -> {'crop': 'a/b/crop', 'simclr': 'runs/x'} (name: the given one
+    or the directory's basename)."""
+    out: dict[str, str] = {}
+    for item in split_list(c, "models.checkpoints"):
+        name, _, path = item.rpartition("=") if "=" in item else ("", "", item)
+        name = name or os.path.basename(os.path.normpath(path))
+        ok = bool(name) and bool(path) and name not in out
+        require(ok, "models.checkpoints", "a comma list of DIR or NAME=DIR with distinct names", c.models.checkpoints)
+        out[name] = path
+    return out
+
+
+@dataclasses.dataclass
+class Encoder:
+    """A model to measure: the encoder module and how images reach it."""
+
+    name: str
+    train_set: str  # the augmentation set it was trained with, 'supervised:<set>', or 'init'
+    module: nnx.Module
+    input_size: int
+    mean: tuple | None  # per-channel normalisation after augmentation (None: raw [0, 1])
+    std: tuple | None
+    scores: dict = dataclasses.field(default_factory=dict)  # numbers that came with it (e.g. training's kNN)
+
+    def preprocess(self) -> Callable[[jax.Array], jax.Array]:
+        """[B, H, W, 3] float in [0, 1] -> the encoder's input: resized to input_size (if needed), normalised."""
+        size, mean, std = self.input_size, self.mean, self.std
+
+        def fn(x):
+            if x.shape[1] != size or x.shape[2] != size:
+                box = (0, 0, x.shape[1], x.shape[2])
+                x = jax.vmap(lambda im: image_ops.resized_crop(im, box, size))(x)
+            return network.normalize(x, mean, std)
+
+        return fn
+
+
+def _encoder(name: str, ic: ml_collections.ConfigDict, module: nnx.Module, scores=None, train_set=None) -> Encoder:
+    train_set = train_set or (ic.augment.set if ic.task == "simclr" else f"supervised:{ic.augment.set}")
+    mean = None if ic.data.mean is None else tuple(ic.data.mean)
+    std = None if ic.data.std is None else tuple(ic.data.std)
+    return Encoder(name, train_set, module, int(ic.model.input_size), mean, std, dict(scores or {}))
+
+
+def image_config(name: str) -> ml_collections.ConfigDict:
+    """experiments/configs/<name>.py's config (an image experiment's, cl_features/image_training/)."""
+    try:
+        module = importlib.import_module(f"experiments.configs.{name}")
+    except ModuleNotFoundError:
+        raise ValueError(
+            f"config.models.image_config must name a config in experiments/configs/, got {name!r}"
+        ) from None
+    return module.get_config()
+
+
+def run_config(c: ml_collections.ConfigDict, task: str, set_name: str) -> ml_collections.ConfigDict:
+    """The image-experiment config that trains the `task` encoder with augmentation set `set_name`."""
+    ic = image_config(c.models.image_config if task == "simclr" else c.models.supervised_image_config)
+    ic.task, ic.augment.set = task, set_name
+    if c.models.train_steps is not None:
+        ic.train.steps = c.models.train_steps
+    return trainer.validate(ic)
+
+
+def restore_encoder(path: str, name: str, subdir: str = "checkpoints") -> Encoder:
+    """The encoder of an image-experiment workdir at its newest checkpoint (image_training.trainer.restore)."""
+    try:
+        ic, model, step, summary = trainer.restore(path, subdir)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"config.models.checkpoints: {e}") from None
+    scores = {f"train/{k}": summary[k] for k in ("knn_acc", "linear_probe_acc", "test_acc") if k in summary}
+    return _encoder(name, ic, model.encoder, dict(scores, train_steps=step))
+
+
+def load_encoders(c: ml_collections.ConfigDict, num_classes: int, workdir: str | None, *, verbose: bool) -> list:
+    """The encoders to measure, as models.source says (and the initial one with models.include_init)."""
+    s, encoders = c.models, []
+    if s.include_init or s.source == "init":
+        ic = trainer.validate(image_config(s.image_config))
+        encoders.append(_encoder("init", ic, network.make_model(ic, num_classes).encoder, train_set="init"))
+    if s.source == "checkpoints":
+        encoders += [restore_encoder(path, name, s.checkpoint_subdir) for name, path in checkpoint_dirs(c).items()]
+    elif s.source == "train":
+        runs = [(n, "simclr", n) for n in split_list(c, "models.train_sets", allow_empty=True)]
+        runs += [("supervised", "supervised", s.supervised_set)] if s.supervised_set else []
+        for name, task, set_name in runs:
+            ic = run_config(c, task, set_name)
+            sub = os.path.join(workdir, "models", name) if workdir else None
+            # the image experiment's training without its monitoring, resumed from `sub`
+            res, model = trainer.train(ic, sub, monitor=False, verbose=verbose)
+            scores = {"final_loss": res["final_loss"], "train_steps": res["steps"], "train_seconds": res["seconds"]}
+            encoders.append(_encoder(name, ic, model.encoder, scores))
+    return encoders

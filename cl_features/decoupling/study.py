@@ -1,0 +1,93 @@
+"""The decoupling study's run: images -> model-free tables -> encoders -> their measurements -> the report folder."""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import ml_collections
+
+from cl_features.config_checks import at_least, require, split_list
+from cl_features.decoupling import encoders, measurements
+from cl_features.decoupling.measurements import FIT_STREAM, MEASURE_STREAM
+from cl_features.report import decoupling as report
+from cl_features.report import run_info
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Checks every field before any compilation; returns a copy."""
+    c = ml_collections.ConfigDict(config.to_dict())
+    at_least(c, 0, "seed")
+    measurements.check_fields(c)
+    encoders.check_fields(c)
+    require(
+        c.model_free.enabled or c.models.source != "none" or c.models.include_init,
+        "model_free.enabled",
+        "True when models.source is 'none' (otherwise there is nothing to measure)",
+        c.model_free.enabled,
+    )
+    return c
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool = True) -> dict:
+    """Measures and writes the report into `workdir` (None: nothing written); returns the report's numbers."""
+    t0 = time.perf_counter()
+    c = validate(config)
+    say = print if verbose and jax.process_index() == 0 else (lambda *a, **k: None)
+    if workdir:
+        run_info.write_run_info(workdir, c, kind="decoupling")  # process 0 only; refuses another kind's workdir
+    d = c.data
+    fit = measurements.load_images(c, d.fit_split, d.num_fit_images, FIT_STREAM)
+    measured = measurements.load_images(c, d.measure_split, d.num_images, MEASURE_STREAM)
+    say(
+        f"data: {len(fit.labels)} fit images ({d.fit_split}), {len(measured.labels)} measured ({d.measure_split}), "
+        f"{len(fit.class_names)} classes"
+    )
+    models = encoders.load_encoders(c, len(measured.class_names), workdir, verbose=verbose)
+    kinds = split_list(c, "model_free.dictionaries")
+    dictionaries = measurements.fit_dictionaries(
+        c, fit, kinds + (["luminance"] if models and "luminance" not in kinds else [])
+    )
+
+    tables = None
+    if c.model_free.enabled:
+        tables = measurements.model_free_tables(c, measured, {k: dictionaries[k] for k in kinds})
+        for name, t in tables.items():
+            sparse = "  ".join(f"sparse/{k} {v:.3f}" for k, v in t["sparse_mean"].items())
+            say(f"model-free {name:16s} dense {t['dense_mean']:.3f}  {sparse}")
+
+    entries, maps, vis = {}, {}, {}
+    statistics = measurements.image_statistics(c, measured, dictionaries["luminance"]) if models else None
+    for enc in models:
+        entry, feats = measurements.measure_encoder(c, enc, fit, measured, statistics)
+        if c.tsne.enabled:
+            maps[enc.name] = measurements.tsne_map(c, feats)
+            entry["scores"]["tsne_separation"] = measurements.tsne_lib.separation(maps[enc.name], measured.labels)
+        if c.vis.enabled:
+            res = measurements.visualise(c, enc)
+            vis[enc.name] = res.images
+            entry["vis_activation"] = res.activation.tolist()
+            entry["vis_activation_init"] = res.activation_init.tolist()
+        entries[enc.name] = entry
+        say(f"model {enc.name}: " + "  ".join(f"{k} {v:.3f}" for k, v in entry["scores"].items()))
+
+    out = {"model_free": tables, "models": entries or None, "seconds": round(time.perf_counter() - t0, 1)}
+    if workdir and jax.process_index() == 0:
+        source = d.source + (f" {d.name}" if d.source == "tfds" else "")
+        notes = [
+            f"data: {source}, {len(measured.labels)} measured images ({d.measure_split}) at {d.image_size}px, "
+            f"{len(fit.labels)} fit images ({d.fit_split}); seed {c.seed}; {out['seconds']} s"
+        ]
+        out["paths"] = report.write_report(
+            workdir,
+            model_free=tables,
+            models=entries or None,
+            tsne_maps=maps or None,
+            tsne_labels=measured.labels,
+            class_names=measured.class_names,
+            vis=vis or None,
+            vis_channels=list(range(c.vis.channels)),
+            vis_layer=c.vis.layer,
+            notes=notes,
+        )
+    return out

@@ -1,0 +1,147 @@
+"""The image model and its training loss (config.task, model, objective, augment).
+
+SimCLR (one `jax.jit` step): example i of the global batch draws its views from fold_in(step_key, i), i its
+position in the single-process global batch (`global_example_ids`), so the views do not depend on the device or
+process count; one encoder call on both views concatenated (BatchNorm statistics over 2 x the global batch: under
+jit with a sharded batch the mean is over the global array); NT-Xent over both views, every other example of the
+global batch a negative; an online linear classifier on stop_gradient(features), its cross-entropy added to the
+loss (no gradient reaches the encoder). Supervised: one augmented view, cross-entropy through the same encoder.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from cl_features import objectives
+from cl_features.augment import image_ops, image_sets
+from cl_features.config_checks import at_least, check, one_of, positive
+from cl_features.models import heads, resnet
+from cl_features.train import mesh as mesh_lib
+
+TASKS = ("simclr", "supervised")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+PRNG_IMPLS = ("rbg", "threefry2x32")  # for the initial weights; rbg compiles much faster on CPU
+INIT_STREAM = 1  # folded into the seed for the initial weights (2: train steps, 4: the kNN bank subset)
+
+
+def check_fields(c: ml_collections.ConfigDict) -> None:
+    one_of(c, "task", TASKS)
+    one_of(c, "model.encoder", resnet.ENCODER_NAMES)
+    one_of(c, "model.dtype", tuple(DTYPES))
+    one_of(c, "model.init_prng_impl", PRNG_IMPLS)
+    at_least(c, 1, "model.input_size", "model.head_out_dim", "model.head_layers")
+    check(c, "model.head_hidden_dim", lambda v: v is None or v >= 1, "None (the encoder's feature dim) or an int >= 1")
+    positive(c, "objective.temperature")
+    image_sets.resolve(c.augment)  # raises "config.augment.<op>.<field> must be ..."
+
+
+class ImageModel(nnx.Module):
+    """encoder: images -> h [batch, feat_dim]; head: h -> z (SimCLR only); classifier: h -> logits.
+
+    For SimCLR the classifier is the online probe (fed stop_gradient(h)); for supervised training it is the task
+    head. Either head may be None.
+    """
+
+    def __init__(self, encoder: nnx.Module, head: nnx.Module | None, classifier: nnx.Module | None):
+        self.encoder, self.head, self.classifier = encoder, head, classifier
+
+
+def make_model(c: ml_collections.ConfigDict, num_classes: int) -> ImageModel:
+    """The model at its seeded initialisation, built in one compiled call (eager init compiles every op)."""
+
+    def build():
+        key = jax.random.fold_in(jax.random.key(c.seed, impl=c.model.init_prng_impl), INIT_STREAM)
+        rngs = nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1))
+        dtype, m = DTYPES[c.model.dtype], c.model
+        encoder = resnet.build_encoder(m.encoder, rngs=rngs, dtype=dtype)
+        feat = encoder.feat_dim
+        head, classifier = None, None
+        if c.task == "simclr":
+            head = heads.ProjectionHead(
+                feat, m.head_hidden_dim or feat, m.head_out_dim, m.head_layers, use_bn=m.head_bn, rngs=rngs, dtype=dtype
+            )
+            if c.objective.online_probe:
+                classifier = heads.LinearClassifier(feat, num_classes, rngs=rngs)
+        else:
+            classifier = heads.LinearClassifier(feat, num_classes, rngs=rngs, zero_init=False)
+        return ImageModel(encoder, head, classifier)
+
+    return nnx.jit(build)()
+
+
+def unroll(c: ml_collections.ConfigDict) -> bool:
+    """train.unroll, or None -> True on CPU (XLA:CPU runs convolutions in a while loop ~20x slower)."""
+    return c.train.unroll if c.train.unroll is not None else jax.default_backend() == "cpu"
+
+
+def global_example_ids(global_batch: int, process_count: int) -> np.ndarray:
+    """Row r of the global batch array -> its position in the single-process global batch.
+
+    Process p loads rows j * process_count + p (grain's per-process shards) and puts them at rows
+    p * b + j of the global array (b = global_batch / process_count, processes' devices in mesh order).
+    """
+    b = global_batch // process_count
+    r = np.arange(global_batch)
+    return ((r % b) * process_count + r // b).astype(np.uint32)
+
+
+def normalize(x: jax.Array, mean, std) -> jax.Array:
+    """x: [..., 3] in [0, 1] -> (x - mean) / std per channel (identity when mean is None)."""
+    if mean is None:
+        return x
+    return (x - jnp.asarray(mean, x.dtype)) / jnp.asarray(std, x.dtype)
+
+
+def contrast_accuracy(z1: jax.Array, z2: jax.Array) -> jax.Array:
+    """Fraction of the 2N anchors whose most similar other embedding (cosine) is their partner view."""
+    z = jnp.concatenate([z1, z2]).astype(jnp.float32)
+    z = z / jnp.maximum(jnp.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    n = z1.shape[0]
+    sim = jnp.where(jnp.eye(2 * n, dtype=bool), -jnp.inf, z @ z.T)
+    partner = jnp.concatenate([jnp.arange(n, 2 * n), jnp.arange(n)])
+    return jnp.mean(jnp.argmax(sim, axis=1) == partner)
+
+
+def make_loss_fn(c: ml_collections.ConfigDict, mesh):
+    """loss_fn(model, batch {'image': uint8 [B, H, W, 3], 'label': [B]}, key, step) for `loop.make_step_fn`."""
+    aug_cfg = image_sets.resolve(c.augment).to_dict()
+    size, tau = c.model.input_size, c.objective.temperature
+    mean, std = c.data.mean, c.data.std
+    ids_np = global_example_ids(c.train.batch_size, jax.process_count())
+    ids_sharding = mesh_lib.batch_sharding(mesh)
+
+    def example_ids():
+        return jax.lax.with_sharding_constraint(jnp.asarray(ids_np), ids_sharding)
+
+    def simclr(model, batch, key, step):
+        del step
+        images, labels = batch["image"], batch["label"]
+        n = images.shape[0]
+        v1, v2 = image_ops.two_views(key, images, aug_cfg, size, example_ids=example_ids())
+        h = model.encoder(normalize(jnp.concatenate([v1, v2]), mean, std))
+        z = model.head(h)
+        contrastive = objectives.nt_xent(z[:n], z[n:], tau)
+        metrics = {"contrastive_loss": contrastive, "contrast_acc": contrast_accuracy(z[:n], z[n:])}
+        loss = contrastive
+        if model.classifier is not None:
+            logits = model.classifier(jax.lax.stop_gradient(h).astype(jnp.float32))
+            both = jnp.concatenate([labels, labels])
+            probe_loss = objectives.cross_entropy(logits, both)
+            metrics["online_probe_loss"] = probe_loss
+            metrics["online_probe_train_acc"] = jnp.mean(jnp.argmax(logits, axis=1) == both)
+            loss = loss + probe_loss
+        return loss, metrics
+
+    def supervised(model, batch, key, step):
+        del step
+        images, labels = batch["image"], batch["label"]
+        keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(example_ids())
+        x = image_ops.augment_images(keys, images, aug_cfg, size)
+        logits = model.classifier(model.encoder(normalize(x, mean, std)).astype(jnp.float32))
+        return objectives.cross_entropy(logits, labels), {"train_acc": jnp.mean(jnp.argmax(logits, 1) == labels)}
+
+    return simclr if c.task == "simclr" else supervised

@@ -1,0 +1,237 @@
+"""Training one image model: validate, prepare, train (resumable), run (writes the workdir), restore.
+
+`run(config, workdir)` writes metrics.jsonl (+ TensorBoard events), checkpoints, summary.json and run_info.json
+into `workdir` (process 0) and returns the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import jax
+import ml_collections
+
+from cl_features import jsonio
+from cl_features.config_checks import at_least
+from cl_features.data import loader
+from cl_features.image_training import evaluator, inputs, network, recipe
+from cl_features.image_training.inputs import ImageData
+from cl_features.image_training.network import ImageModel
+from cl_features.image_training.recipe import Schedule
+from cl_features.report import run_info
+from cl_features.train import checkpoint, loop, resumable
+from cl_features.train import mesh as mesh_lib
+from cl_features.train.metrics_log import MetricsLog
+
+SUMMARY_KEYS = ("knn_acc", "linear_probe_acc", "online_probe_acc", "test_acc", "final_loss", "steps", "seconds")
+# Config fields a resumed run may change: frequencies, steps, devices (checkpoint module), evaluation, where the
+# data lives, and how the steps of a call are compiled.
+RESUME_MUTABLE_FIELDS = checkpoint.MUTABLE_FIELDS + ("train.epochs", "train.unroll", "eval", "probe", "data.data_dir")
+TRAIN_STREAM = 2  # folded into the seed for the training steps' keys (1: initial weights, 4: kNN bank subset)
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Checks every field before any data is read or anything compiled; returns a copy."""
+    c = ml_collections.ConfigDict(config.to_dict())
+    at_least(c, 0, "seed")
+    inputs.check_fields(c)
+    network.check_fields(c)
+    recipe.check_fields(c)
+    resumable.check_fields(c)
+    evaluator.check_fields(c)
+    return c
+
+
+class Setup(NamedTuple):
+    """What training a validated image config starts from."""
+
+    data: ImageData
+    schedule: Schedule
+    graphdef: Any
+    state: loop.TrainState  # initial, placed on the mesh
+    step_fn: loop.StepFn
+    batches: Iterator  # the train split's grain iterator (checkpointed with the state)
+
+
+def make_mesh(c: ml_collections.ConfigDict):
+    mesh = mesh_lib.make_mesh(c.train.num_devices)
+    mesh_lib.check_batch_size(c.train.batch_size, mesh)
+    mesh_lib.check_batch_size(c.eval.batch_size, mesh, field="eval.batch_size")
+    if c.train.batch_size % jax.process_count() or c.eval.batch_size % jax.process_count():
+        raise ValueError(
+            f"config.train.batch_size and config.eval.batch_size must be divisible by the "
+            f"{jax.process_count()} processes"
+        )
+    return mesh
+
+
+def prepare(c: ml_collections.ConfigDict, mesh, data: ImageData | None = None) -> Setup:
+    """Data (opened unless given), schedule, model, optimizer, initial state, compiled step and train batches."""
+    data = data or inputs.open_data(c)
+    schedule = recipe.make_schedule(c, len(data.train))
+    tx = recipe.make_optimizer(c, schedule)
+    train_seed = int(jax.random.randint(jax.random.fold_in(jax.random.key(c.seed), TRAIN_STREAM), (), 0, 2**31 - 1))
+    graphdef, state = loop.init_state(network.make_model(c, data.num_classes), tx, train_seed)
+    step_fn = loop.make_step_fn(
+        graphdef,
+        tx,
+        network.make_loss_fn(c, mesh),
+        mesh=mesh,
+        steps_per_call=c.train.steps_per_call,
+        host_batches=True,
+        unroll=network.unroll(c),
+    )
+    batches = loader.make_loader(
+        data.train,
+        global_batch_size=c.train.batch_size,
+        seed=c.seed,
+        image_size=c.data.image_size,
+        worker_count=c.data.worker_count,
+    )
+    return Setup(data, schedule, graphdef, loop.place_state(state, mesh), step_fn, iter(batches))
+
+
+def train(
+    c: ml_collections.ConfigDict,
+    workdir: str | None,
+    *,
+    data: ImageData | None = None,
+    monitor: bool = True,
+    verbose: bool = True,
+) -> tuple[dict, ImageModel]:
+    """Trains a validated config in `workdir` (resumed from its checkpoints); returns (results, trained model).
+
+    monitor: the kNN / online-probe evaluation (eval.*), the initial scores (eval.at_init) and the offline probe
+    (probe.*); without it only the training rows are logged.
+    """
+    t0 = time.perf_counter()
+    mesh = make_mesh(c)
+    setup = prepare(c, mesh, data)
+    steps = setup.schedule.steps
+    ev = evaluator.Evaluator(c, setup.graphdef, setup.data, mesh) if monitor else None
+    last_eval: dict = {}
+
+    def on_log(step: int, st: loop.TrainState) -> dict:
+        if step == 0:
+            scores, feats = ev.evaluate(st)
+            init = {"knn_acc": scores["knn_acc"]}
+            if c.probe.enabled:
+                init["linear_probe_acc"] = ev.probe(feats)["linear_probe_acc"]
+            return init
+        every = c.eval.every_steps
+        if step == steps or (every and step % every == 0):
+            scores, feats = ev.evaluate(st)
+            last_eval.update(step=step, scores=scores, feats=feats)
+            return scores
+        return {}
+
+    out = resumable.train(
+        workdir,
+        c.to_dict(),
+        setup.step_fn,
+        setup.state,
+        mesh=mesh,
+        total_steps=steps,
+        mutable_fields=RESUME_MUTABLE_FIELDS,
+        batch_iter=setup.batches,
+        on_log=on_log if monitor else None,
+        log_initial=monitor and c.eval.at_init,
+        name=c.task,
+        verbose=verbose,
+    )
+    results = {f"{k}_init": v for k, v in out.initial_row.items()}
+    if monitor:
+        if last_eval.get("step") != steps:  # a finished run started again: measure, log nothing
+            last_eval.update(zip(("scores", "feats"), ev.evaluate(out.state)), step=steps)
+        results.update(last_eval["scores"])
+        if c.probe.enabled:
+            probe = ev.probe(last_eval["feats"])
+            results.update(probe)
+            if out.history and workdir:
+                with MetricsLog(os.path.join(workdir, "metrics.jsonl")) as log:
+                    log.write(steps, {k: probe[k] for k in ("linear_probe_acc", "linear_probe_l2")})
+    final = out.last_row or {}
+    results["final_loss"] = final.get("contrastive_loss", final.get("loss", float("nan")))
+    results["steps"] = steps
+    results["resumed_from"] = out.start
+    results["images_per_second"] = (steps - out.start) * c.train.batch_size / out.seconds if steps > out.start else None
+    results["seconds"] = round(time.perf_counter() - t0, 2)
+    summary = {
+        "task": c.task,
+        "num_train": len(setup.data.train),
+        "num_test": len(setup.data.test),
+        "num_classes": setup.data.num_classes,
+        "learning_rate": setup.schedule.learning_rate,
+        "warmup_steps": setup.schedule.warmup_steps,
+        **results,
+    }
+    return summary, loop.merge(setup.graphdef, out.state)
+
+
+def run(
+    config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool = True, data: ImageData | None = None
+) -> dict:
+    """Trains, monitors and probes one image model; writes the workdir (process 0); returns the summary.
+
+    With a workdir the run checkpoints (TrainState and the grain iterator of every process) into
+    <workdir>/checkpoints every checkpoint.every steps and at the end; started again in the same workdir it
+    resumes from the newest checkpoint (the metrics log is cut back to it) and continues with exactly the
+    batches and numbers an uninterrupted run would have had. SIGTERM saves at the next step boundary and raises
+    checkpoint.Preempted; a changed config raises checkpoint.ConfigMismatch (a ValueError) naming the fields.
+    `data`: the sources from `inputs.open_data(config)` if the caller opened them already.
+    """
+    c = validate(config)
+    data = data or inputs.open_data(c)  # missing data stops the run before anything is written
+    if workdir:
+        run_info.write_run_info(workdir, c, kind="images")  # process 0 only
+    summary, _ = train(c, workdir, data=data, verbose=verbose)
+    summary["config"] = c.to_dict()
+    if verbose:
+        _print(f"[{c.task}] " + "  ".join(f"{k}={summary[k]:.4g}" for k in SUMMARY_KEYS if k in summary))
+    if workdir and jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        jsonio.dump(summary, os.path.join(workdir, "summary.json"))
+    return summary
+
+
+def restore(workdir: str, subdir: str = "checkpoints") -> tuple[ml_collections.ConfigDict, ImageModel, int, dict]:
+    """(config, model, step, summary) of an image-experiment workdir at its newest checkpoint.
+
+    The config comes from summary.json (a finished run) or else run_info.json (written at the start, so a run
+    stopped early can be read at its last checkpoint); the checkpointer checks it against the checkpoint's own
+    and falls back past a corrupt checkpoint.
+    """
+    path, summary = os.path.join(workdir, "summary.json"), {}
+    if os.path.exists(path):
+        with open(path) as f:
+            summary = json.load(f)
+    raw = summary.get("config") or (run_info.read_run_info(workdir) or {}).get("config")
+    if raw is None:
+        raise FileNotFoundError(
+            f"{workdir!r} has no summary.json or {run_info.FILENAME} (not an image-experiment workdir)"
+        )
+    c = validate(ml_collections.ConfigDict(raw))
+    if "num_classes" in summary and "num_train" in summary:
+        num_classes, num_train = int(summary["num_classes"]), int(summary["num_train"])
+    else:
+        data = inputs.open_data(c)
+        num_classes, num_train = data.num_classes, len(data.train)
+    tx = recipe.make_optimizer(c, recipe.make_schedule(c, num_train))
+    graphdef, state = loop.init_state(network.make_model(c, num_classes), tx, 0)
+    directory = os.path.join(workdir, subdir)
+    restored = None
+    if os.path.isdir(directory):
+        with checkpoint.Checkpointer(directory, config=c.to_dict(), mutable_fields=RESUME_MUTABLE_FIELDS) as ck:
+            restored = ck.restore(state)
+    if restored is None:
+        raise FileNotFoundError(f"no checkpoint under {os.path.abspath(directory)!r}")
+    return c, loop.merge(graphdef, restored.state), restored.step, summary
+
+
+def _print(msg: str) -> None:
+    if jax.process_index() == 0:
+        print(msg, flush=True)
