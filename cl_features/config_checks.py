@@ -80,8 +80,3 @@ def split_list(c, field: str, allowed=None, *, allow_empty: bool = False) -> lis
         value,
     )
     return names
-
-
-def is_int(v) -> bool:
-    """An integer (Python or NumPy), not a bool."""
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)

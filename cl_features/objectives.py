@@ -1,4 +1,4 @@
-"""Contrastive and supervised objectives (paper.md section 3).
+"""Contrastive and supervised objectives (docs/theory.md section 3).
 
 - `info_nce`: the paper's form, Sim(x, x') = <f(x), StopGrad(f(x'))>, negatives = the other second views in
   the (global) batch.

@@ -18,7 +18,9 @@ from cl_features.augment import image_sets as S
 U8 = 1.0 / 255.0  # one uint8 step
 # Compiled once per shape: much faster on CPU than dispatching every primitive eagerly.
 resized_crop = jax.jit(A.resized_crop, static_argnums=(2, 3))
-crop_box = jax.jit(A.crop_box, static_argnums=(1, 2, 3, 4))
+crop_box = jax.jit(
+    lambda key, *a: A.crop_box(jax.random.uniform(key, (A.CROP_UNIFORMS,)), *a), static_argnums=(1, 2, 3, 4)
+)
 
 
 def _rgb_u8(h=12, w=14, seed=0):
@@ -57,11 +59,17 @@ def _np_hsv_op(img, fn):
 # --------------------------------------------------------------------------- colour ops
 
 
+def _one_op(j, img, p):
+    """One colour op of `jitter_colors` (brightness 0, contrast 1, saturation 2, hue 3) with parameter p."""
+    params = jnp.asarray([1.0, 1.0, 1.0, 0.0]).at[j].set(p)
+    return A.jitter_colors(jnp.asarray(img, jnp.float32), params, jnp.asarray([0]), ops=(j,))
+
+
 @pytest.mark.parametrize("factor", [0.0, 0.3, 1.0, 1.7])
 def test_brightness_matches_pil(factor):
     x = _rgb_u8()
     ref = np.asarray(ImageEnhance.Brightness(Image.fromarray(x)).enhance(factor)) / 255.0
-    ours = np.clip(np.asarray(C.adjust_brightness(jnp.asarray(x / 255.0, jnp.float32), factor)), 0, 1)
+    ours = np.asarray(_one_op(0, x / 255.0, factor))
     # PIL truncates the blend to uint8: at most one step below ours.
     np.testing.assert_allclose(ours, ref, atol=U8 + 1e-6)
 
@@ -70,12 +78,12 @@ def test_brightness_matches_pil(factor):
 def test_contrast_matches_tf_formula_and_pil_on_gray(factor):
     x = _rgb_u8() / 255.0
     ref = (x - x.mean(axis=(0, 1))) * factor + x.mean(axis=(0, 1))  # per-channel mean (SimCLR/TF)
-    np.testing.assert_allclose(C.adjust_contrast(jnp.asarray(x, jnp.float32), factor), ref, atol=2e-6)
+    np.testing.assert_allclose(_one_op(1, x, factor), np.clip(ref, 0, 1), atol=2e-6)
     # On a gray image the per-channel mean is PIL's luminance mean; PIL rounds that mean to an
     # integer and truncates the blend, so allow 1.5 steps.
     g = np.repeat(_rgb_u8()[..., :1], 3, axis=-1)
     pil = np.asarray(ImageEnhance.Contrast(Image.fromarray(g)).enhance(factor)) / 255.0
-    ours = np.clip(np.asarray(C.adjust_contrast(jnp.asarray(g / 255.0, jnp.float32), factor)), 0, 1)
+    ours = np.asarray(_one_op(1, g / 255.0, factor))
     np.testing.assert_allclose(ours, pil, atol=1.5 * U8)
 
 
@@ -91,14 +99,14 @@ def test_hsv_round_trip_matches_colorsys():
 def test_saturation_matches_colorsys(factor):
     px = _special_pixels()
     ref = _np_hsv_op(px[0], lambda h, s, v: (h, min(1.0, s * factor), v))[None]
-    np.testing.assert_allclose(C.adjust_saturation(jnp.asarray(px, jnp.float32), factor), ref, atol=3e-6)
+    np.testing.assert_allclose(_one_op(2, px, factor), ref, atol=3e-6)
 
 
 @pytest.mark.parametrize("delta", [-0.5, -0.13, 0.0, 0.07, 0.2, 0.5])
 def test_hue_matches_colorsys(delta):
     px = _special_pixels()
     ref = _np_hsv_op(px[0], lambda h, s, v: ((h + delta) % 1.0, s, v))[None]
-    np.testing.assert_allclose(C.adjust_hue(jnp.asarray(px, jnp.float32), delta), ref, atol=3e-6)
+    np.testing.assert_allclose(_one_op(3, px, delta), ref, atol=3e-6)
 
 
 def test_grayscale_matches_pil_convert_L():
@@ -150,9 +158,13 @@ def test_jitter_colors_applies_ops_in_order_with_clipping():
         np.testing.assert_allclose(ours, ref, atol=1e-5)
 
 
+def _jitter(key, *magnitudes):
+    return A.sample_jitter(jax.random.uniform(key, (A.JITTER_UNIFORMS,)), *magnitudes)
+
+
 def test_sample_jitter_ranges_and_orders():
     keys = jax.random.split(jax.random.key(0), 2000)
-    params, order, ops = jax.vmap(lambda k: A.sample_jitter(k, 0.4, 0.4, 0.4, 0.1)[:2])(keys) + (None,)
+    params, order, ops = jax.vmap(lambda k: _jitter(k, 0.4, 0.4, 0.4, 0.1)[:2])(keys) + (None,)
     params, order = np.asarray(params), np.asarray(order)
     lo, hi = np.asarray([0.6, 0.6, 0.6, -0.1]), np.asarray([1.4, 1.4, 1.4, 0.1])
     assert (params >= lo - 1e-6).all() and (params <= hi + 1e-6).all()
@@ -160,9 +172,9 @@ def test_sample_jitter_ranges_and_orders():
     np.testing.assert_allclose(params.std(0), (hi - lo) / math.sqrt(12), rtol=0.05)
     assert (np.sort(order, axis=1) == np.arange(4)).all()
     assert len({tuple(o) for o in order}) == 24  # every permutation occurs
-    _, order, ops = A.sample_jitter(jax.random.key(1), 0.8, 0.0, 0.8, 0.0)
+    _, order, ops = _jitter(jax.random.key(1), 0.8, 0.0, 0.8, 0.0)
     assert ops == (0, 2) and sorted(np.asarray(order).tolist()) == [0, 1]
-    p, _, _ = A.sample_jitter(jax.random.key(1), 1.5, 0.0, 0.0, 0.0)
+    p, _, _ = _jitter(jax.random.key(1), 1.5, 0.0, 0.0, 0.0)
     assert 0.0 <= float(p[0]) <= 2.5  # brightness factor floored at 0
 
 
@@ -232,7 +244,9 @@ def _np_crop_boxes(rng, n, height, width, scale, ratio):
 def test_crop_box_statistics_match_torchvision_algorithm(scale, ratio):
     height, width, n = 64, 64, 3000
     keys = jax.random.split(jax.random.key(5), n)
-    boxes = jax.jit(jax.vmap(lambda k: A.crop_box(k, height, width, scale, ratio)))(keys)
+    boxes = jax.jit(
+        jax.vmap(lambda k: A.crop_box(jax.random.uniform(k, (A.CROP_UNIFORMS,)), height, width, scale, ratio))
+    )(keys)
     boxes = np.stack([np.asarray(v) for v in boxes], axis=1).astype(np.float64)
     top, left, h, w = boxes.T
     assert (top >= 0).all() and (left >= 0).all() and (h >= 1).all() and (w >= 1).all()

@@ -319,8 +319,9 @@ def test_cli_prints_one_error_line():
 
 
 @pytest.mark.slow
-def test_tiny_run_writes_the_whole_report(tmp_path):
-    """decoupling_tiny end to end: model-free on two sets; the tiny encoder at init and after 10 training steps."""
+def test_tiny_run_writes_the_whole_report(tmp_path, monkeypatch):
+    """decoupling_tiny end to end: model-free on two sets; the tiny encoder at init and after 10 training steps;
+    started again, the trained encoder comes back from its checkpoint without a training step."""
     out = study.run(decoupling_tiny.get_config(), str(tmp_path), verbose=False)
     mf = out["model_free"]
     assert list(mf) == ["none", "crop_flip_color"]
@@ -363,6 +364,17 @@ def test_tiny_run_writes_the_whole_report(tmp_path):
     assert json.load(open(tmp_path / "run_info.json"))["kind"] == "decoupling"
     text = open(files["summary.md"]).read()
     assert "| none | 1.000 |" in text and "| init | init |" in text and "- figures/tsne.png\n" in text
+
+    from cl_features.train import checkpoint
+
+    def no_save(*a, **k):
+        raise AssertionError("a finished encoder was trained again")
+
+    monkeypatch.setattr(checkpoint.Checkpointer, "save", no_save)
+    again = encoders.load_encoders(study.validate(decoupling_tiny.get_config()), 8, str(tmp_path), verbose=False)
+    assert [e.name for e in again] == ["init", "crop_flip_color"]
+    first = models["crop_flip_color"]["scores"]
+    assert (again[1].scores["train_steps"], again[1].scores["final_loss"]) == (10, first["final_loss"])
 
 
 def test_run_config_sets_task_augmentation_and_steps():

@@ -1,4 +1,4 @@
-"""Deterministic colour operations on one image `img: [H, W, 3]` float32 in [0, 1].
+"""Colour operations on one image `img: [H, W, 3]` float32 in [0, 1] (brightness to hue: `image_ops.jitter_colors`).
 
 The maths follows SimCLR (google-research/simclr `data_util.py`, i.e. the TF image ops it calls):
   brightness  x * factor                                  (SimCLR v2 multiplicative form)
@@ -14,17 +14,6 @@ Every function is elementwise or a per-image reduction, so it jits and vmaps as 
 import jax.numpy as jnp
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
-
-
-def adjust_brightness(img, factor):
-    """img: [H, W, 3]; factor: scalar >= 0. Returns img * factor (PIL ImageEnhance.Brightness)."""
-    return img * factor
-
-
-def adjust_contrast(img, factor):
-    """img: [H, W, 3]; factor: scalar. Scales each channel about its own spatial mean."""
-    mean = jnp.mean(img, axis=(-3, -2), keepdims=True)
-    return (img - mean) * factor + mean
 
 
 def rgb_to_hsv(img):
@@ -45,20 +34,6 @@ def hsv_to_rgb(hsv):
     n = jnp.asarray([5.0, 3.0, 1.0], hsv.dtype)
     k = jnp.mod(n + 6.0 * h, 6.0)
     return v - v * s * jnp.clip(jnp.minimum(k, 4.0 - k), 0.0, 1.0)
-
-
-def adjust_saturation(img, factor):
-    """img: [H, W, 3]; factor: scalar >= 0. HSV saturation scaled by factor, clipped to [0, 1]."""
-    hsv = rgb_to_hsv(img)
-    s = jnp.clip(hsv[..., 1:2] * factor, 0.0, 1.0)
-    return hsv_to_rgb(jnp.concatenate([hsv[..., 0:1], s, hsv[..., 2:3]], axis=-1))
-
-
-def adjust_hue(img, delta):
-    """img: [H, W, 3]; delta: scalar in [-0.5, 0.5], a fraction of the hue circle."""
-    hsv = rgb_to_hsv(img)
-    h = jnp.mod(hsv[..., 0:1] + delta, 1.0)
-    return hsv_to_rgb(jnp.concatenate([h, hsv[..., 1:]], axis=-1))
 
 
 def to_grayscale(img):

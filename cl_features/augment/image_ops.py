@@ -1,8 +1,8 @@
 """SimCLR image augmentations in JAX, run on device inside the jitted step (their config: `image_sets`).
 
 Every op is a pure function of one image `img: [H, W, 3]` float32 in [0, 1] and explicit
-parameters (`resized_crop(img, box, out)`, `gaussian_blur(img, sigma, k)`, `color.adjust_*`); the
-random parameters come from the example's key (`crop_box`, `sample_jitter`). The per-example
+parameters (`resized_crop(img, box, out)`, `gaussian_blur(img, sigma, k)`, `jitter_colors`); the
+random parameters come from uniforms drawn with the example's key (`crop_box`, `sample_jitter`). The per-example
 pipeline `augment_image` composes them and `augment_images` vmaps it over the batch.
 Shapes are static throughout (the crop is a pair of interpolation matrices, not a dynamic slice),
 there is no Python loop over examples and no host round trip.
@@ -38,19 +38,14 @@ JITTER_OPS = ("brightness", "contrast", "saturation", "hue")  # slot order of `j
 CROP_UNIFORMS = 2 * CROP_ATTEMPTS + 2  # area and ratio per attempt, then top and left
 
 
-def crop_box(key, height: int, width: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
-    """Samples a crop box in a `height x width` image; returns int32 scalars (top, left, h, w).
+def crop_box(u, height: int, width: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    """A crop box in a `height x width` image from u: [CROP_UNIFORMS] uniforms in [0, 1); int32 (top, left, h, w).
 
     RandomResizedCrop semantics: target area = U(scale) * H * W, aspect ratio w/h log-uniform in
     `ratio`, w = round(sqrt(area * ratio)), h = round(sqrt(area / ratio)); the first of
     CROP_ATTEMPTS draws that fits is kept, with a uniform position. If none fits: the largest centred
     box whose aspect ratio is clamped into `ratio`.
     """
-    return crop_box_from_uniforms(jax.random.uniform(key, (CROP_UNIFORMS,)), height, width, scale, ratio)
-
-
-def crop_box_from_uniforms(u, height: int, width: int, scale, ratio):
-    """`crop_box` driven by u: [CROP_UNIFORMS] uniforms in [0, 1) (one RNG call for the pipeline)."""
     n = CROP_ATTEMPTS
     area = height * width * (scale[0] + (scale[1] - scale[0]) * u[:n])
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
@@ -156,7 +151,7 @@ def jitter_colors(img, params, order, ops=(0, 1, 2, 3)):
     ops: static tuple of the slots in use (indices into JITTER_OPS); order: [len(ops)] ints, a
     permutation of range(len(ops)): step i applies ops[order[i]].
 
-    Same maths as chaining adjust_brightness / adjust_contrast / adjust_saturation / adjust_hue, but
+    The ops of `color.py`'s table (brightness, contrast, saturation, hue) one after the other, but
     fused for vmap (where the op of a step differs between examples, so every candidate is computed):
     brightness and contrast are one affine map x * a + b, saturation and hue one HSV round trip.
     """
@@ -185,20 +180,14 @@ def jitter_colors(img, params, order, ops=(0, 1, 2, 3)):
 JITTER_UNIFORMS = 8  # 4 parameters, then 4 order keys
 
 
-def sample_jitter(key, brightness, contrast, saturation, hue, random_order=True):
-    """Draws SimCLR's jitter parameters for magnitudes already scaled by strength.
+def sample_jitter(u, brightness, contrast, saturation, hue, random_order=True):
+    """SimCLR's jitter parameters from u: [JITTER_UNIFORMS] uniforms in [0, 1), for magnitudes already scaled by
+    strength.
 
     Returns (params [4], order [n], ops): factors U[max(0, 1-b), 1+b], U[1-c, 1+c], U[1-s, 1+s],
     hue delta U[-h, h]; ops with zero magnitude are left out statically; order is a uniformly random
     permutation of range(n) (or the identity without random_order).
     """
-    return sample_jitter_from_uniforms(
-        jax.random.uniform(key, (JITTER_UNIFORMS,)), brightness, contrast, saturation, hue, random_order
-    )
-
-
-def sample_jitter_from_uniforms(u, brightness, contrast, saturation, hue, random_order=True):
-    """`sample_jitter` driven by u: [JITTER_UNIFORMS] uniforms in [0, 1)."""
     mags = (brightness, contrast, saturation, hue)
     ops = tuple(j for j in range(4) if mags[j] > 0)
     lo = jnp.asarray([max(0.0, 1.0 - brightness), 1.0 - contrast, 1.0 - saturation, -hue])
@@ -252,7 +241,7 @@ def augment_image(key, img, cfg: dict, out_size: int):
     height, width = img.shape[0], img.shape[1]
     c = cfg["crop"]
     if c["enabled"]:
-        box = crop_box_from_uniforms(u["crop"], height, width, tuple(c["scale"]), tuple(c["ratio"]))
+        box = crop_box(u["crop"], height, width, tuple(c["scale"]), tuple(c["ratio"]))
         img = resized_crop(img, box, out_size, c["antialias"])
     elif (height, width) != (out_size, out_size):
         img = resized_crop(img, (0, 0, height, width), out_size, c["antialias"])
@@ -263,7 +252,7 @@ def augment_image(key, img, cfg: dict, out_size: int):
     j = cfg["color_jitter"]
     if j["enabled"]:
         s = j["strength"]
-        params, order, ops = sample_jitter_from_uniforms(
+        params, order, ops = sample_jitter(
             u["color_jitter"][1:],
             j["brightness"] * s,
             j["contrast"] * s,

@@ -1,4 +1,4 @@
-"""Training one image model: validate, prepare, train (resumable), run (writes the workdir), restore.
+"""Training one image model: validate, train (resumable), run (writes the workdir), restore.
 
 `run(config, workdir)` writes metrics.jsonl (+ TensorBoard events), checkpoints, summary.json and run_info.json
 into `workdir` (process 0) and returns the summary.
@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
-from typing import Any, NamedTuple
 
 import jax
 import ml_collections
@@ -21,7 +19,6 @@ from cl_features.data import loader
 from cl_features.image_training import evaluator, inputs, network, recipe
 from cl_features.image_training.inputs import ImageData
 from cl_features.image_training.network import ImageModel
-from cl_features.image_training.recipe import Schedule
 from cl_features.report import run_info
 from cl_features.train import checkpoint, loop, resumable
 from cl_features.train import mesh as mesh_lib
@@ -46,17 +43,6 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
-class Setup(NamedTuple):
-    """What training a validated image config starts from."""
-
-    data: ImageData
-    schedule: Schedule
-    graphdef: Any
-    state: loop.TrainState  # initial, placed on the mesh
-    step_fn: loop.StepFn
-    batches: Iterator  # the train split's grain iterator (checkpointed with the state)
-
-
 def make_mesh(c: ml_collections.ConfigDict):
     mesh = mesh_lib.make_mesh(c.train.num_devices)
     mesh_lib.check_batch_size(c.train.batch_size, mesh)
@@ -69,11 +55,24 @@ def make_mesh(c: ml_collections.ConfigDict):
     return mesh
 
 
-def prepare(c: ml_collections.ConfigDict, mesh, data: ImageData | None = None) -> Setup:
-    """Data (opened unless given), schedule, model, optimizer, initial state, compiled step and train batches."""
+def train(
+    c: ml_collections.ConfigDict,
+    workdir: str | None,
+    *,
+    data: ImageData | None = None,
+    monitor: bool = True,
+    verbose: bool = True,
+) -> tuple[dict, ImageModel]:
+    """Trains a validated config in `workdir` (resumed from its checkpoints); returns (results, trained model).
+
+    monitor: the kNN / online-probe evaluation (eval.*), the initial scores (eval.at_init) and the offline probe
+    (probe.*); without it only the training rows are logged.
+    """
+    t0 = time.perf_counter()
+    mesh = make_mesh(c)
     data = data or inputs.open_data(c)
     schedule = recipe.make_schedule(c, len(data.train))
-    tx = recipe.make_optimizer(c, schedule)
+    steps, tx = schedule.steps, recipe.make_optimizer(c, schedule)
     train_seed = int(jax.random.randint(jax.random.fold_in(jax.random.key(c.seed), TRAIN_STREAM), (), 0, 2**31 - 1))
     graphdef, state = loop.init_state(network.make_model(c, data.num_classes), tx, train_seed)
     step_fn = loop.make_step_fn(
@@ -92,27 +91,7 @@ def prepare(c: ml_collections.ConfigDict, mesh, data: ImageData | None = None) -
         image_size=c.data.image_size,
         worker_count=c.data.worker_count,
     )
-    return Setup(data, schedule, graphdef, loop.place_state(state, mesh), step_fn, iter(batches))
-
-
-def train(
-    c: ml_collections.ConfigDict,
-    workdir: str | None,
-    *,
-    data: ImageData | None = None,
-    monitor: bool = True,
-    verbose: bool = True,
-) -> tuple[dict, ImageModel]:
-    """Trains a validated config in `workdir` (resumed from its checkpoints); returns (results, trained model).
-
-    monitor: the kNN / online-probe evaluation (eval.*), the initial scores (eval.at_init) and the offline probe
-    (probe.*); without it only the training rows are logged.
-    """
-    t0 = time.perf_counter()
-    mesh = make_mesh(c)
-    setup = prepare(c, mesh, data)
-    steps = setup.schedule.steps
-    ev = evaluator.Evaluator(c, setup.graphdef, setup.data, mesh) if monitor else None
+    ev = evaluator.Evaluator(c, graphdef, data, mesh) if monitor else None
     last_eval: dict = {}
 
     def on_log(step: int, st: loop.TrainState) -> dict:
@@ -132,12 +111,12 @@ def train(
     out = resumable.train(
         workdir,
         c.to_dict(),
-        setup.step_fn,
-        setup.state,
+        step_fn,
+        loop.place_state(state, mesh),
         mesh=mesh,
         total_steps=steps,
         mutable_fields=RESUME_MUTABLE_FIELDS,
-        batch_iter=setup.batches,
+        batch_iter=iter(batches),  # its position is checkpointed with the state
         on_log=on_log if monitor else None,
         log_initial=monitor and c.eval.at_init,
         name=c.task,
@@ -162,14 +141,14 @@ def train(
     results["seconds"] = round(time.perf_counter() - t0, 2)
     summary = {
         "task": c.task,
-        "num_train": len(setup.data.train),
-        "num_test": len(setup.data.test),
-        "num_classes": setup.data.num_classes,
-        "learning_rate": setup.schedule.learning_rate,
-        "warmup_steps": setup.schedule.warmup_steps,
+        "num_train": len(data.train),
+        "num_test": len(data.test),
+        "num_classes": data.num_classes,
+        "learning_rate": schedule.learning_rate,
+        "warmup_steps": schedule.warmup_steps,
         **results,
     }
-    return summary, loop.merge(setup.graphdef, out.state)
+    return summary, loop.merge(graphdef, out.state)
 
 
 def run(

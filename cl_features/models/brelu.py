@@ -1,4 +1,4 @@
-"""The paper's learner: one hidden layer of symmetric thresholded ReLUs (paper.md section 2).
+"""The paper's learner: one hidden layer of symmetric thresholded ReLUs (docs/theory.md section 2).
 
     f(x) = (h_1(x), ..., h_m(x)),  h_i(x) = ReLU(<w_i, x> - b_i) - ReLU(-<w_i, x> - b_i)
 

@@ -18,11 +18,6 @@ from flax import nnx
 Dtype = Any
 
 
-def _check_features(h: jax.Array, in_dim: int, field: str) -> None:
-    if h.ndim != 2 or h.shape[-1] != in_dim:
-        raise ValueError(f"{field} input must be [batch, {in_dim}], got shape {tuple(h.shape)}")
-
-
 class ProjectionHead(nnx.Module):
     """SimCLR projection MLP: [batch, in_dim] -> [batch, out_dim].
 
@@ -47,11 +42,6 @@ class ProjectionHead(nnx.Module):
         dtype: Dtype = jnp.float32,
         param_dtype: Dtype = jnp.float32,
     ):
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1 (2 = SimCLR v1, 3 = SimCLR v2), got {num_layers}")
-        for field, value in (("in_dim", in_dim), ("hidden_dim", hidden_dim), ("out_dim", out_dim)):
-            if value < 1:
-                raise ValueError(f"{field} must be >= 1, got {value}")
         self.in_dim, self.out_dim, self.num_layers, self.use_bn = in_dim, out_dim, num_layers, use_bn
         dims = [in_dim] + [hidden_dim] * (num_layers - 1)
         self.hidden = nnx.List(
@@ -80,7 +70,6 @@ class ProjectionHead(nnx.Module):
 
     def __call__(self, h: jax.Array) -> jax.Array:
         """h: [batch, in_dim] -> z: [batch, out_dim]."""
-        _check_features(h, self.in_dim, "ProjectionHead")
         for i, linear in enumerate(self.hidden):
             h = linear(h)
             if self.use_bn:
@@ -106,10 +95,6 @@ class LinearClassifier(nnx.Module):
         dtype: Dtype = jnp.float32,
         param_dtype: Dtype = jnp.float32,
     ):
-        if in_dim < 1:
-            raise ValueError(f"in_dim must be >= 1, got {in_dim}")
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.in_dim, self.num_classes = in_dim, num_classes
         kernel_init = nnx.initializers.zeros_init() if zero_init else nnx.initializers.lecun_normal()
         self.linear = nnx.Linear(
@@ -118,5 +103,4 @@ class LinearClassifier(nnx.Module):
 
     def __call__(self, h: jax.Array) -> jax.Array:
         """h: [batch, in_dim] -> logits: [batch, num_classes]."""
-        _check_features(h, self.in_dim, "LinearClassifier")
         return self.linear(h)

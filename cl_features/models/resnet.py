@@ -32,7 +32,7 @@ and BatchNorm statistics are computed and stored in at least float32.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -40,9 +40,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 Dtype = Any
-
-STEMS = ("cifar", "imagenet")
-BLOCKS = ("basic", "bottleneck")
 
 # torch.nn.init.kaiming_normal_(mode='fan_out', nonlinearity='relu'): untruncated N(0, 2 / fan_out).
 kaiming_normal_fan_out = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -196,22 +193,12 @@ class ResNet(nnx.Module):
         dtype: Dtype = jnp.float32,
         param_dtype: Dtype = jnp.float32,
     ):
-        if block not in _BLOCK_CLASSES:
-            raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
-        if stem not in STEMS:
-            raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
-        if not stage_sizes or any(int(n) < 1 for n in stage_sizes):
-            raise ValueError(f"stage_sizes must be a non-empty list of ints >= 1, got {stage_sizes!r}")
-        if width < 1:
-            raise ValueError(f"width must be >= 1, got {width}")
         layers = _Layers(dtype, param_dtype, bn_momentum, bn_epsilon)
         self.stem = stem
         self.in_channels = in_channels
         self.dtype = dtype
-        if stem == "cifar":
-            self.stem_conv = layers.conv(in_channels, width, 3, 1, rngs=rngs)
-        else:
-            self.stem_conv = layers.conv(in_channels, width, 7, 2, rngs=rngs)
+        kernel, stride = {"cifar": (3, 1), "imagenet": (7, 2)}[stem]
+        self.stem_conv = layers.conv(in_channels, width, kernel, stride, rngs=rngs)
         self.stem_bn = layers.bn(width, rngs=rngs)
 
         block_cls = _BLOCK_CLASSES[block]
@@ -301,10 +288,6 @@ class WideResNet(nnx.Module):
     ):
         if depth < 10 or (depth - 4) % 6 != 0:
             raise ValueError(f"depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 34, 40, ...), got {depth}")
-        if widen < 1:
-            raise ValueError(f"widen must be an integer >= 1, got {widen}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         layers = _Layers(dtype, param_dtype, bn_momentum, bn_epsilon)
         n = (depth - 4) // 6
         self.depth, self.widen, self.blocks_per_group = depth, widen, n
@@ -343,92 +326,18 @@ class WideResNet(nnx.Module):
         return (features, intermediates) if return_intermediates else features
 
 
-# ----------------------------------------------------------------------------------------- factories
-
-
-def resnet18(
-    *,
-    stem: str = "cifar",
-    rngs: nnx.Rngs,
-    dtype: Dtype = jnp.float32,
-    param_dtype: Dtype = jnp.float32,
-    zero_init_residual: bool = False,
-) -> ResNet:
-    """ResNet-18 (BasicBlock, 2-2-2-2), feat_dim 512."""
-    return ResNet(
-        "basic",
-        (2, 2, 2, 2),
-        stem=stem,
-        zero_init_residual=zero_init_residual,
-        rngs=rngs,
-        dtype=dtype,
-        param_dtype=param_dtype,
-    )
-
-
-def resnet34(
-    *,
-    stem: str = "cifar",
-    rngs: nnx.Rngs,
-    dtype: Dtype = jnp.float32,
-    param_dtype: Dtype = jnp.float32,
-    zero_init_residual: bool = False,
-) -> ResNet:
-    """ResNet-34 (BasicBlock, 3-4-6-3), feat_dim 512."""
-    return ResNet(
-        "basic",
-        (3, 4, 6, 3),
-        stem=stem,
-        zero_init_residual=zero_init_residual,
-        rngs=rngs,
-        dtype=dtype,
-        param_dtype=param_dtype,
-    )
-
-
-def resnet50(
-    *,
-    stem: str = "cifar",
-    rngs: nnx.Rngs,
-    dtype: Dtype = jnp.float32,
-    param_dtype: Dtype = jnp.float32,
-    zero_init_residual: bool = False,
-) -> ResNet:
-    """ResNet-50 v1.5 (Bottleneck, 3-4-6-3), feat_dim 2048."""
-    return ResNet(
-        "bottleneck",
-        (3, 4, 6, 3),
-        stem=stem,
-        zero_init_residual=zero_init_residual,
-        rngs=rngs,
-        dtype=dtype,
-        param_dtype=param_dtype,
-    )
-
-
-def wide_resnet(
-    depth: int = 34,
-    widen: int = 5,
-    *,
-    rngs: nnx.Rngs,
-    dtype: Dtype = jnp.float32,
-    param_dtype: Dtype = jnp.float32,
-    dropout: float = 0.0,
-) -> WideResNet:
-    """WRN-depth-widen; the default WRN-34-5 is the paper's CIFAR-10 encoder (feat_dim 320)."""
-    return WideResNet(depth, widen, dropout=dropout, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-
-
-_ENCODERS: dict[str, Callable[..., nnx.Module]] = {
-    "resnet18": lambda **kw: resnet18(stem="cifar", **kw),
-    "resnet34": lambda **kw: resnet34(stem="cifar", **kw),
-    "resnet50": lambda **kw: resnet50(stem="cifar", **kw),
-    "resnet18_imagenet": lambda **kw: resnet18(stem="imagenet", **kw),
-    "resnet50_imagenet": lambda **kw: resnet50(stem="imagenet", **kw),
-    "wrn34x5": lambda **kw: wide_resnet(34, 5, **kw),
-    # Test-sized: 1 BasicBlock per stage, widths 8-16-32-64 (feat_dim 64); WRN-10-1 (feat_dim 64).
-    "resnet_tiny": lambda **kw: ResNet("basic", (1, 1, 1, 1), width=8, stem="cifar", **kw),
-    "wrn_tiny": lambda **kw: wide_resnet(10, 1, **kw),
+# name -> (class, arguments). '_imagenet' names use the 7x7 + max-pool stem; wrn34x5 is the paper's CIFAR-10
+# encoder (feat_dim 320); resnet18/34 have feat_dim 512, resnet50 (v1.5, Bottleneck) 2048. Test-sized: one
+# BasicBlock per stage with widths 8-16-32-64, and WRN-10-1 (both feat_dim 64).
+_ENCODERS: dict[str, tuple[type, dict]] = {
+    "resnet18": (ResNet, dict(block="basic", stage_sizes=(2, 2, 2, 2))),
+    "resnet34": (ResNet, dict(block="basic", stage_sizes=(3, 4, 6, 3))),
+    "resnet50": (ResNet, dict(block="bottleneck", stage_sizes=(3, 4, 6, 3))),
+    "resnet18_imagenet": (ResNet, dict(block="basic", stage_sizes=(2, 2, 2, 2), stem="imagenet")),
+    "resnet50_imagenet": (ResNet, dict(block="bottleneck", stage_sizes=(3, 4, 6, 3), stem="imagenet")),
+    "wrn34x5": (WideResNet, dict(depth=34, widen=5)),
+    "resnet_tiny": (ResNet, dict(block="basic", stage_sizes=(1, 1, 1, 1), width=8)),
+    "wrn_tiny": (WideResNet, dict(depth=10, widen=1)),
 }
 ENCODER_NAMES = tuple(_ENCODERS)
 
@@ -436,7 +345,8 @@ ENCODER_NAMES = tuple(_ENCODERS)
 def build_encoder(
     name: str, *, rngs: nnx.Rngs, dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32
 ) -> ResNet | WideResNet:
-    """Encoder by name (one of ENCODER_NAMES); '_imagenet' names use the 7x7 + max-pool stem."""
+    """Encoder by name (one of ENCODER_NAMES)."""
     if name not in _ENCODERS:
         raise ValueError(f"encoder name must be one of {list(ENCODER_NAMES)}, got {name!r}")
-    return _ENCODERS[name](rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+    cls, kwargs = _ENCODERS[name]
+    return cls(**kwargs, rngs=rngs, dtype=dtype, param_dtype=param_dtype)

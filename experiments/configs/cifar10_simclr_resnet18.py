@@ -9,8 +9,8 @@ google-research/simclr for CIFAR-10 (learning_rate 1.0 x batch / 256 = 2.0 with 
 kernels only, 10 warmup epochs then cosine, projection head 512-512-128, crop + flip + colour jitter 0.5 +
 grayscale, no blur on 32x32 images).
 Expected: published results for this recipe are about 91% linear-probe accuracy and about 88% kNN accuracy
-(k = 200, T = 0.1); the online probe ends a little below the offline one. Not yet run here (no GPU in the
-sessions that wrote it). Time: an estimate of 1 to 3 hours on one H200 in bfloat16 (~3.4 GFLOP per training
+(k = 200, T = 0.1); the online probe ends a little below the offline one. No run of this config is recorded in the
+repository. Time: an estimate of 1 to 3 hours on one H200 in bfloat16 (~3.4 GFLOP per training
 image, 50M training images; see BENCHMARKS.md for the measured step cost on CPU); the loader needs
 data.worker_count processes to keep up (grain decodes ~2-3k CIFAR records/s per process).
 """

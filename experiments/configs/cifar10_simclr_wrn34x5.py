@@ -1,4 +1,4 @@
-r"""The paper's setting (Wen & Li 2021, section 7 of docs/paper): SimCLR on CIFAR-10 with a Wide-ResNet 34x5.
+r"""The paper's setting (Wen & Li 2021; docs/theory.md section 7): SimCLR on CIFAR-10 with a Wide-ResNet 34x5.
 
     python -m experiments.images --config=experiments/configs/cifar10_simclr_wrn34x5.py \
         --workdir=runs/cifar10_simclr_wrn34x5 --config.data.data_dir=$TFDS_DATA_DIR \
@@ -10,7 +10,7 @@ SimCLR recipe of cifar10_simclr_resnet18.py (the paper gives no hyper-parameters
 augment.set = none / crop / crop_flip / crop_flip_color / simclr to get one encoder per augmentation for the
 decoupling measurements; the linear-probe and kNN accuracies fall as augmentation weakens.
 Expected: no published number for this encoder; the ResNet-18 recipe reaches about 91% linear / 88% kNN, and
-a WRN-34-5 (about 3x the FLOPs of ResNet-18 at 32x32) should land near or above it. Not yet run here.
+a WRN-34-5 (about 3x the FLOPs of ResNet-18 at 32x32) should land near or above it (no run recorded in the repository).
 Time: estimated 3 to 8 hours on one H200 in bfloat16 for 500 epochs.
 """
 

@@ -9,8 +9,8 @@ labels instead of NT-Xent, the weak augmentation supervised learning is happy wi
 momentum 0.9, lr 0.1 per 128 images (base 0.2 per 256), weight decay 5e-4 on kernels,
 200 epochs, 1 warmup epoch then cosine. The crop is a random resized crop with scale (0.35, 1), not the usual
 4-pixel pad-and-crop, so expect slightly less than the ~95-96% test accuracy of WRN-34 with pad-and-crop.
-Expected: test_acc about 94-95%; kNN a few points lower. Not yet run here. Time: estimated 30 to 90 minutes on
-one H200 in bfloat16.
+Expected: test_acc about 94-95%; kNN a few points lower (no run recorded in the repository). Time: estimated
+30 to 90 minutes on one H200 in bfloat16.
 """
 
 from experiments.configs import image_defaults
