@@ -27,15 +27,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import matplotlib
+import numpy as np
+from flax import nnx
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
-
-from cl_features.augment.image_ops import gaussian_blur  # noqa: E402
-from cl_features.measure.representation import eval_view  # noqa: E402
+from cl_features.augment.image_ops import gaussian_blur
+from cl_features.measure.representation import eval_view
 
 __all__ = [
     "COLOR_CORRELATION_SQRT",
@@ -190,7 +187,8 @@ def grid_figure(
     n_ch = n_ch.pop()
     labels = list(channels) if channels is not None else list(range(n_ch))
     rows = len(images)
-    fig, axes = plt.subplots(rows, n_ch, figsize=(1.1 * n_ch + 1.4, 1.3 * rows + 0.5), squeeze=False)
+    fig = Figure(figsize=(1.1 * n_ch + 1.4, 1.3 * rows + 0.5))
+    axes = fig.subplots(rows, n_ch, squeeze=False)
     for r, (name, imgs) in enumerate(images.items()):
         for c in range(n_ch):
             ax = axes[r, c]
@@ -206,4 +204,3 @@ def grid_figure(
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.manifold import TSNE  # noqa: E402
-from sklearn.metrics import silhouette_score  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.manifold import TSNE
+from sklearn.metrics import silhouette_score
 
 __all__ = ["embed", "separation", "figure"]
 
@@ -77,11 +75,12 @@ def figure(
     y = np.asarray(labels)
     classes = np.unique(y)
     names = list(class_names) if class_names is not None else [str(c) for c in classes]
-    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    cmap = matplotlib.colormaps["tab10" if len(classes) <= 10 else "tab20"]
     n = len(embeddings)
     cols = min(n, 4)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 1.6, 3.4 * rows + 0.4), squeeze=False)
+    fig = Figure(figsize=(3.4 * cols + 1.6, 3.4 * rows + 0.4))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, (model, emb) in zip(axes.flat, embeddings.items()):
@@ -98,4 +97,3 @@ def figure(
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -20,17 +20,14 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cl_features import jsonio  # noqa: E402
-from cl_features.measure import feature_vis, tsne  # noqa: E402
-from cl_features.measure.image_stats import DENSE_STATS  # noqa: E402
-from cl_features.measure.patch_codes import SPARSE_STATS  # noqa: E402
-from cl_features.report.kinds import Report  # noqa: E402
+from cl_features import jsonio
+from cl_features.measure import feature_vis, tsne
+from cl_features.measure.image_stats import DENSE_STATS
+from cl_features.measure.patch_codes import SPARSE_STATS
+from cl_features.report.kinds import Report
 
 __all__ = [
     "model_free_markdown",
@@ -140,7 +137,8 @@ def model_free_figure(model_free: Mapping[str, Mapping], path: str) -> None:
     ]
     x = np.arange(len(sets))
     w = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(1.7 * len(sets) + 2.5, 3.8))
+    fig = Figure(figsize=(1.7 * len(sets) + 2.5, 3.8))
+    ax = fig.subplots()
     for i, (label, vals, color) in enumerate(series):
         ax.bar(x - 0.4 + w * (i + 0.5), vals, w, label=label, color=color)
     ax.axhline(0, color="gray", lw=0.5)
@@ -153,7 +151,6 @@ def model_free_figure(model_free: Mapping[str, Mapping], path: str) -> None:
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def representation_figure(models: Mapping[str, Mapping], path: str) -> None:
@@ -161,7 +158,8 @@ def representation_figure(models: Mapping[str, Mapping], path: str) -> None:
     names = list(models)
     layer_names = [l for l in next(iter(models.values()))["layers"] if l != "features"]
     corr_keys = sorted({c for m in models.values() for c in m["layers"].get("features", {}) if c.startswith("corr/")})
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig = Figure(figsize=(14, 3.8))
+    axes = fig.subplots(1, 3)
     for name in names:
         layers = models[name]["layers"]
         axes[0].plot(layer_names, [layers[l].get("density", np.nan) for l in layer_names], marker="o", label=name)
@@ -186,7 +184,6 @@ def representation_figure(models: Mapping[str, Mapping], path: str) -> None:
         ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------------- write

@@ -10,15 +10,12 @@ from __future__ import annotations
 import json
 import os
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cl_features.jsonio import read_jsonl  # noqa: E402
-from cl_features.measure import recovery  # noqa: E402
-from cl_features.report.kinds import Report  # noqa: E402
+from cl_features.jsonio import read_jsonl
+from cl_features.measure import recovery
+from cl_features.report.kinds import Report
 
 COLUMNS = (
     "recovered_fraction",
@@ -42,7 +39,8 @@ def markdown_table(summary: dict) -> str:
 
 
 def _recovery_figure(workdir: str, arms: list[str], path: str) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    axes = fig.subplots(1, 2)
     for arm in arms:
         mpath = os.path.join(workdir, arm, "metrics.jsonl")
         if not os.path.exists(mpath):
@@ -58,25 +56,25 @@ def _recovery_figure(workdir: str, arms: list[str], path: str) -> None:
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _cosine_figure(weights: dict, arms: list[str], path: str) -> None:
     dictionary = weights["dictionary"]
-    fig, axes = plt.subplots(1, len(arms), figsize=(3.2 * len(arms), 3.6), squeeze=False)
+    fig = Figure(figsize=(3.2 * len(arms), 3.6))
+    axes = fig.subplots(1, len(arms), squeeze=False)
     for ax, arm in zip(axes[0], arms):
         cos = np.asarray(recovery.sorted_cosines(weights[f"w_{arm}"], dictionary))
         im = ax.imshow(cos, aspect="auto", vmin=0, vmax=1, cmap="magma", interpolation="nearest")
         ax.set(title=arm, xlabel="atom j", ylabel="neuron i (sorted)")
     fig.colorbar(im, ax=axes[0].tolist(), label="|cos(w_i, M_j)|")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _decoupling_figure(summary: dict, path: str) -> None:
     arms = list(summary["arms"])
     x = np.arange(len(arms))
-    fig, ax = plt.subplots(figsize=(1.6 * len(arms) + 2, 3.6))
+    fig = Figure(figsize=(1.6 * len(arms) + 2, 3.6))
+    ax = fig.subplots()
     for off, part, color in ((-0.2, "sparse", "tab:blue"), (0.2, "dense", "tab:red")):
         measured = [summary["arms"][a][f"{part}_corr"] for a in arms]
         predicted = [summary["arms"][a].get(f"{part}_corr_predicted", np.nan) for a in arms]
@@ -94,7 +92,6 @@ def _decoupling_figure(summary: dict, path: str) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def write_report(workdir: str) -> dict[str, str]:
