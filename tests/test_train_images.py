@@ -144,6 +144,16 @@ def test_named_configs_are_valid():
     assert trainer.validate(photos_supervised_tiny.get_config()).task == "supervised"
 
 
+def test_configs_import_no_jax():
+    code = (
+        "import importlib, pkgutil, sys; import experiments.configs as p\n"
+        "for m in pkgutil.iter_modules(p.__path__): importlib.import_module('experiments.configs.' + m.name)\n"
+        "print(sorted(m for m in ('jax', 'flax', 'numpy', 'orbax', 'grain') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "[]", proc.stderr[-2000:]
+
+
 def test_augment_overrides_apply_on_top_of_the_named_set():
     fields = image_sets.config_fields("crop_flip", **{"crop.scale": (0.2, 1.0)})
     fields.color_jitter.strength = 1.0  # on a set without colour: kept, but the op stays off
