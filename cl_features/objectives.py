@@ -30,10 +30,14 @@ def info_nce(h1: jax.Array, h2: jax.Array, temperature: float) -> tuple[jax.Arra
     return loss, logits
 
 
+def _unit(z: jax.Array, eps: float = 1e-12) -> jax.Array:
+    """Rows of z: [batch, dim] divided by max(norm, eps); an all-zero row stays zero with a finite gradient."""
+    return z * jax.lax.rsqrt(jnp.maximum(jnp.sum(jnp.square(z), axis=1, keepdims=True), eps * eps))
+
+
 def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float) -> jax.Array:
     """SimCLR NT-Xent over both views. z1, z2: [batch, dim] (un-normalised)."""
-    z = jnp.concatenate([z1, z2], axis=0).astype(jnp.float32)
-    z = z / jnp.maximum(jnp.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    z = _unit(jnp.concatenate([z1, z2], axis=0).astype(jnp.float32))
     n = z1.shape[0]
     sim = z @ z.T / temperature
     sim = jnp.where(jnp.eye(2 * n, dtype=bool), -jnp.inf, sim)
@@ -65,9 +69,7 @@ def instance_accuracy(logits: jax.Array) -> jax.Array:
 
 def _cosine(a: jax.Array, b: jax.Array) -> jax.Array:
     """Row-wise cosine similarity of a, b: [batch, dim] -> [batch]."""
-    a = a / jnp.maximum(jnp.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / jnp.maximum(jnp.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return jnp.sum(a * b, axis=1)
+    return jnp.sum(_unit(a) * _unit(b), axis=1)
 
 
 def simsiam(p1: jax.Array, p2: jax.Array, z1: jax.Array, z2: jax.Array) -> jax.Array:

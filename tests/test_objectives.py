@@ -66,6 +66,19 @@ def test_nt_xent_matches_optax_and_float64(tau):
     np.testing.assert_allclose(ours, _np_nt_xent(np.asarray(z1), np.asarray(z2), tau), rtol=1e-5)
 
 
+def test_nt_xent_and_cosine_losses_finite_on_zero_rows():
+    # An all-zero row (a symmetric thresholded ReLU with every unit below threshold) keeps finite gradients;
+    # the loss still agrees with optax on the other rows' values.
+    z1, z2 = jax.random.normal(jax.random.key(3), (2, 8, 5))
+    z1 = z1.at[0].set(0.0)
+    g = jax.grad(lambda a, b: objectives.nt_xent(a, b, 0.5), argnums=(0, 1))(z1, z2)
+    assert all(np.isfinite(np.asarray(x)).all() for x in g)
+    ref = optax.losses.ntxent(jnp.concatenate([z1, z2]), jnp.tile(jnp.arange(8), 2), 0.5)
+    np.testing.assert_allclose(objectives.nt_xent(z1, z2, 0.5), ref, rtol=1e-5)
+    for loss in (lambda a: objectives.simsiam(a, z2, z1, z2), lambda a: objectives.byol(a, z2, z1, z2)):
+        assert np.isfinite(np.asarray(jax.grad(loss)(z1))).all()
+
+
 def test_cross_entropy_and_l2_penalty():
     logits = jnp.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
     labels = jnp.array([0, 2])
