@@ -152,8 +152,8 @@ def make_step_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, 
     )
 
 
-def make_train_state(c: ml_collections.ConfigDict, mesh):
-    """(graphdef, optimizer, initial TrainState placed on the mesh) of one arm."""
+def make_optimizer(c: ml_collections.ConfigDict):
+    """The optax transformation of train.* (learning rate schedule included)."""
     t = c.train
     lr = optim.schedule(
         learning_rate=t.learning_rate,
@@ -162,7 +162,16 @@ def make_train_state(c: ml_collections.ConfigDict, mesh):
         warmup_steps=t.warmup_steps,
         decay_fraction=t.decay_fraction,
     )
-    tx = optim.make_optimizer(name=t.optimizer, learning_rate=lr, momentum=t.momentum)
-    train_seed = int(jax.random.randint(stream_key(c, TRAIN_STREAM), (), 0, 2**31 - 1))
+    return optim.make_optimizer(name=t.optimizer, learning_rate=lr, momentum=t.momentum)
+
+
+def make_train_state(c: ml_collections.ConfigDict, mesh=None):
+    """(graphdef, optimizer, initial TrainState placed on the mesh) of one arm.
+
+    mesh=None leaves the state unplaced; then it may be called under jit/vmap with numeric config fields as arrays
+    (cl_features.sweep draws many runs' states at once).
+    """
+    tx = make_optimizer(c)
+    train_seed = jax.random.randint(stream_key(c, TRAIN_STREAM), (), 0, 2**31 - 1)
     graphdef, state = loop.init_state(make_model(c), tx, train_seed)
-    return graphdef, tx, loop.place_state(state, mesh)
+    return graphdef, tx, state if mesh is None else loop.place_state(state, mesh)
