@@ -46,7 +46,7 @@ def test_jsonl_rows_and_event_scalars(tmp_path):
     write_rows(path)
     rows = read_jsonl(str(path))
     assert rows[0] == {"step": 10, "loss": 1.25, "acc": 0.5, "lr": pytest.approx(0.1), "count": 7}
-    assert rows[1]["hist"] == [0, 1, 2] and rows[1]["flag"] is True and math.isnan(rows[1]["acc"])
+    assert rows[1]["hist"] == [0, 1, 2] and rows[1]["flag"] is True and rows[1]["acc"] is None
 
     assert len(event_files(tmp_path / "arm")) == 1
     tb = tensorboard(tmp_path / "arm")
@@ -98,6 +98,17 @@ def test_flushed_before_close_and_one_file_per_log(tmp_path):
 def test_jsonl_is_plain_json(tmp_path):
     write_rows(tmp_path / "m.jsonl", [(3, {"v": jnp.ones((2,)), "ok": np.bool_(True)})], tensorboard=False)
     assert json.loads((tmp_path / "m.jsonl").read_text()) == {"step": 3, "v": [1.0, 1.0], "ok": True}
+
+
+def _refuse(name):
+    raise ValueError(f"not strict JSON: {name}")
+
+
+def test_jsonl_is_strict_json_non_finite_as_null(tmp_path):
+    rows = [(1, {"nan": float("nan"), "inf": np.float32(np.inf), "v": np.array([1.0, -np.inf]), "ok": 2.5})]
+    write_rows(tmp_path / "m.jsonl", rows, tensorboard=False)
+    parsed = json.loads((tmp_path / "m.jsonl").read_text(), parse_constant=_refuse)
+    assert parsed == {"step": 1, "nan": None, "inf": None, "v": [1.0, None], "ok": 2.5}
 
 
 def test_truncate_jsonl_drops_later_and_torn_rows(tmp_path):

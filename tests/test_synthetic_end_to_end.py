@@ -70,3 +70,18 @@ def test_same_seed_same_numbers():
     c.seed = 1
     other = arms.run(c, None, verbose=False)["arms"]["complementary_mask"]
     assert other["final_loss"] != a["final_loss"]
+
+
+def test_nt_xent_run_logs_strict_json_without_instance_acc(tmp_path):
+    """NT-Xent has no [batch, batch] logits of the paper's form: no instance_acc; every value finite, strict JSON."""
+    c = toy_config(steps=200, arms="none")
+    c.objective.name, c.train.log_every = "nt_xent", 50
+
+    def refuse(name):
+        raise ValueError(f"not strict JSON: {name}")
+
+    arms.run(c, str(tmp_path), verbose=False)
+    lines = (tmp_path / "none" / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line, parse_constant=refuse) for line in lines]
+    assert [r["step"] for r in rows] == [50, 100, 150, 200]
+    assert all("instance_acc" not in r and np.isfinite(r["contrastive_loss"]) for r in rows)

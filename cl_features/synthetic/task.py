@@ -128,14 +128,14 @@ def make_loss_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, 
         views = vectors.apply(arm, batch.draws, batch.mz, batch.xi, params)
         bs = bias_scale_at(c, step)
         h1, h2 = model(views.view1, bs), model(views.view2, bs)
+        metrics = {"active_frac": jnp.mean(h1 != 0)}  # instance_acc only where the logits are the scores
         if c.objective.name == "info_nce":
             contrastive, logits = objectives.info_nce(h1, h2, tau)
-            acc = objectives.instance_accuracy(logits)
+            metrics["instance_acc"] = objectives.instance_accuracy(logits)
         else:
             contrastive = objectives.nt_xent(h1, h2, tau)
-            acc = jnp.nan
         loss = contrastive + objectives.l2_penalty(nnx.state(model, nnx.Param), wd)
-        return loss, {"contrastive_loss": contrastive, "instance_acc": acc, "active_frac": jnp.mean(h1 != 0)}
+        return loss, {"contrastive_loss": contrastive, **metrics}
 
     return loss_fn
 
