@@ -21,14 +21,11 @@ import numpy as np
 _file_count = itertools.count(1)  # tells apart the event files one process opens in one second
 
 
-def _plain(v):  # numpy / jax values -> Python numbers and lists (a 0-d array's tolist() is a number)
-    return np.asarray(v).tolist() if isinstance(v, (np.ndarray, jax.Array, np.generic)) else v
-
-
-def _strict(v):  # NaN and +-inf (not JSON) -> None, also inside lists
-    if isinstance(v, list):
-        return [_strict(x) for x in v]
-    return None if isinstance(v, float) and not math.isfinite(v) else v
+def _plain(v):  # numpy / jax values -> Python numbers and lists; NaN and +-inf (not JSON) -> None
+    v = np.asarray(v).tolist() if isinstance(v, (np.ndarray, jax.Array, np.generic)) else v
+    return (
+        [_plain(x) for x in v] if isinstance(v, list) else None if isinstance(v, float) and not math.isfinite(v) else v
+    )
 
 
 def _open_events(logdir: str):
@@ -62,9 +59,9 @@ def log_figures(logdir: str | None, step: int, paths: dict[str, str]) -> None:
 
 
 class MetricsLog(contextlib.AbstractContextManager):  # `with` closes it
-    """Appends {"step": s, **metrics} lines to `path` (strict JSONL: a non-finite value is written as null) and the
-    real-valued scalars to a TensorBoard event file in the same directory (tensorboard=False: none). path=None, or
-    a process other than 0, writes nothing."""
+    """Appends {"step": s, **metrics} lines to `path` (strict JSONL: a non-finite value is null) and the finite
+    scalars to a TensorBoard event file in the same directory (tensorboard=False: none). path=None, or a process
+    other than 0, writes nothing."""
 
     def __init__(self, path: str | None, *, tensorboard: bool = True):
         self.path = path if jax.process_index() == 0 else None
@@ -77,7 +74,7 @@ class MetricsLog(contextlib.AbstractContextManager):  # `with` closes it
             return
         row = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
         with open(self.path, "a") as f:
-            f.write(json.dumps({k: _strict(v) for k, v in row.items()}, allow_nan=False) + "\n")
+            f.write(json.dumps(row, allow_nan=False) + "\n")
         scalars = [k for k, v in row.items() if isinstance(v, numbers.Real) and not isinstance(v, bool) and k != "step"]
         if self._tensorboard and scalars:
             from tensorboardX.proto.summary_pb2 import Summary
