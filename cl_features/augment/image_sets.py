@@ -3,7 +3,8 @@
 Configs import this module (it needs ml_collections only); `cl_features.augment.image_ops` runs the ops.
 Ops in pipeline order: crop (random resized) -> flip -> color_jitter (p) -> grayscale (p) -> blur (p) ->
 solarize (p). Named sets, each adding ops to the one before: none, crop, crop_flip, crop_flip_color (+ colour
-jitter and grayscale), simclr (+ blur). Colour strength 0.5 is SimCLR's CIFAR value (1.0 for ImageNet).
+jitter and grayscale), simclr (+ blur); and each op alone (SINGLE_OPS; `crop` alone is the named set).
+Colour strength 0.5 is SimCLR's CIFAR value (1.0 for ImageNet).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import ml_collections
 from cl_features.config_checks import is_num, require
 
 NAMED_SETS = ("none", "crop", "crop_flip", "crop_flip_color", "simclr")
+SINGLE_OPS = ("flip", "color_jitter", "grayscale", "blur")
+VIEW_SETS = NAMED_SETS + SINGLE_OPS  # what named_set accepts
 BLUR_PADDINGS = ("constant", "reflect")
 # Every op with SimCLR's CIFAR values, all switched off (the `none` set).
 DEFAULTS = {
@@ -39,13 +42,14 @@ _SET_OPS = {
     "crop_flip": ("crop", "flip"),
     "crop_flip_color": ("crop", "flip", "color_jitter", "grayscale"),
     "simclr": ("crop", "flip", "color_jitter", "grayscale", "blur"),
+    **{op: (op,) for op in SINGLE_OPS},
 }
 
 
 def named_set(name: str) -> ml_collections.ConfigDict:
-    """The augmentation config called `name` (one of NAMED_SETS)."""
-    if name not in NAMED_SETS:
-        raise ValueError(f"augmentation set must be one of {NAMED_SETS}, got {name!r}")
+    """The augmentation config called `name` (one of VIEW_SETS: a named set or one op alone)."""
+    if name not in VIEW_SETS:
+        raise ValueError(f"augmentation set must be one of {VIEW_SETS}, got {name!r}")
     cfg = ml_collections.ConfigDict(DEFAULTS)
     for op in _SET_OPS[name]:
         cfg[op].enabled = True

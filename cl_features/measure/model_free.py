@@ -1,6 +1,6 @@
 """Model-free feature decoupling per augmentation set: which image statistics survive the two views.
 
-For each named augmentation set (cl_features.augment.image_sets.NAMED_SETS) the two views of N images are drawn
+For each augmentation set (image_sets.VIEW_SETS: the named sets and each op alone) the two views of N images are drawn
 on device (`augment.image_ops.two_views`), and the cross-view Pearson correlation over the N positive pairs is
 measured for
 
@@ -16,8 +16,10 @@ The RGB dictionary's atoms carry colour, so colour jitter lowers its codes' corr
 dictionary separates "the local pattern is still there" from "its colour changed" (docs/theory.md, section 7).
 
 Tables: {set_name: {'stats': {row: {'corr_mean', 'corr_median', 'n_dims'}}, 'dense_mean': float,
-'sparse_mean': {kind: float}, 'ratio': {kind: dense_mean / sparse_mean}}}, where row is a dense statistic name
-or '<sparse statistic>/<kind>' (e.g. 'patch_codes_max/luminance').
+'sparse_mean': {kind: float}, 'ratio': {kind: dense_mean / sparse_mean}, 'num_images': N}}, where row is a dense
+statistic name or '<sparse statistic>/<kind>' (e.g. 'patch_codes_max/luminance'). With bootstrap resamples
+(`counts`, measure.bootstrap) each row also has 'corr_mean_ci', the table 'dense_mean_ci' and 'sparse_mean_ci'
+({kind: [low, high]}) and 'replicates' ({row, 'dense_mean', 'sparse_mean/<kind>': [B]}).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cl_features.augment import image_ops, image_sets
-from cl_features.measure import correlation, image_stats, patch_codes
+from cl_features.measure import bootstrap, correlation, image_stats, patch_codes
 
 __all__ = [
     "DICTIONARY_KINDS",
@@ -98,8 +100,8 @@ def make_views(
     (`two_views` with global example ids), so the views do not depend on how the images are batched.
     `color_strength` overrides the set's colour-jitter strength (0.5 = SimCLR CIFAR, 1.0 = ImageNet).
     """
-    if set_name not in image_sets.NAMED_SETS:
-        raise ValueError(f"augmentation set must be one of {image_sets.NAMED_SETS}, got {set_name!r}")
+    if set_name not in image_sets.VIEW_SETS:
+        raise ValueError(f"augmentation set must be one of {image_sets.VIEW_SETS}, got {set_name!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
     if isinstance(out_size, bool) or not isinstance(out_size, (int, np.integer)) or out_size < 1:
@@ -120,9 +122,13 @@ def make_views(
     return v1, v2
 
 
-def _row(a, b) -> dict:
+def _row(a, b, counts) -> tuple[dict, np.ndarray | None]:
     s = correlation.summary(correlation.cross_view_correlation(a, b))
-    return {"corr_mean": s["mean"], "corr_median": s["median"], "n_dims": s["n_dims"]}
+    row = {"corr_mean": s["mean"], "corr_median": s["median"], "n_dims": s["n_dims"]}
+    reps = None if counts is None else bootstrap.correlation_replicates(a, b, counts)
+    if reps is not None:
+        row["corr_mean_ci"] = bootstrap.interval(reps)
+    return row, reps
 
 
 def view_table(
@@ -135,21 +141,22 @@ def view_table(
     threshold: float = 1.0,
     stride: int = 1,
     chunk_size: int = 128,
+    counts: np.ndarray | None = None,
 ) -> dict:
     """Cross-view correlation of every dense statistic and of every dictionary's sparse statistics.
 
-    views1, views2: [N, H, W, 3] float in [0, 1], row i of each a positive pair; the table is arranged as in
-    the module docstring.
+    views1, views2: [N, H, W, 3] float in [0, 1], row i of each a positive pair; counts: None or bootstrap
+    resamples [B, N] of the pairs (intervals). The table is arranged as in the module docstring.
     """
     v1 = np.asarray(views1, np.float32)
     v2 = np.asarray(views2, np.float32)
     if v1.shape != v2.shape:
         raise ValueError(f"views1 and views2 must have the same shape; got {v1.shape} and {v2.shape}")
     kinds = check_kinds(list(dictionaries))
+    pairs = {}
     d1 = image_stats.dense_statistics(v1, bins=bins, k=k, chunk_size=chunk_size)
     d2 = image_stats.dense_statistics(v2, bins=bins, k=k, chunk_size=chunk_size)
-    stats = {name: _row(d1[name], d2[name]) for name in image_stats.DENSE_STATS}
-    sparse_mean = {}
+    pairs.update({name: (d1[name], d2[name]) for name in image_stats.DENSE_STATS})
     for kind in kinds:
         s1, s2 = (
             patch_codes.sparse_statistics(
@@ -157,12 +164,23 @@ def view_table(
             )
             for v in (v1, v2)
         )
-        for name in patch_codes.SPARSE_STATS:
-            stats[f"{name}/{kind}"] = _row(s1[name], s2[name])
-        sparse_mean[kind] = float(np.mean([stats[f"{n}/{kind}"]["corr_mean"] for n in patch_codes.SPARSE_STATS]))
-    dense_mean = float(np.mean([stats[n]["corr_mean"] for n in image_stats.DENSE_STATS]))
+        pairs.update({f"{name}/{kind}": (s1[name], s2[name]) for name in patch_codes.SPARSE_STATS})
+    stats, reps = {}, {}
+    for name, (a, b) in pairs.items():
+        stats[name], reps[name] = _row(a, b, counts)
+    groups = {"dense_mean": list(image_stats.DENSE_STATS)}
+    groups.update({f"sparse_mean/{kd}": [f"{n}/{kd}" for n in patch_codes.SPARSE_STATS] for kd in kinds})
+    means = {g: float(np.mean([stats[r]["corr_mean"] for r in rows])) for g, rows in groups.items()}
+    dense_mean, sparse_mean = means["dense_mean"], {kd: means[f"sparse_mean/{kd}"] for kd in kinds}
     ratio = {kd: dense_mean / s if s != 0 else float("nan") for kd, s in sparse_mean.items()}
-    return {"stats": stats, "dense_mean": dense_mean, "sparse_mean": sparse_mean, "ratio": ratio}
+    table = {"stats": stats, "dense_mean": dense_mean, "sparse_mean": sparse_mean, "ratio": ratio}
+    table["num_images"] = int(v1.shape[0])
+    if counts is not None:
+        reps.update({g: np.mean([reps[r] for r in rows], axis=0) for g, rows in groups.items()})
+        table["dense_mean_ci"] = bootstrap.interval(reps["dense_mean"])
+        table["sparse_mean_ci"] = {kd: bootstrap.interval(reps[f"sparse_mean/{kd}"]) for kd in kinds}
+        table["replicates"] = reps
+    return table
 
 
 def augmentation_tables(
@@ -186,8 +204,8 @@ def augmentation_tables(
     """
     names = list(set_names)
     for name in names:
-        if name not in image_sets.NAMED_SETS:
-            raise ValueError(f"augmentation sets must be names from {image_sets.NAMED_SETS}; got {name!r}")
+        if name not in image_sets.VIEW_SETS:
+            raise ValueError(f"augmentation sets must be names from {image_sets.VIEW_SETS}; got {name!r}")
     if not names or len(set(names)) != len(names):
         raise ValueError(f"augmentation sets must be a non-empty list without repeats; got {names}")
     out = {}
