@@ -109,7 +109,7 @@ def test_report_errors(tmp_path, monkeypatch):
         kinds.make_report(str(tmp_path / "absent"))
     with pytest.raises(ValueError, match="nothing to report"):
         kinds.make_report(str(tmp_path))
-    with pytest.raises(ValueError, match=r"kind must be one of \['decoupling', 'synthetic'\], got 'images'"):
+    with pytest.raises(ValueError, match=r"kind must be one of \['decoupling', 'sweep', 'synthetic'\], got 'images'"):
         kinds.make_report(str(tmp_path), kind="images")
 
 

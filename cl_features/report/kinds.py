@@ -28,6 +28,7 @@ class Report:
 REPORTS: dict[str, Callable[[str, dict | None], Report] | str] = {
     "synthetic": "cl_features.report.synthetic:report",
     "decoupling": "cl_features.report.decoupling:report",
+    "sweep": "cl_features.report.phase:report",
 }
 
 
