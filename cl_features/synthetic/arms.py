@@ -82,12 +82,12 @@ def train_arm(
         total_steps=c.train.steps,
         mutable_fields=RESUME_MUTABLE_FIELDS,
         # a process-local copy of the replicated weights
-        on_log=lambda step, st: results.recovery_row(c, jnp.asarray(jax.device_get(st.params["w"][...])), dictionary),
+        on_log=lambda step, st: results.recovery_row(c, jnp.asarray(jax.device_get(_weights(st.params))), dictionary),
         name=arm,
         verbose=verbose,
     )
     model = loop.merge(graphdef, jax.tree_util.tree_map(lambda x: jnp.asarray(jax.device_get(x)), out.state))
-    weights = np.asarray(model.w[...])
+    weights = np.asarray(task.encoder(model).w[...])
     path = os.path.join(arm_dir, "results.json") if arm_dir else None
     done = _finished_results(path, c, arm) if path and out.start == c.train.steps else None
     if done is not None:
@@ -102,6 +102,10 @@ def train_arm(
             json.dump({"config": arm_run_config(c, arm), "results": res}, f, indent=2, sort_keys=True)
         os.replace(path + ".tmp", path)
     return res, weights, out.history
+
+
+def _weights(params) -> jax.Array:
+    return (params["net"] if "net" in params else params)["w"][...]
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool = True) -> dict:

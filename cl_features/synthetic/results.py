@@ -1,4 +1,4 @@
-"""The final measurements of one trained arm on fresh samples: recovery, decoupling, linear probes."""
+"""The final measurements of one trained arm on fresh samples: recovery, decoupling, linear probes, collapse."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from flax import nnx
 
 from cl_features.augment import vectors
 from cl_features.config_checks import at_least, check
 from cl_features.data import sparse_coding
-from cl_features.measure import linear_probe, neuron_decoupling, recovery
-from cl_features.models import brelu
+from cl_features.measure import collapse, linear_probe, neuron_decoupling, recovery
 from cl_features.synthetic import task
 
 
@@ -27,9 +27,10 @@ def recovery_row(c: ml_collections.ConfigDict, w: jax.Array, dictionary: jax.Arr
     return {"recovered_fraction": float(rec["recovered_fraction"]), "span_share": float(rec["span_share_mean"])}
 
 
-def measure(c: ml_collections.ConfigDict, arm: str, model: brelu.SymmetricReLUNet, dictionary: jax.Array) -> dict:
-    """Recovery, decoupling (measured and predicted) and probes of the trained network on fresh samples."""
-    w = model.w[...]
+def measure(c: ml_collections.ConfigDict, arm: str, model: nnx.Module, dictionary: jax.Array) -> dict:
+    """Recovery, decoupling (measured and predicted), probes and the collapse measure (effective rank and top
+    direction's variance share of the representation over the fresh samples) of the trained network."""
+    w = task.encoder(model).w[...]
     rec = recovery.recovery(w, dictionary, c.measure.threshold)
     k_data, k_aug, k_u = jax.random.split(task.stream_key(c, task.MEASURE_STREAM), 3)
     n = c.measure.num_samples
@@ -60,4 +61,5 @@ def measure(c: ml_collections.ConfigDict, arm: str, model: brelu.SymmetricReLUNe
         "probe_accuracy": probe(feats),
         "raw_probe_accuracy": probe(np.asarray(data.x)),
         "active_frac": float(np.mean(feats != 0)),
+        **collapse.collapse(jnp.asarray(feats)),
     }

@@ -1,9 +1,14 @@
 """One arm's training task: dictionary, network, the batch of each step, the loss, the compiled step.
 
 config -> dictionary M (data.*) and network (model.*) -> per step: x = Mz + xi for the global batch, keyed per
-example, and the augmentation's draws (drawn one step ahead, `make_sample_fn`) -> two views -> InfoNCE or NT-Xent
+example, and the augmentation's draws (drawn one step ahead, `make_sample_fn`) -> two views -> the objective
 (+ l2) -> `loop.make_step_fn`. `check_fields` states the rules of the fields read here; `resolve` fills the
 derived ones.
+
+Objectives (objective.name): contrastive info_nce, nt_xent, spectral_contrastive; without negatives vicreg
+(decorrelation), simsiam and byol. simsiam and byol train a `Learner`: the network `net`, a predictor head on the
+online branch and, for byol, an EMA target copy of `net` (non-Param variables, so they ride in the TrainState's
+`rest` and every checkpoint keeps them).
 """
 
 from __future__ import annotations
@@ -20,13 +25,14 @@ from cl_features import objectives, prng
 from cl_features.augment import vectors
 from cl_features.config_checks import at_least, check, fraction, one_of, positive
 from cl_features.data import sparse_coding
-from cl_features.models import brelu
+from cl_features.models import brelu, heads
 from cl_features.train import loop, optim
 from cl_features.train import mesh as mesh_lib
 
-OBJECTIVES = ("info_nce", "nt_xent")
+OBJECTIVES = ("info_nce", "nt_xent", "spectral_contrastive", "vicreg", "simsiam", "byol")
+PREDICTOR_OBJECTIVES = ("simsiam", "byol")
 # Offsets folded into the seed so every random stream is distinct and reproducible.
-DICT_STREAM, TRAIN_STREAM, MEASURE_STREAM, INIT_STREAM = 1, 2, 3, 4
+DICT_STREAM, TRAIN_STREAM, MEASURE_STREAM, INIT_STREAM, PREDICTOR_STREAM = 1, 2, 3, 4, 5
 
 
 def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -44,6 +50,9 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def check_fields(c: ml_collections.ConfigDict) -> None:
     """The rules of seed, data.*, model.*, objective.*, augment.* and the optimiser's train.* fields."""
     at_least(c, 0, "seed", "data.sigma", "model.bias_c", "model.bias_ramp_steps", "objective.weight_decay")
+    at_least(c, 0, "objective.vicreg_invariance", "objective.vicreg_variance", "objective.vicreg_covariance")
+    at_least(c, 1, "objective.predictor_layers")
+    check(c, "objective.ema_momentum", lambda v: 0 <= v < 1, "in [0, 1)")
     at_least(c, 0, "augment.noise_std", "train.warmup_steps")
     at_least(c, 1, "data.d", "model.width")
     check(c, "data.d1", lambda v: v >= c.data.d, f">= data.d ({c.data.d})")
@@ -71,9 +80,49 @@ def make_dictionary(c: ml_collections.ConfigDict) -> jax.Array:
     return sparse_coding.make_dictionary(stream_key(c, DICT_STREAM), c.data.d1, c.data.d, c.data.dictionary)
 
 
-def make_model(c: ml_collections.ConfigDict) -> brelu.SymmetricReLUNet:
+class EMATarget(nnx.Variable):
+    """A BYOL target network's copy of an online parameter: moved by the EMA in the loss, never by the optimiser."""
+
+
+class Learner(nnx.Module):
+    """The network `net` with a predictor head on the online branch and (ema) an EMA target copy of `net`.
+
+    Called like `net`: the representation is the network's output; the predictor and target only enter the loss.
+    """
+
+    def __init__(self, net: brelu.SymmetricReLUNet, predictor: nnx.Module, ema: bool):
+        self.net, self.predictor = net, predictor
+        target = nnx.clone(net) if ema else None
+        for name, v in list(vars(target).items() if ema else []):
+            if isinstance(v, nnx.Param):
+                setattr(target, name, EMATarget(jnp.copy(v[...])))  # its own buffer (donated apart)
+        self.target = target
+
+    def __call__(self, x: jax.Array, bias_scale: jax.Array | float = 0.0) -> jax.Array:
+        return self.net(x, bias_scale)
+
+    def update_target(self, momentum) -> brelu.SymmetricReLUNet:
+        """target <- momentum * target + (1 - momentum) * online, with the online parameters of this step.
+
+        Called once per step before the target's forward pass: the target step s uses is m xi_{s-1} + (1 - m)
+        theta_s (xi_{-1} = theta_0), Grill et al.'s update after each optimiser step, one call later.
+        """
+        for name, v in vars(self.target).items():
+            if isinstance(v, EMATarget):
+                online = jax.lax.stop_gradient(getattr(self.net, name)[...])
+                v[...] = momentum * v[...] + (1 - momentum) * online
+        return self.target
+
+
+def encoder(model: nnx.Module) -> brelu.SymmetricReLUNet:
+    """The paper's network inside a model of `make_model`."""
+    return getattr(model, "net", model)
+
+
+def make_model(c: ml_collections.ConfigDict) -> nnx.Module:
+    """The network (a `Learner` around it for simsiam and byol)."""
     m = c.model
-    return brelu.SymmetricReLUNet(
+    net = brelu.SymmetricReLUNet(
         c.data.d1,
         m.width,
         rngs=nnx.Rngs(params=stream_key(c, INIT_STREAM)),
@@ -82,6 +131,11 @@ def make_model(c: ml_collections.ConfigDict) -> brelu.SymmetricReLUNet:
         bias=m.bias,
         bias_scale_init=m.bias_c * c.data.sigma,
     )
+    if c.objective.name not in PREDICTOR_OBJECTIVES:
+        return net
+    rngs = nnx.Rngs(params=stream_key(c, PREDICTOR_STREAM))
+    predictor = heads.ProjectionHead(m.width, m.width, m.width, c.objective.predictor_layers, rngs=rngs)
+    return Learner(net, predictor, ema=c.objective.name == "byol")
 
 
 def bias_scale_at(c: ml_collections.ConfigDict, step) -> jax.Array:
@@ -114,13 +168,14 @@ def make_sample_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array
 
 
 def make_loss_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, mesh):
-    """loss_fn(model, batch, key, step): two views of the batch, contrastive loss (+ l2).
+    """loss_fn(model, batch, key, step): two views of the batch, the objective (+ l2 over the trained parameters).
 
     batch: a SyntheticBatch from `make_sample_fn`, or None to draw it here from the key (the same draws).
     """
     params = augment_params(c)
     sample_fn = make_sample_fn(c, arm, dictionary, mesh)
-    tau, wd = c.objective.temperature, c.objective.weight_decay
+    o = c.objective
+    tau, wd = o.temperature, o.weight_decay
 
     def loss_fn(model, batch, key, step):
         if batch is None:
@@ -129,13 +184,23 @@ def make_loss_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, 
         bs = bias_scale_at(c, step)
         h1, h2 = model(views.view1, bs), model(views.view2, bs)
         metrics = {"active_frac": jnp.mean(h1 != 0)}  # instance_acc only where the logits are the scores
-        if c.objective.name == "info_nce":
-            contrastive, logits = objectives.info_nce(h1, h2, tau)
+        if o.name in ("info_nce", "spectral_contrastive"):
+            loss, logits = (
+                objectives.info_nce(h1, h2, tau) if o.name == "info_nce" else objectives.spectral_contrastive(h1, h2)
+            )
             metrics["instance_acc"] = objectives.instance_accuracy(logits)
+        elif o.name == "nt_xent":
+            loss = objectives.nt_xent(h1, h2, tau)
+        elif o.name == "vicreg":
+            loss = objectives.vicreg(h1, h2, o.vicreg_invariance, o.vicreg_variance, o.vicreg_covariance)
+        elif o.name == "simsiam":
+            loss = objectives.simsiam(model.predictor(h1), model.predictor(h2), h1, h2)
         else:
-            contrastive = objectives.nt_xent(h1, h2, tau)
-        loss = contrastive + objectives.l2_penalty(nnx.state(model, nnx.Param), wd)
-        return loss, {"contrastive_loss": contrastive, **metrics}
+            target = model.update_target(o.ema_momentum)
+            t1, t2 = target(views.view1, bs), target(views.view2, bs)
+            loss = objectives.byol(model.predictor(h1), model.predictor(h2), t1, t2)
+        total = loss + objectives.l2_penalty(nnx.state(model, nnx.Param), wd)
+        return total, {"contrastive_loss": loss, **metrics}
 
     return loss_fn
 

@@ -36,8 +36,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.bias_ramp_steps = 2000  # ramp c from 0 over this many steps (0: no ramp)
 
     c.objective = ml_collections.ConfigDict()
-    c.objective.name = "info_nce"  # paper form; or "nt_xent"
-    c.objective.temperature = 0.5
+    # info_nce (paper form) | nt_xent | spectral_contrastive | vicreg | simsiam | byol (docs/learners.md)
+    c.objective.name = "info_nce"
+    c.objective.temperature = 0.5  # info_nce, nt_xent
+    c.objective.predictor_layers = 1  # simsiam, byol: predictor head m -> m (1: linear; 2: Linear-BN-ReLU-Linear)
+    c.objective.ema_momentum = 0.99  # byol: target <- m * target + (1 - m) * online, each step
+    c.objective.vicreg_invariance = 25.0  # vicreg's weights (Bardes et al. 2022's)
+    c.objective.vicreg_variance = 25.0
+    c.objective.vicreg_covariance = 1.0
     # lambda in (lambda/2) ||W||_F^2. It bounds the weights: without it the gaussian_noise arm's norms (and its
     # loss) grow without limit under the stop-gradient objective.
     c.objective.weight_decay = 2e-3
