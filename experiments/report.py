@@ -6,7 +6,8 @@ The run's kind (the "kind" field of <workdir>/run_info.json; a workdir without o
 picks its report in cl_features.report.kinds.REPORTS. A finished synthetic run gets back summary.md (byte for
 byte) and recovery.png, cosines.png, decoupling.png. An interrupted one, with only <arm>/metrics.jsonl so far,
 gets the training curves (recovery.png) and progress.md (the last logged row per arm), and the command lists
-what is missing and why.
+what is missing and why. An image run (kind "images") gets curves.png (losses and accuracies over the steps) and
+summary.md; a sweep phase_diagram.png and sweep.md; a decoupling run its tables and figures.
 """
 
 from __future__ import annotations

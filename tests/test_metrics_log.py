@@ -13,7 +13,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cl_features.jsonio import read_jsonl
-from cl_features.train import metrics_log
+from cl_features.train import loop, metrics_log
 from cl_features.train.metrics_log import MetricsLog, log_figures, truncate_jsonl
 
 ROWS = [
@@ -122,3 +122,42 @@ def test_progress_line(capsys):
     metrics_log.Progress("arm", 100, start_step=20).update(40, {"loss": 0.123456, "hist": np.arange(3)})
     out = capsys.readouterr().out
     assert out.startswith("[arm] step 40/100  loss 0.1235  ") and "steps/s  ETA" in out and "hist" not in out
+
+
+def test_progress_rate_leaves_out_the_first_call_and_adds_the_whole_run(capsys):
+    """Fake clock: the first call (steps 0-10) takes 10 s, compilation included; then 10 steps/s."""
+    now = [0.0]
+    progress = metrics_log.Progress("b", 100, part=(1, 3), clock=lambda: now[0])
+    now[0] = 10.0
+    progress.first_call_done(10)
+    assert progress.update(10, {"loss": 1.0}) == {}  # no step timed after the first call yet
+    assert capsys.readouterr().out == "[b] step 10/100  loss 1  -- steps/s  ETA --  run ETA -- (2 of 3)\n"
+    now[0] = 12.0
+    assert progress.update(30, {"loss": 0.5}) == {"steps_per_second": pytest.approx(10.0)}
+    # 70 steps left at 10 steps/s; then the third part: 100 steps plus its compilation, 10 s - 10 steps / 10 = 9 s.
+    assert capsys.readouterr().out == "[b] step 30/100  loss 0.5  10.0 steps/s  ETA 7s  run ETA 26s (2 of 3)\n"
+    now[0] = 13.0
+    assert progress.update(35, {}) == {"steps_per_second": pytest.approx(5.0)}  # since the row before
+    # The ETA's rate is the mean since the first call: 25 steps in 3 s.
+    assert capsys.readouterr().out == "[b] step 35/100    8.3 steps/s  ETA 8s  run ETA 29s (2 of 3)\n"
+    assert [metrics_log.duration(s) for s in (None, 59.4, 61, 3720)] == ["--", "59s", "1m01s", "1h02m"]
+
+
+def test_fit_times_steps_after_the_first_call_and_logs_rate_and_throughput(tmp_path, capsys):
+    now = [0.0]
+
+    def fn(state, _):  # the first call compiles: 9 s, then 1 s a call of 5 steps
+        now[0] += 9.0 if int(state.step) == 0 else 1.0
+        return state._replace(step=state.step + 5), {"loss": jnp.float32(0.25)}
+
+    state = loop.TrainState(jnp.int32(0), {}, {}, {}, jnp.zeros(2, jnp.uint32))
+    step_fn = loop.StepFn(fn, 5, learning_rate=lambda s: 0.1 * (s + 1), examples_per_step=8)
+    with MetricsLog(str(tmp_path / "metrics.jsonl")) as log:
+        progress = metrics_log.Progress("t", 20, clock=lambda: now[0])
+        loop.fit(step_fn, state, mesh=None, total_steps=20, log_every=10, metrics_log=log, progress=progress)
+    assert capsys.readouterr().out.splitlines()[0] == "[t] step 10/20  loss 0.25  5.0 steps/s  ETA 2s"
+    tb = tensorboard(tmp_path)
+    series = {t: [(e.step, e.value) for e in tb.Scalars(t)] for t in ("learning_rate", "examples_per_second")}
+    assert series["learning_rate"] == [(10, pytest.approx(1.0)), (20, pytest.approx(2.0))]  # of steps 9 and 19
+    assert series["examples_per_second"] == [(10, 40.0), (20, 40.0)]  # 5 steps x 8 examples a second
+    assert read_jsonl(str(tmp_path / "metrics.jsonl")) == [{"step": 10, "loss": 0.25}, {"step": 20, "loss": 0.25}]

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 
 import jax
 import numpy as np
@@ -13,10 +14,13 @@ import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from cl_features.image_training import trainer
 from cl_features.jsonio import read_jsonl
+from cl_features.report import images as images_report
 from cl_features.report import kinds, run_info
 from cl_features.report import synthetic as synthetic_report
 from cl_features.synthetic import arms
+from experiments.configs import photos_simclr_tiny
 from experiments.configs import synthetic as synthetic_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -109,7 +113,11 @@ def test_report_errors(tmp_path, monkeypatch):
         kinds.make_report(str(tmp_path / "absent"))
     with pytest.raises(ValueError, match="nothing to report"):
         kinds.make_report(str(tmp_path))
-    with pytest.raises(ValueError, match=r"kind must be one of \['decoupling', 'sweep', 'synthetic'\], got 'images'"):
+    with pytest.raises(
+        ValueError, match=r"kind must be one of \['decoupling', 'images', 'sweep', 'synthetic'\], got 'x'"
+    ):
+        kinds.make_report(str(tmp_path), kind="x")
+    with pytest.raises(ValueError, match="neither summary.json nor metrics.jsonl"):
         kinds.make_report(str(tmp_path), kind="images")
 
 
@@ -139,17 +147,29 @@ def test_run_records_run_info(finished):
     assert "previous_starts" not in info
 
 
+def scalars(logdir) -> dict[str, list[tuple[int, float]]]:
+    tb = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
+    tb.Reload()
+    return {tag: [(e.step, e.value) for e in tb.Scalars(tag)] for tag in tb.Tags()["scalars"]}
+
+
 def test_run_writes_tensorboard_scalars_and_figures(finished):
     workdir, summary = finished
+    c = summary["config"]["train"]
     for arm in ARMS:
         rows = read_jsonl(os.path.join(workdir, arm, "metrics.jsonl"))
-        tb = EventAccumulator(os.path.join(workdir, arm), size_guidance={"scalars": 0})
-        tb.Reload()
-        assert set(tb.Tags()["scalars"]) == set(rows[0]) - {"step"}
-        for tag in tb.Tags()["scalars"]:
-            assert [e.step for e in tb.Scalars(tag)] == [r["step"] for r in rows]
-            got = [e.value for e in tb.Scalars(tag)]
+        series = scalars(os.path.join(workdir, arm))
+        assert set(series) == set(rows[0]) - {"step"} | {"learning_rate", "examples_per_second"}
+        for tag in set(rows[0]) - {"step"}:
+            assert [s for s, _ in series[tag]] == [r["step"] for r in rows]
+            got = [v for _, v in series[tag]]
             np.testing.assert_array_equal(np.float32(got), np.float32([r[tag] for r in rows]), err_msg=tag)
+        # cosine_tail: constant, then a cosine to 0 over the last quarter (10 of 40 steps); the rate of the
+        # row's last step (step - 1).
+        lr = [c["learning_rate"] * (1 if s <= 30 else 0.5 * (1 + np.cos(np.pi * (s - 30) / 10))) for s in (19, 39)]
+        assert series["learning_rate"] == [(20, pytest.approx(lr[0])), (40, pytest.approx(lr[1], rel=1e-6))]
+        assert [s for s, _ in series["examples_per_second"]] == [20, 40]
+        assert all(v > 0 for _, v in series["examples_per_second"])
     tb = EventAccumulator(workdir, size_guidance={"images": 0})
     tb.Reload()
     assert set(tb.Tags()["images"]) == {"recovery", "cosines", "decoupling"}
@@ -157,6 +177,51 @@ def test_run_writes_tensorboard_scalars_and_figures(finished):
         (image,) = tb.Images(tag)
         assert image.step == summary["config"]["train"]["steps"]
         assert (image.height, image.width) == pixels(os.path.join(workdir, f"{tag}.png")).shape[:2]
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    c = photos_simclr_tiny.get_config()
+    c.data.photos_crops_per_image, c.eval.batch_size, c.probe.max_iter = 8, 64, 20
+    c.train.batch_size, c.train.steps, c.train.log_every, c.eval.every_steps = 32, 4, 2, 2
+    workdir = str(tmp_path_factory.mktemp("images"))
+    return workdir, trainer.run(c, workdir, verbose=False)
+
+
+def test_image_run_report_and_tensorboard(image_run, tmp_path):
+    workdir, summary = image_run
+    rows = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+    assert [r["step"] for r in rows] == [0, 2, 4, 4]  # initial scores, two logged rows, the final probe
+    keys = images_report.panels(rows)
+    assert keys["Held-out accuracy"] == ["knn_acc", "linear_probe_acc", "online_probe_acc"]
+    assert keys["Training loss"] == ["contrastive_loss", "loss", "online_probe_loss"]
+    assert keys["Training-batch accuracy"] == ["contrast_acc", "online_probe_train_acc"]
+    table = open(os.path.join(workdir, "summary.md")).read()  # drawn by the run itself
+    assert f"| knn_acc | {summary['knn_acc_init']:.4f} | {summary['knn_acc']:.4f} |" in table
+    assert f"| linear_probe_acc | {summary['linear_probe_acc_init']:.4f} | {summary['linear_probe_acc']:.4f} |" in table
+    assert f"| num_classes | {summary['num_classes']} |" in table
+    height, width, _ = pixels(os.path.join(workdir, "curves.png")).shape
+    assert (height, width) == (396, 1452)  # three panels of 4.4 x 3.6 inches at 110 dpi
+
+    copy = str(tmp_path / "copy")
+    shutil.copytree(workdir, copy)
+    os.remove(os.path.join(copy, "curves.png"))
+    out = kinds.make_report(copy)
+    assert sorted(out.written) == ["curves.png", "summary.md"] and not out.missing
+    assert open(out.written["summary.md"]).read() == table
+    np.testing.assert_array_equal(pixels(out.written["curves.png"]), pixels(os.path.join(workdir, "curves.png")))
+    os.remove(os.path.join(copy, "summary.json"))  # a run that has not finished: the curves so far
+    out = kinds.make_report(copy)
+    assert list(out.written) == ["curves.png"] and out.missing[0].startswith("summary.json: the run has not finished")
+
+    # TensorBoard: the learning rate of each row's last step (linear warmup, then cosine to 0 at the end) and
+    # the throughput, next to the logged scalars.
+    series = scalars(workdir)
+    peak, warmup = summary["learning_rate"], summary["warmup_steps"]
+    lr = lambda s: peak * s / warmup if s < warmup else peak * 0.5 * (1 + np.cos(np.pi * (s - warmup) / (4 - warmup)))
+    assert series["learning_rate"] == [(2, pytest.approx(lr(1))), (4, pytest.approx(lr(3), abs=1e-7))]
+    assert [s for s, _ in series["examples_per_second"]] == [2, 4]
+    assert all(v > 0 for _, v in series["examples_per_second"])
 
 
 def _git(cwd, *args):
@@ -193,3 +258,9 @@ def test_run_info_resume_and_process_rules(tmp_path, monkeypatch):
     monkeypatch.setattr(jax, "process_index", lambda: 1)
     assert run_info.write_run_info(str(tmp_path / "other"), {}, kind="synthetic") is None
     assert not (tmp_path / "other").exists()
+
+
+def test_tensorboard_is_an_extra():
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        extras = tomllib.load(f)["project"]["optional-dependencies"]
+    assert [r.split(">")[0] for r in extras["tensorboard"]] == ["tensorboard"]

@@ -1,7 +1,7 @@
 """Training one image model: validate, train (resumable), run (writes the workdir), restore.
 
-`run(config, workdir)` writes metrics.jsonl (+ TensorBoard events), checkpoints, summary.json and run_info.json
-into `workdir` (process 0) and returns the summary.
+`run(config, workdir)` writes metrics.jsonl (+ TensorBoard events), checkpoints, summary.json, run_info.json and
+the report (curves.png, summary.md) into `workdir` (process 0) and returns the summary.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from cl_features.image_training import evaluator, inputs, network, recipe
 from cl_features.image_training.inputs import ImageData
 from cl_features.image_training.network import ImageModel
 from cl_features.report import run_info
-from cl_features.train import checkpoint, loop, resumable
+from cl_features.train import checkpoint, loop, optim, resumable
 from cl_features.train import mesh as mesh_lib
 from cl_features.train.metrics_log import MetricsLog
 
@@ -83,6 +83,10 @@ def train(
         steps_per_call=c.train.steps_per_call,
         host_batches=True,
         unroll=network.unroll(c),
+        learning_rate=optim.schedule(  # the schedule inside recipe.make_optimizer
+            learning_rate=schedule.learning_rate, kind=c.train.schedule, steps=steps, warmup_steps=schedule.warmup_steps
+        ),
+        examples_per_step=c.train.batch_size,
     )
     batches = loader.make_loader(
         data.train,
@@ -174,6 +178,9 @@ def run(
     if workdir and jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
         jsonio.dump(summary, os.path.join(workdir, "summary.json"))
+        from cl_features.report import images as report  # matplotlib: only once the run is done
+
+        report.report(workdir, None)  # curves.png and summary.md
     return summary
 
 

@@ -29,6 +29,7 @@ REPORTS: dict[str, Callable[[str, dict | None], Report] | str] = {
     "synthetic": "cl_features.report.synthetic:report",
     "decoupling": "cl_features.report.decoupling:report",
     "sweep": "cl_features.report.phase:report",
+    "images": "cl_features.report.images:report",
 }
 
 

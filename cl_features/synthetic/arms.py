@@ -62,13 +62,21 @@ def _finished_results(path: str, c: ml_collections.ConfigDict, arm: str) -> dict
 
 
 def train_arm(
-    c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, *, mesh, workdir: str | None, verbose: bool = True
+    c: ml_collections.ConfigDict,
+    arm: str,
+    dictionary: jax.Array,
+    *,
+    mesh,
+    workdir: str | None,
+    verbose: bool = True,
+    part: tuple[int, int] = (0, 1),
 ) -> tuple[dict, np.ndarray, list[dict]]:
     """Trains one arm; returns (results, final weights [m, d1], history logged by this call).
 
     With a workdir, the arm checkpoints into <workdir>/<arm>/checkpoints and resumes from the newest one there
     (the metrics log is cut back to that step); an arm whose final checkpoint and results.json are present is
-    neither retrained nor re-measured. Raises checkpoint.Preempted after saving on SIGTERM.
+    neither retrained nor re-measured. Raises checkpoint.Preempted after saving on SIGTERM. part: (k, K), the arm's
+    place in the run (its progress lines add the whole run's ETA).
     """
     t0 = time.perf_counter()
     graphdef, tx, state = task.make_train_state(c, mesh)
@@ -85,6 +93,7 @@ def train_arm(
         on_log=lambda step, st: results.recovery_row(c, jnp.asarray(jax.device_get(_weights(st.params))), dictionary),
         name=arm,
         verbose=verbose,
+        part=part,
     )
     model = loop.merge(graphdef, jax.tree_util.tree_map(lambda x: jnp.asarray(jax.device_get(x)), out.state))
     weights = np.asarray(task.encoder(model).w[...])
@@ -123,8 +132,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     from cl_features.report import synthetic as report  # matplotlib: only once the config is good
 
     summary, weights = {"arms": {}, "config": c.to_dict()}, {}
-    for arm in arm_names(c):
-        res, weights[arm], _ = train_arm(c, arm, dictionary, mesh=mesh, workdir=workdir, verbose=verbose)
+    names = arm_names(c)
+    for k, arm in enumerate(names):
+        res, weights[arm], _ = train_arm(
+            c, arm, dictionary, mesh=mesh, workdir=workdir, verbose=verbose, part=(k, len(names))
+        )
         summary["arms"][arm] = res
         _say(verbose, f"[{arm}] " + "  ".join(f"{k}={res[k]:.4g}" for k in report.COLUMNS))
     if workdir and jax.process_index() == 0:

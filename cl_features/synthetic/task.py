@@ -214,20 +214,26 @@ def make_step_fn(c: ml_collections.ConfigDict, arm: str, dictionary: jax.Array, 
         mesh=mesh,
         steps_per_call=c.train.steps_per_call,
         sample_fn=make_sample_fn(c, arm, dictionary, mesh),
+        learning_rate=make_schedule(c),
+        examples_per_step=c.train.batch_size,
     )
 
 
-def make_optimizer(c: ml_collections.ConfigDict):
-    """The optax transformation of train.* (learning rate schedule included)."""
+def make_schedule(c: ml_collections.ConfigDict):
+    """The learning rate of train.*: a number or an optax schedule of the step."""
     t = c.train
-    lr = optim.schedule(
+    return optim.schedule(
         learning_rate=t.learning_rate,
         kind=t.schedule,
         steps=t.steps,
         warmup_steps=t.warmup_steps,
         decay_fraction=t.decay_fraction,
     )
-    return optim.make_optimizer(name=t.optimizer, learning_rate=lr, momentum=t.momentum)
+
+
+def make_optimizer(c: ml_collections.ConfigDict):
+    """The optax transformation of train.* (learning rate schedule included)."""
+    return optim.make_optimizer(name=c.train.optimizer, learning_rate=make_schedule(c), momentum=c.train.momentum)
 
 
 def make_train_state(c: ml_collections.ConfigDict, mesh=None):

@@ -22,6 +22,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from cl_features.train import mesh as mesh_lib
+from cl_features.train.metrics_log import Progress
 
 LossFn = Callable[[nnx.Module, Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
 
@@ -52,10 +53,13 @@ def merge(graphdef: nnx.GraphDef, state: TrainState) -> nnx.Module:
 
 @dataclasses.dataclass
 class StepFn:
-    """The compiled multi-step function and what it was built for."""
+    """The compiled multi-step function and what it was built for; `fit` logs the learning rate (a number or an
+    optax schedule of the step) and examples_per_step x steps/s to TensorBoard."""
 
     fn: Callable[[TrainState, Any], tuple[TrainState, dict]]
     steps_per_call: int
+    learning_rate: Any = None
+    examples_per_step: int = 0
 
 
 def make_step_fn(
@@ -68,6 +72,8 @@ def make_step_fn(
     host_batches: bool = False,
     sample_fn: Callable[[jax.Array, jax.Array], Any] | None = None,
     unroll: bool = False,
+    learning_rate: Any = None,
+    examples_per_step: int = 0,
 ) -> StepFn:
     """jit(state, batches) -> (state, mean metrics) running `steps_per_call` steps.
 
@@ -79,7 +85,7 @@ def make_step_fn(
     This costs one unused draw per call; the draws are the same, the results equal up to float32 rounding (XLA may
     contract a multiply-add on one side and not the other). unroll: the steps of a call as straight-line code, with
     no loop in the program (XLA:CPU runs convolutions inside any while loop, even a one-trip one, about 10x
-    slower); else a rolled `lax.scan`.
+    slower); else a rolled `lax.scan`. learning_rate, examples_per_step: recorded in the StepFn for the logs.
     """
     if sample_fn is not None and host_batches:
         raise ValueError("make_step_fn: sample_fn and host_batches exclude each other")
@@ -119,7 +125,7 @@ def make_step_fn(
     repl = mesh_lib.replicated(mesh)
     batch_in = mesh_lib.batch_sharding(mesh, batch_axis=1) if host_batches else None
     fn = jax.jit(many_steps, in_shardings=(repl, batch_in), out_shardings=(repl, repl), donate_argnums=0)
-    return StepFn(fn=fn, steps_per_call=steps_per_call)
+    return StepFn(fn, steps_per_call, learning_rate, examples_per_step)
 
 
 def place_state(state: TrainState, mesh: Mesh) -> TrainState:
@@ -151,7 +157,9 @@ def fit(
 ) -> tuple[TrainState, list[dict]]:
     """Runs the compiled step from `state.step` until `total_steps`, logging every `log_every` steps.
 
-    on_log(step, state) adds measurements (e.g. atom recovery) to the logged row. `checkpointer`
+    on_log(step, state) adds measurements (e.g. atom recovery) to the logged row; the event file also gets the
+    learning rate of the row's last step and examples_per_second since the row before (metrics_log.Progress: the
+    first call, which compiles, is timed apart), the progress line the rate and ETA. `checkpointer`
     (checkpoint.Checkpointer) is offered the state at every call boundary: it saves every `checkpointer.every`
     steps and at the end, and raises checkpoint.Preempted after saving on a preemption notice. A non-finite
     loss stops the run with the step number; nothing non-finite is saved, so the last checkpoint stays good.
@@ -164,10 +172,16 @@ def fit(
         raise ValueError(
             f"cannot resume at step {step} with train.steps_per_call={spc}: the step must be a multiple of it"
         )
+    progress = progress or Progress("", total_steps, step, quiet=True)
+    first = True
     while step < total_steps:
         batches = stack_batches(batch_iter, spc, mesh) if batch_iter is not None else None
         state, metrics = step_fn.fn(state, batches)
         step += spc
+        if first:
+            jax.block_until_ready(metrics)
+            progress.first_call_done(step)
+            first = False
         last = step >= total_steps
         logged = None
         if step % log_every == 0 or last:
@@ -179,10 +193,13 @@ def fit(
                 row.update(on_log(step, state))
             logged = {"step": step, **row}
             history.append(logged)
+            timing = progress.update(step, row)
+            lr = step_fn.learning_rate
+            extra = {} if lr is None else {"learning_rate": float(lr(step - 1) if callable(lr) else lr)}
+            if "steps_per_second" in timing and step_fn.examples_per_step:
+                extra["examples_per_second"] = timing["steps_per_second"] * step_fn.examples_per_step
             if metrics_log is not None:
-                metrics_log.write(step, row)
-            if progress is not None:
-                progress.update(step, row)
+                metrics_log.write(step, row, tensorboard_only=extra)
         if checkpointer is not None:
             checkpointer.maybe_save(step, state, force=last, loss=metrics["loss"], log_row=logged, data_iter=batch_iter)
     return state, history

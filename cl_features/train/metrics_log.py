@@ -69,12 +69,15 @@ class MetricsLog(contextlib.AbstractContextManager):  # `with` closes it
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         self._tensorboard, self._writer = bool(self.path and tensorboard), None
 
-    def write(self, step: int, metrics: dict) -> None:
+    def write(self, step: int, metrics: dict, *, tensorboard_only: dict | None = None) -> None:
+        """tensorboard_only: scalars for the event file alone (timings, which would make the JSONL differ between
+        an interrupted and an uninterrupted run)."""
         if not self.path:
             return
         row = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
         with open(self.path, "a") as f:
             f.write(json.dumps(row, allow_nan=False) + "\n")
+        row.update({k: _plain(v) for k, v in (tensorboard_only or {}).items()})
         scalars = [k for k, v in row.items() if isinstance(v, numbers.Real) and not isinstance(v, bool) and k != "step"]
         if self._tensorboard and scalars:
             from tensorboardX.proto.summary_pb2 import Summary
@@ -105,15 +108,46 @@ def truncate_jsonl(path: str, step: int) -> int:
     return len(kept)
 
 
+def duration(seconds: float | None) -> str:
+    """12s, 3m05s, 2h07m; '--' for None (not known yet)."""
+    if seconds is None or not math.isfinite(seconds):
+        return "--"
+    s = round(seconds)
+    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
 class Progress:
-    """Prints `[name] step s/N  loss ...  steps/s  ETA` lines (process 0 only)."""
+    """Prints `[name] step s/N  loss ...  R steps/s  ETA 3m05s` lines (process 0 only; quiet: none).
 
-    def __init__(self, name: str, total_steps: int, start_step: int = 0):
-        self.name, self.total, self.s0, self.t0 = name, total_steps, start_step, time.perf_counter()
+    The rate counts from the end of the first call (`first_call_done`), so the compilation stays out of it; until
+    a step after that is timed, the ETA shows as '--'. part=(k, K): this is part k (from 0) of K parts of one run
+    with the same number of steps each (the arms of a synthetic run); the line then adds the ETA of the whole run:
+    this part's steps left plus the K-1-k later parts at this rate, each with this part's compilation time.
+    `update` returns {"steps_per_second": ...} over the steps since the previous update (none on the first).
+    clock: seconds (the tests pass a fake one).
+    """
 
-    def update(self, step: int, metrics: dict) -> None:
-        rate = (step - self.s0) / max(time.perf_counter() - self.t0, 1e-9)
-        eta = (self.total - step) / rate if rate > 0 else math.nan
+    def __init__(self, name, total_steps, start_step=0, *, part=(0, 1), quiet=False, clock=time.perf_counter):
+        self.name, self.total, self.s0, self.part, self.quiet = name, total_steps, start_step, part, quiet
+        self.clock = clock
+        self.t0, self.first, self.last = clock(), None, None  # first, last: (time, step)
+
+    def first_call_done(self, step: int) -> None:
+        self.first = self.last = (self.clock(), step)
+
+    def update(self, step: int, metrics: dict) -> dict:
+        now = self.clock()
+        first, last, self.last = self.first, self.last, (now, step)
+        rate = (step - first[1]) / max(now - first[0], 1e-9) if first and step > first[1] else None
+        eta = (self.total - step) / rate if rate else None
         shown = "  ".join(f"{k} {float(v):.4g}" for k, v in metrics.items() if np.ndim(v) == 0)
-        if jax.process_index() == 0:
-            print(f"[{self.name}] step {step}/{self.total}  {shown}  {rate:.1f} steps/s  ETA {eta:.0f}s", flush=True)
+        line = f"[{self.name}] step {step}/{self.total}  {shown}  {f'{rate:.1f}' if rate else '--'} steps/s"
+        line += f"  ETA {duration(eta)}"
+        k, parts = self.part
+        if parts > 1:
+            compile_s = max(first[0] - self.t0 - (first[1] - self.s0) / rate, 0.0) if rate else 0.0
+            whole = eta + (parts - 1 - k) * (self.total / rate + compile_s) if rate else None
+            line += f"  run ETA {duration(whole)} ({k + 1} of {parts})"
+        if not self.quiet and jax.process_index() == 0:
+            print(line, flush=True)
+        return {"steps_per_second": (step - last[1]) / max(now - last[0], 1e-9)} if last and step > last[1] else {}

@@ -65,12 +65,14 @@ def train(
     name: str = "train",
     verbose: bool = True,
     tensorboard: bool = True,
+    part: tuple[int, int] = (0, 1),
 ) -> Trained:
     """Trains `state` with `step_fn` to `total_steps`, resuming from <run_dir>/checkpoints.
 
     config: the run's config as a dict (checkpoints record it; resuming compares it, except `mutable_fields`);
     its train.log_every, train.schedule and checkpoint.{every, max_to_keep} are read here. batch_iter: host
-    batches (its position is checkpointed). on_log(step, state) adds measurements to each logged row.
+    batches (its position is checkpointed). on_log(step, state) adds measurements to each logged row. part: (k, K),
+    this is the k-th of K equal trainings of one run (the progress line adds the whole run's ETA).
     Raises checkpoint.Preempted after saving on SIGTERM, checkpoint.ConfigMismatch on a changed config.
     """
     ck = config["checkpoint"]
@@ -123,7 +125,7 @@ def train(
             batch_iter=batch_iter,
             on_log=on_log,
             metrics_log=log,
-            progress=Progress(name, total_steps, start_step=start) if verbose else None,
+            progress=Progress(name, total_steps, start, part=part) if verbose else None,
             checkpointer=ckpt,
         )
         seconds = time.perf_counter() - t0
