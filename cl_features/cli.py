@@ -1,12 +1,21 @@
 """What every experiment's main does: flags, validate, start multi-host JAX, run, report in one line.
 
-Bad input of any kind (a config value, a resumed config that changes the run, missing data, a non-finite loss)
-ends the command with one line `error: ...` and a non-zero exit status; a preemption notice saves, prints the
-command that resumes the run and exits 0.
+Bad input of any kind (a mistyped or bad config field, a config that cannot be found, a workdir that cannot be
+made, a resumed config that changes the run, missing data) ends the command with one line `error: ...` on
+stderr and exit status 2, before anything is written; a non-finite loss with one line and status 1; a preemption
+notice saves, prints the command that resumes the run and exits 0. `--config` takes the name of a shipped config
+(`--config=synthetic`, from any directory) or the path of a config file; `--print_config` prints the resolved
+config and exits without running or writing anything.
 """
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import importlib.util
+import json
+import os
+import pkgutil
 import shlex
 import sys
 from collections.abc import Callable
@@ -14,40 +23,167 @@ from collections.abc import Callable
 from absl import app, flags
 from ml_collections import config_flags
 
-from cl_features.train import checkpoint, distributed
+from cl_features import workdir as workdir_lib
+from cl_features.train import distributed
 
 FLAGS = flags.FLAGS
 
 
-def experiment_main(
-    default_config: str, default_workdir: str, workdir_help: str, *, validate: Callable, run: Callable, done: Callable
-) -> Callable[[list[str]], int]:
-    """Defines --config, --workdir and the multi-host flags; returns main(argv) for `app.run`.
+class UsageError(Exception):
+    """Bad input: printed as one line, exit status 2."""
 
-    main: validate(config) -> jax.distributed start-up -> out = run(config, workdir) -> prints done(workdir, out).
+
+def configs_package():
+    """The shipped configs: cl_features.experiments.configs where the package is installed, else a checkout's
+    experiments.configs (experiments/ beside cl_features/, the repository root on sys.path)."""
+    for name in ("cl_features.experiments.configs", "experiments.configs"):
+        if importlib.util.find_spec(name.rsplit(".", 1)[0]) is not None:
+            return importlib.import_module(name)
+    raise UsageError("cannot find the experiment configs: install the package or run from the repository root")
+
+
+def config_names() -> list[str]:
+    """Names of the shipped configs (the modules with a get_config)."""
+    pkg = configs_package()
+    names = []
+    for m in pkgutil.iter_modules(pkg.__path__):
+        with open(os.path.join(pkg.__path__[0], m.name + ".py")) as f:
+            names += [m.name] if "\ndef get_config(" in f.read() else []
+    return sorted(names)
+
+
+def load_config(spec: str):
+    """`NAME[:ARG]` (a shipped config) or `PATH[:ARG]` (a config file) -> get_config(*ARG)."""
+    where, *arg = spec.split(":", 1)
+    is_path = os.sep in where or where.endswith(".py")
+    pkg = configs_package()
+    shipped = os.path.realpath(pkg.__path__[0])
+    if is_path and os.path.isfile(where) and os.path.dirname(os.path.realpath(where)) != shipped:
+        module_spec = importlib.util.spec_from_file_location("config_" + os.path.basename(where)[:-3], where)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        name = os.path.basename(where)[:-3] if is_path and os.path.isfile(where) else where
+        if is_path and not os.path.isfile(where) or name not in config_names():
+            what = f"config file {where!r} not found (from {os.getcwd()})" if is_path else f"no config {where!r}"
+            raise UsageError(
+                f"--config: {what}; give a config file or the name of a shipped config: {', '.join(config_names())}"
+            )
+        module = importlib.import_module(f"{pkg.__name__}.{name}")
+    return module.get_config(*arg)
+
+
+class _ConfigParser(flags.ArgumentParser):
+    """--config's parser: a shipped config's name or a config file's path (load_config)."""
+
+    def parse(self, spec):
+        config = load_config(spec)
+        config.lock()
+        return config
+
+    def flag_type(self):
+        return "config object"
+
+
+def _override_error(argv: list[str], default: str) -> str | None:
+    """'--config.a.b: ...' for the first --config.a.b=... override that names no field of the config."""
+    spec = default
+    for i, a in enumerate(argv):
+        spec = a.split("=", 1)[1] if a.startswith("--config=") else argv[i + 1] if a == "--config" else spec
+    config = load_config(spec)
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        path, node = arg.split("=", 1)[0][len("--config.") :].split("."), config
+        for i, key in enumerate(path):
+            parent = ".".join(path[:i])
+            if not hasattr(node, "keys"):
+                return f"--config.{'.'.join(path)}: config.{parent} is a value ({node!r}), not a group of fields"
+            fields = list(node.keys())
+            if key not in fields:
+                close = difflib.get_close_matches(key, fields, n=1)
+                hint = f"did you mean --config.{'.'.join([*path[:i], close[0]])}? " if close else ""
+                where = f"config.{parent}" if parent else "the config"
+                return f"--config.{'.'.join(path)}: {where} has no field {key!r}; {hint}fields: {', '.join(fields)}"
+            node = node[key]
+    return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with every error as one line `error: ...` and exit status 2."""
+    try:
+        return FLAGS(argv)
+    except (flags.Error, UsageError) as e:
+        fail(str(e))
+    except (AttributeError, KeyError) as e:  # an override naming no field (ml_collections' own message is long)
+        fail(_override_error(argv, getattr(FLAGS["config"], "default_unparsed", None)) or f"{type(e).__name__}: {e}")
+
+
+def fail(message: str, status: int = 2):
+    print(f"error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
+def run(main: Callable) -> None:
+    """`app.run(main)` with one-line flag errors; what every experiment's `__main__` calls."""
+    app.run(main, flags_parser=parse_flags)
+
+
+def experiment_main(
+    default_config: str, default_workdir: str, workdir_help: str, *, driver: str, done: Callable
+) -> Callable[[list[str]], int]:
+    """Defines --config (default: the shipped config `default_config`), --workdir, --print_config and the
+    multi-host flags; returns main(argv) for `run`.
+
+    driver: the module with validate(config) -> config and run(config, workdir) -> out, imported once the flags
+    and the workdir are good (it imports JAX: seconds). main: workdir check -> validate -> jax.distributed
+    start-up -> the workdir lock -> out = run(config, workdir) -> prints done(workdir, out).
     """
-    config_flags.DEFINE_config_file("config", default_config, "Experiment config file.")
+    config_flags.DEFINE_config_file("config", None, "Config: a shipped config's name, or a config file's path.")
+    FLAGS["config"].parser = _ConfigParser()
+    try:  # without --config on the command line, the default is loaded and overridden here
+        FLAGS.set_default("config", default_config)
+    except (AttributeError, KeyError) as e:
+        fail(_override_error(sys.argv, default_config) or f"{type(e).__name__}: {e}")
     flags.DEFINE_string("workdir", default_workdir, workdir_help)
+    flags.DEFINE_bool("print_config", False, "Print the resolved config as JSON and exit (runs and writes nothing).")
     distributed.define_flags()
+    for name in ("config", "workdir", "print_config"):  # listed by --help
+        FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
 
     def main(argv) -> int:
         if len(argv) > 1:
-            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+            fail(f"unexpected arguments {argv[1:]}: flags only (--config=NAME, --workdir=DIR, --config.FIELD=VALUE)")
+        workdir = FLAGS.workdir
+        if not FLAGS.print_config:
+            try:
+                workdir_lib.check_creatable(workdir)
+            except ValueError as e:
+                fail(str(e))
+        from cl_features.train import checkpoint  # JAX: only once the flags and the workdir are good
+
         try:
-            config = validate(FLAGS.config)  # before any JAX call: a bad value costs nothing
+            module = importlib.import_module(driver)
+            config = module.validate(FLAGS.config)  # before any JAX call: a bad value costs nothing
+            if FLAGS.print_config:
+                print(json.dumps(config.to_dict(), indent=2, default=str))
+                return 0
             info = distributed.initialize_from_flags()
             if info.process_count > 1:
                 distributed.log_once(f"{info.process_count} processes")
-            out = run(config, FLAGS.workdir)
+            with workdir_lib.lock(workdir):
+                out = module.run(config, workdir)
         except checkpoint.Preempted as e:
             distributed.log_once(
                 f"preempted: saved step {e.step} in {e.directory}. Resume with the same command:\n"
                 f"  {shlex.join(sys.orig_argv)}"
             )
             return 0
-        except (ValueError, FileNotFoundError, FloatingPointError) as e:
-            raise SystemExit(f"error: {e}") from None
-        distributed.log_once(done(FLAGS.workdir, out))
+        except (ValueError, FileNotFoundError, UsageError) as e:
+            fail(str(e))
+        except (FloatingPointError, workdir_lib.Held) as e:
+            fail(str(e), status=1)
+        distributed.log_once(done(workdir, out))
         return 0
 
     return main

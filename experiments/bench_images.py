@@ -32,7 +32,8 @@ from cl_features.augment import image_ops, image_sets
 from cl_features.image_training import network, recipe, trainer
 from cl_features.train import loop
 from cl_features.train import mesh as mesh_lib
-from experiments.configs import cifar10_simclr_resnet18
+
+from .configs import cifar10_simclr_resnet18
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch", 32, "Images per step (each gives two views).")

@@ -52,7 +52,8 @@ BASE = {
 
 def make_config(**over):
     from cl_features.synthetic import arms
-    from experiments.configs import synthetic as synthetic_config
+
+    from .configs import synthetic as synthetic_config
 
     c = synthetic_config.get_config()
     for dotted, value in {**BASE, **over}.items():

@@ -34,7 +34,8 @@ from absl import app, flags
 from cl_features.synthetic import arms, task
 from cl_features.train import loop, optim
 from cl_features.train import mesh as mesh_lib
-from experiments.configs import synthetic as synthetic_config
+
+from .configs import synthetic as synthetic_config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["default", "large"], "Sizes to time: default, large.")

@@ -8,19 +8,15 @@ One report folder (cl_features/report/decoupling.py): tables (markdown + JSON), 
 Encoders trained here (models.source=train) live in <workdir>/models/<name>: started again, it resumes them.
 """
 
-from absl import app
-
 from cl_features import cli
-from cl_features.decoupling import study
 
 main = cli.experiment_main(
-    "experiments/configs/decoupling_photos.py",
+    "decoupling_photos",
     "runs/decoupling",
     "Report folder: tables, figures, summary.md.",
-    validate=study.validate,
-    run=study.run,
+    driver="cl_features.decoupling.study",
     done=lambda workdir, out: f"wrote {workdir}/summary.md ({out['seconds']} s)",
 )
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

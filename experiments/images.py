@@ -9,19 +9,15 @@ SIGTERM saves at the next step boundary and exits 0. Multi-host runs start the s
 (launch/); `--distributed` etc. come from cl_features.train.distributed.
 """
 
-from absl import app
-
 from cl_features import cli
-from cl_features.image_training import trainer
 
 main = cli.experiment_main(
-    "experiments/configs/photos_simclr_tiny.py",
+    "photos_simclr_tiny",
     "runs/images",
     "Directory for metrics.jsonl, summary.json and checkpoints.",
-    validate=trainer.validate,
-    run=trainer.run,
+    driver="cl_features.image_training.trainer",
     done=lambda workdir, _: f"wrote {workdir}/metrics.jsonl, summary.json and checkpoints",
 )
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -8,21 +8,17 @@ with the same command in the same workdir, it resumes: finished groups are read 
 their newest checkpoint (<workdir>/groups/<group>/checkpoints). SIGTERM saves at the next step boundary and exits 0.
 """
 
-from absl import app
-
 from cl_features import cli
-from cl_features.sweep import run
 
 main = cli.experiment_main(
-    "experiments/configs/sweep_sigma.py",
+    "sweep_sigma",
     "runs/sweep",
     "Directory for the groups' checkpoints, sweep.json and the phase diagrams.",
-    validate=run.validate,
-    run=run.run,
+    driver="cl_features.sweep.run",
     done=lambda workdir, out: (
         f"{len(out['runs'])} runs in {out['seconds']:.0f} s: wrote {workdir}/sweep.json, sweep.md and phase_diagram.png"
     ),
 )
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -7,19 +7,15 @@ Started again with the same command in the same workdir, it resumes from the new
 (<workdir>/<arm>/checkpoints). SIGTERM saves at the next step boundary and exits 0. Multi-host: see launch/.
 """
 
-from absl import app
-
 from cl_features import cli
-from cl_features.synthetic import arms
 
 main = cli.experiment_main(
-    "experiments/configs/synthetic.py",
+    "synthetic",
     "runs/synthetic",
     "Directory for metrics, weights, summary and figures.",
-    validate=arms.validate,
-    run=arms.run,
+    driver="cl_features.synthetic.arms",
     done=lambda workdir, _: f"wrote {workdir}/summary.json, summary.md and figures",
 )
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -127,7 +127,7 @@ def test_sigterm_saves_the_next_step_and_exits_zero(tmp_path, xla_cache, referen
 def test_cli_refuses_a_config_that_changes_the_run_in_one_line(xla_cache, reference_cli):
     work = reference_cli["workdir"]
     proc = run_child(work, xla_cache, extra=["--config.seed=3", "--config.train.batch_size=16"])
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and err[0].startswith(f"error: refusing to resume {work / 'complementary_mask'}")
     assert "changes the run in seed, train.batch_size (seed: 0 -> 3; train.batch_size: 32 -> 16)" in err[0]

@@ -515,16 +515,22 @@ def test_restore_encoder_reads_an_image_workdir(tmp_path):
     with checkpoint.Checkpointer(str(tmp_path / "checkpoints"), config=ic.to_dict()) as ck:
         ck.save(7, state)
     json.dump(
-        {"config": ic.to_dict(), "num_train": 512, "num_classes": 8, "knn_acc": 0.5},
+        {"config": ic.to_dict(), "num_train": 512, "num_classes": 8, "knn_acc": 0.5, "steps": 7},
         open(tmp_path / "summary.json", "w"),
     )
     enc = encoders.restore_encoder(str(tmp_path), "cfc")
     assert (enc.name, enc.train_set, enc.input_size) == ("cfc", "crop_flip_color", 16)
     assert enc.scores == {"train/knn_acc": 0.5, "train_steps": 7}
+    # Started again for more steps and stopped at step 9: the config is the checkpoint's, and the scores of the
+    # run that finished at step 7 are not the step-9 encoder's.
+    with checkpoint.Checkpointer(str(tmp_path / "checkpoints"), config=dict(ic.to_dict(), seed=5)) as ck:
+        ck.save(9, state._replace(step=state.step + 2))
+    assert encoders.restore_encoder(str(tmp_path), "cfc").scores == {"train_steps": 9}
+    assert trainer.restore(str(tmp_path))[0].seed == 5
     got = jax.tree.leaves(nnx.state(enc.module, nnx.Param))
     want = jax.tree.leaves(nnx.state(model.encoder, nnx.Param))
     assert len(got) == len(want) > 0
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, np.asarray(w) + 0.5, rtol=1e-6)
-    with pytest.raises(FileNotFoundError, match="no summary.json or run_info.json"):
+    with pytest.raises(FileNotFoundError, match="no checkpoint under"):
         encoders.restore_encoder(str(tmp_path / "nothing"), "x")

@@ -9,7 +9,6 @@ checkpoint of each image-experiment workdir in models.checkpoints); models.inclu
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 from collections.abc import Callable
 
@@ -17,6 +16,7 @@ import jax
 import ml_collections
 from flax import nnx
 
+from cl_features import cli
 from cl_features.augment import image_ops, image_sets
 from cl_features.config_checks import at_least, check, one_of, require, split_list
 from cl_features.image_training import network, trainer
@@ -94,13 +94,9 @@ def _encoder(name: str, ic: ml_collections.ConfigDict, module: nnx.Module, score
 
 def image_config(name: str) -> ml_collections.ConfigDict:
     """experiments/configs/<name>.py's config (an image experiment's, cl_features/image_training/)."""
-    try:
-        module = importlib.import_module(f"experiments.configs.{name}")
-    except ModuleNotFoundError:
-        raise ValueError(
-            f"config.models.image_config must name a config in experiments/configs/, got {name!r}"
-        ) from None
-    return module.get_config()
+    if name not in cli.config_names():
+        raise ValueError(f"config.models.image_config must name a config in experiments/configs/, got {name!r}")
+    return cli.load_config(name)
 
 
 def run_config(c: ml_collections.ConfigDict, task: str, set_name: str) -> ml_collections.ConfigDict:
@@ -122,6 +118,14 @@ def restore_encoder(path: str, name: str, subdir: str = "checkpoints") -> Encode
     return _encoder(name, ic, model.encoder, dict(scores, train_steps=step))
 
 
+def trained_runs(c: ml_collections.ConfigDict, workdir: str | None) -> list[tuple]:
+    """(name, image config, run directory <workdir>/models/<name> or None) of each encoder models.source=train
+    trains."""
+    runs = [(n, "simclr", n) for n in split_list(c, "models.train_sets", allow_empty=True)]
+    runs += [("supervised", "supervised", c.models.supervised_set)] if c.models.supervised_set else []
+    return [(n, run_config(c, t, s), os.path.join(workdir, "models", n) if workdir else None) for n, t, s in runs]
+
+
 def load_encoders(c: ml_collections.ConfigDict, num_classes: int, workdir: str | None, *, verbose: bool) -> list:
     """The encoders to measure, as models.source says (and the initial one with models.include_init)."""
     s, encoders = c.models, []
@@ -131,11 +135,7 @@ def load_encoders(c: ml_collections.ConfigDict, num_classes: int, workdir: str |
     if s.source == "checkpoints":
         encoders += [restore_encoder(path, name, s.checkpoint_subdir) for name, path in checkpoint_dirs(c).items()]
     elif s.source == "train":
-        runs = [(n, "simclr", n) for n in split_list(c, "models.train_sets", allow_empty=True)]
-        runs += [("supervised", "supervised", s.supervised_set)] if s.supervised_set else []
-        for name, task, set_name in runs:
-            ic = run_config(c, task, set_name)
-            sub = os.path.join(workdir, "models", name) if workdir else None
+        for name, ic, sub in trained_runs(c, workdir):
             # the image experiment's training without its monitoring, resumed from `sub`
             res, model = trainer.train(ic, sub, monitor=False, verbose=verbose)
             scores = {"final_loss": res["final_loss"], "train_steps": res["steps"], "train_seconds": res["seconds"]}

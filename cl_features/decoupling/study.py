@@ -10,8 +10,10 @@ import ml_collections
 from cl_features.config_checks import at_least, require, split_list
 from cl_features.decoupling import encoders, measurements
 from cl_features.decoupling.measurements import FIT_STREAM, MEASURE_STREAM
+from cl_features.image_training import trainer
 from cl_features.report import decoupling as report
 from cl_features.report import run_info
+from cl_features.train import resumable
 
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -35,6 +37,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     c = validate(config)
     say = print if verbose and jax.process_index() == 0 else (lambda *a, **k: None)
     if workdir:
+        for _, ic, sub in encoders.trained_runs(c, workdir) if c.models.source == "train" else []:
+            resumable.check_resume(sub, ic.to_dict(), mutable_fields=trainer.RESUME_MUTABLE_FIELDS)
         run_info.write_run_info(workdir, c, kind="decoupling")  # process 0 only; refuses another kind's workdir
     d = c.data
     fit = measurements.load_images(c, d.fit_split, d.num_fit_images, FIT_STREAM)

@@ -169,7 +169,9 @@ def run(
     """
     c = validate(config)
     data = data or inputs.open_data(c)  # missing data stops the run before anything is written
-    if workdir:
+    if workdir:  # a refused resume leaves the workdir as it was
+        steps = recipe.make_schedule(c, len(data.train)).steps
+        resumable.check_resume(workdir, c.to_dict(), mutable_fields=RESUME_MUTABLE_FIELDS, total_steps=steps)
         run_info.write_run_info(workdir, c, kind="images")  # process 0 only
     summary, _ = train(c, workdir, data=data, verbose=verbose)
     summary["config"] = c.to_dict()
@@ -187,20 +189,19 @@ def run(
 def restore(workdir: str, subdir: str = "checkpoints") -> tuple[ml_collections.ConfigDict, ImageModel, int, dict]:
     """(config, model, step, summary) of an image-experiment workdir at its newest checkpoint.
 
-    The config comes from summary.json (a finished run) or else run_info.json (written at the start, so a run
-    stopped early can be read at its last checkpoint); the checkpointer checks it against the checkpoint's own
-    and falls back past a corrupt checkpoint.
+    The config is the one saved with the newest checkpoint (a run stopped early is read at its last checkpoint,
+    whatever a later start recorded); the checkpointer falls back past a corrupt checkpoint. `summary` is
+    summary.json only where it was written at the restored step (else {}: its scores belong to another step).
     """
+    directory = os.path.join(workdir, subdir)
+    found = checkpoint.saved_config(directory)
+    if found is None:
+        raise FileNotFoundError(f"no checkpoint under {os.path.abspath(directory)!r} (not an image-experiment workdir)")
+    c = validate(ml_collections.ConfigDict(found[1]))
     path, summary = os.path.join(workdir, "summary.json"), {}
     if os.path.exists(path):
         with open(path) as f:
             summary = json.load(f)
-    raw = summary.get("config") or (run_info.read_run_info(workdir) or {}).get("config")
-    if raw is None:
-        raise FileNotFoundError(
-            f"{workdir!r} has no summary.json or {run_info.FILENAME} (not an image-experiment workdir)"
-        )
-    c = validate(ml_collections.ConfigDict(raw))
     if "num_classes" in summary and "num_train" in summary:
         num_classes, num_train = int(summary["num_classes"]), int(summary["num_train"])
     else:
@@ -208,13 +209,11 @@ def restore(workdir: str, subdir: str = "checkpoints") -> tuple[ml_collections.C
         num_classes, num_train = data.num_classes, len(data.train)
     tx = recipe.make_optimizer(c, recipe.make_schedule(c, num_train))
     graphdef, state = loop.init_state(network.make_model(c, num_classes), tx, 0)
-    directory = os.path.join(workdir, subdir)
-    restored = None
-    if os.path.isdir(directory):
-        with checkpoint.Checkpointer(directory, config=c.to_dict(), mutable_fields=RESUME_MUTABLE_FIELDS) as ck:
-            restored = ck.restore(state)
+    with checkpoint.Checkpointer(directory, config=c.to_dict(), mutable_fields=RESUME_MUTABLE_FIELDS) as ck:
+        restored = ck.restore(state)
     if restored is None:
-        raise FileNotFoundError(f"no checkpoint under {os.path.abspath(directory)!r}")
+        raise FileNotFoundError(f"no readable checkpoint under {os.path.abspath(directory)!r}")
+    summary = summary if summary.get("steps") == restored.step else {}
     return c, loop.merge(graphdef, restored.state), restored.step, summary
 
 

@@ -60,13 +60,19 @@ def _finished(path: str, record: dict, steps: int) -> list[dict] | None:
     return saved["results"] if same and saved.get("steps") == steps else None
 
 
+def _group_record(c, sweep: grid.Sweep, g: int, mesh) -> tuple[list, dict]:
+    """The configs of a group's runs and what its checkpoints record (its first run's config and the runs)."""
+    group = sweep.groups[g]
+    configs = [grid.run_config(c, sweep.runs[i]) for i in group.runs]
+    pad = batched.padded_runs(len(group.runs), mesh.shape[batched.RUN_AXIS], c.sweep.vmap_runs)
+    return configs, dict(configs[0].to_dict(), runs=group.traced, padded_runs=pad)
+
+
 def train_group(c, sweep: grid.Sweep, g: int, mesh, workdir: str | None, progress: _Progress) -> list[dict]:
     """Trains and measures one group; returns the results of its runs (in order)."""
     t0, group = time.perf_counter(), sweep.groups[g]
-    configs = [grid.run_config(c, sweep.runs[i]) for i in group.runs]
+    configs, record = _group_record(c, sweep, g, mesh)
     gc, steps = configs[0], configs[0].train.steps
-    pad = batched.padded_runs(len(group.runs), mesh.shape[batched.RUN_AXIS], c.sweep.vmap_runs)
-    record = dict(gc.to_dict(), runs=group.traced, padded_runs=pad)
     run_dir = os.path.join(workdir, "groups", group.name) if workdir else None
     path = os.path.join(run_dir, "results.json") if run_dir else None
     done = _finished(path, record, steps) if path else None
@@ -111,6 +117,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | None) -> dict:
     sweep = grid.expand(config)
     mesh = batched.make_mesh(config.train.num_devices)
     if workdir:
+        for g, group in enumerate(sweep.groups):  # a refused resume leaves the workdir as it was
+            configs, record = _group_record(config, sweep, g, mesh)
+            run_dir = os.path.join(workdir, "groups", group.name)
+            steps = configs[0].train.steps
+            resumable.check_resume(run_dir, record, mutable_fields=arms.RESUME_MUTABLE_FIELDS, total_steps=steps)
         run_info.write_run_info(workdir, config, kind="sweep")
     from cl_features.report import phase  # matplotlib: only once the config is good
 

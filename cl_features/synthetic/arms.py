@@ -128,6 +128,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     mesh_lib.check_batch_size(c.train.batch_size, mesh)
     dictionary = task.make_dictionary(c)
     if workdir:
+        for arm in arm_names(c):  # a refused resume leaves the workdir as it was
+            resumable.check_resume(
+                os.path.join(workdir, arm),
+                arm_run_config(c, arm),
+                mutable_fields=RESUME_MUTABLE_FIELDS,
+                total_steps=c.train.steps,
+            )
         run_info.write_run_info(workdir, c, kind="synthetic")  # process 0 only
     from cl_features.report import synthetic as report  # matplotlib: only once the config is good
 

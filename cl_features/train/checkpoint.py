@@ -82,6 +82,32 @@ def describe_diff(saved: dict, current: dict, fields: list[str]) -> str:
     return "; ".join(f"{k}: {show(a.get(k, _MISSING))} -> {show(b.get(k, _MISSING))}" for k in fields)
 
 
+def check_config(saved: dict, current: dict, mutable: tuple[str, ...], path: str) -> None:
+    """Raises ConfigMismatch (one line naming the fields) if resuming `path`, saved with `saved`, changes the run."""
+    fields = config_diff(saved, current, mutable)
+    if fields:
+        raise ConfigMismatch(
+            f"refusing to resume {path}: the config changes the run in {', '.join(fields)} "
+            f"({describe_diff(saved, current, fields)}); use another workdir or restore these values "
+            f"(allowed to change: {', '.join(mutable)})"
+        )
+
+
+def saved_config(directory: str) -> tuple[int, dict] | None:
+    """(step, config) of the newest checkpoint in `directory` whose config reads, without reading its state or
+    writing anything; None if there is none."""
+    if not os.path.isdir(directory):
+        return None
+    manager = ocp.CheckpointManager(os.path.abspath(directory), options=ocp.CheckpointManagerOptions(read_only=True))
+    try:
+        for step in sorted(manager.all_steps(), reverse=True):
+            with contextlib.suppress(Exception):  # an unreadable step: `restore` reports it; try the one before
+                return step, manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config
+    finally:
+        manager.close()
+    return None
+
+
 _sigterm = threading.Event()  # set by SIGTERM while a Checkpointer is open
 
 
@@ -173,13 +199,7 @@ class Checkpointer(contextlib.AbstractContextManager):  # `with` closes it
         return None
 
     def _check(self, saved: dict, path: str, with_data: bool) -> None:
-        fields = config_diff(saved, self.config, self.mutable_fields)
-        if fields:
-            raise ConfigMismatch(
-                f"refusing to resume {path}: the config changes the run in {', '.join(fields)} "
-                f"({describe_diff(saved, self.config, fields)}); use another workdir or restore these values "
-                f"(allowed to change: {', '.join(self.mutable_fields)})"
-            )
+        check_config(saved, self.config, self.mutable_fields, path)
         if with_data and not os.path.isdir(os.path.join(path, "data")):
             raise ConfigMismatch(f"{path} holds no data-iterator state (saved by a run without one)")
 

@@ -12,7 +12,6 @@ import os
 import re
 from typing import NamedTuple
 
-import jax
 from absl import flags
 
 ENV = {k: f"JAX_{k.upper()}" for k in ("coordinator_address", "num_processes", "process_id")}  # env fallbacks
@@ -52,6 +51,8 @@ def initialize_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Distri
     Raises ValueError (one line naming the field) for a bad or partial setting; jax's RuntimeError if another
     JAX call came first.
     """
+    import jax  # here: defining the flags imports no JAX
+
     mode, env = flag_values["distributed"].value, os.environ
     if mode != "off" and not jax.distributed.is_initialized():
         given = {k: flag_values[k].value for k in ENV}
@@ -75,5 +76,7 @@ def initialize_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Distri
 
 def log_once(msg: str) -> None:
     """Prints `msg` on process 0 only."""
+    import jax
+
     if jax.process_index() == 0:
         print(msg, flush=True)

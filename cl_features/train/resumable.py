@@ -10,6 +10,7 @@ the run stops early (preemption, a non-finite loss). Without a run directory not
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -48,6 +49,28 @@ def check_fields(c) -> None:
     every = f"an int >= 0 and a multiple of train.steps_per_call ({spc})"
     check(c, "checkpoint.every", lambda v: v >= 0 and v % spc == 0, every)
     check(c, "checkpoint.max_to_keep", lambda v: v >= 1, "an int >= 1")
+
+
+def _check_steps(start: int, total_steps: int, directory: str) -> None:
+    if start > total_steps:
+        raise ValueError(
+            f"the newest checkpoint in {directory} is at step {start}, past the run's {total_steps} steps: raise "
+            "train.steps or use another workdir"
+        )
+
+
+def check_resume(run_dir: str | None, config: dict, *, mutable_fields: Iterable[str], total_steps=None) -> None:
+    """Raises what `train` would raise on resuming <run_dir>/checkpoints with `config` (ConfigMismatch, or a
+    ValueError for a checkpoint past `total_steps`), reading only the checkpoints' configs and writing nothing.
+    A run calls it for each of its run directories before it writes anything into its workdir."""
+    directory = os.path.abspath(os.path.join(run_dir, "checkpoints")) if run_dir else None
+    found = checkpoint.saved_config(directory) if directory else None
+    if found is not None:
+        step, saved = found
+        current = json.loads(json.dumps(config))
+        checkpoint.check_config(saved, current, tuple(mutable_fields), os.path.join(directory, str(step)))
+        if total_steps is not None:
+            _check_steps(step, total_steps, directory)
 
 
 def train(
@@ -98,11 +121,7 @@ def train(
                         f"train.schedule={schedule} depends on the run's length: from step {start} on the "
                         f"learning rate follows the schedule for {total_steps} steps"
                     )
-            if start > total_steps:
-                raise ValueError(
-                    f"the newest checkpoint in {ckpt.directory} is at step {start}, past the run's {total_steps} "
-                    "steps: raise train.steps or use another workdir"
-                )
+            _check_steps(start, total_steps, ckpt.directory)
             if jax.process_index() == 0:
                 truncate_jsonl(metrics_path, start)
         log = MetricsLog(metrics_path, tensorboard=tensorboard)

@@ -15,7 +15,7 @@ image, 50M training images; see BENCHMARKS.md for the measured step cost on CPU)
 data.worker_count processes to keep up (grain decodes ~2-3k CIFAR records/s per process).
 """
 
-from experiments.configs import image_defaults
+from . import image_defaults
 
 
 def get_config():

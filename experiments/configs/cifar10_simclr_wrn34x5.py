@@ -14,7 +14,7 @@ a WRN-34-5 (about 3x the FLOPs of ResNet-18 at 32x32) should land near or above 
 Time: estimated 3 to 8 hours on one H200 in bfloat16 for 500 epochs.
 """
 
-from experiments.configs import cifar10_simclr_resnet18
+from . import cifar10_simclr_resnet18
 
 
 def get_config():

@@ -13,7 +13,7 @@ Expected: test_acc about 94-95%; kNN a few points lower (no run recorded in the 
 30 to 90 minutes on one H200 in bfloat16.
 """
 
-from experiments.configs import image_defaults
+from . import image_defaults
 
 
 def get_config():

@@ -15,7 +15,7 @@ Expected time: model-free about 10-15 minutes on 2 CPU cores (stride 1); per Res
 on one GPU (t-SNE of 5000 points on the CPU dominates).
 """
 
-from experiments.configs import decoupling_photos
+from . import decoupling_photos
 
 
 def get_config():

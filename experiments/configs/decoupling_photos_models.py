@@ -13,7 +13,7 @@ Expected time: about 15 minutes on 2 CPU cores (six trainings of ~1-2 minutes, t
 launch/ablation.sh runs the same ablation through launch/ (trainings as separate image experiments).
 """
 
-from experiments.configs import decoupling_photos
+from . import decoupling_photos
 
 
 def get_config():

@@ -5,7 +5,7 @@ crops at 16 px. Under a minute on CPU; used by tests/test_decoupling_images.py.
     python -m experiments.decoupling --config=experiments/configs/decoupling_tiny.py --workdir=/tmp/decoupling_tiny
 """
 
-from experiments.configs import decoupling_photos
+from . import decoupling_photos
 
 
 def get_config():

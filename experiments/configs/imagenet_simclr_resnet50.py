@@ -19,7 +19,7 @@ No run of this config is recorded in the repository. Time: the SimCLR paper's 10
 on a 128-core TPU v3; estimate 12 to 24 hours on 8 H100s.
 """
 
-from experiments.configs import image_defaults
+from . import image_defaults
 
 
 def get_config():

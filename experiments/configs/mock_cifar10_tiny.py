@@ -9,7 +9,7 @@ With the real cifar10 it is 8 steps of a tiny ResNet on 16x16 images, a kNN bank
 10,000 test images: expect accuracies near chance (0.1 to 0.2) within a minute or two on CPU (not run here).
 """
 
-from experiments.configs import image_defaults
+from . import image_defaults
 
 
 def get_config():

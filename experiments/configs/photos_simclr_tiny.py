@@ -9,7 +9,7 @@ Expected (measured, 2 shared CPU cores, about 35 s): kNN accuracy 0.41 at init -
 0.57 -> 0.75, online probe 0.75 (chance 0.125). tests/test_train_images.py runs a 60-step version of it.
 """
 
-from experiments.configs import image_defaults
+from . import image_defaults
 
 
 def get_config():

@@ -8,7 +8,7 @@ of its features, to set beside the contrastive ones. Expected (measured, 2 share
 test_acc 0.77, kNN 0.76, linear probe 0.78 (the SimCLR config: kNN 0.72, probe 0.75).
 """
 
-from experiments.configs import photos_simclr_tiny
+from . import photos_simclr_tiny
 
 
 def get_config():

@@ -11,7 +11,7 @@ model.width) and the augmentation and objective compile one program per value.
 
 import ml_collections
 
-from experiments.configs import synthetic
+from . import synthetic
 
 
 def get_config():
