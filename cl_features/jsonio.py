@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from cl_features import workdir
+
 
 def default(v: Any) -> Any:
     """`json.dump(default=...)` for what results hold besides Python types."""
@@ -19,12 +21,10 @@ def default(v: Any) -> Any:
 
 
 def dump(obj: Any, path: str, *, sort_keys: bool = True) -> None:
-    """Writes obj to path, indented."""
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=sort_keys, default=default, allow_nan=True)
+    """Writes obj to path (local or remote: cl_features.workdir), indented."""
+    workdir.path(path).write_text(json.dumps(obj, indent=2, sort_keys=sort_keys, default=default, allow_nan=True))
 
 
 def read_jsonl(path: str) -> list[dict]:
     """The rows of a JSON-lines file (blank lines skipped)."""
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in workdir.path(path).read_text().splitlines() if line.strip()]

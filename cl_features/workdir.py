@@ -1,4 +1,9 @@
-"""A run's workdir: checked before the start-up, and held by one run at a time.
+"""A run's workdir: one path layer for its files, checked before the start-up, held by one run at a time.
+
+Every file the package writes or reads in a workdir goes through `etils.epath` (`path`), so a workdir may be a
+local directory or a bucket (gs://, s3://, az://: epath's fsspec backends, e.g. gcsfs for gs://); orbax writes
+the checkpoints the same way. `append_text` and `write_text` are the two writes the records need (object stores
+have no append and no rename: there they rewrite the whole object).
 
 `check_creatable(workdir)` stops a main before anything slow when the workdir cannot be made or written.
 `lock(workdir)` holds <workdir>/run.lock ({"host", "pid", ...}) while the run trains: a second start on a held
@@ -17,7 +22,44 @@ import sys
 import tempfile
 import uuid
 
+from etils import epath
+
 LOCK = "run.lock"
+SCHEMES = ("gs", "s3", "az")  # remote workdirs epath can reach (through fsspec)
+
+
+def path(*parts) -> epath.Path:
+    return epath.Path(*parts)
+
+
+def is_remote(p) -> bool:
+    return "://" in str(p)
+
+
+def absolute(p: str) -> str:
+    """An absolute local path; a remote one as it is."""
+    return str(p) if is_remote(p) else os.path.abspath(p)
+
+
+def write_text(p, text: str) -> None:
+    """Replaces the file's contents whole: locally through a temporary file and a rename (a kill leaves the old
+    or the new file), remotely as one object write."""
+    p = path(p)
+    if is_remote(p):
+        p.write_text(text)
+        return
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(p)
+
+
+def append_text(p, text: str) -> None:
+    p = path(p)
+    if not is_remote(p):
+        with p.open("a") as f:
+            f.write(text)
+        return
+    p.write_text((p.read_text() if p.exists() else "") + text)
 
 
 class Held(Exception):
@@ -30,14 +72,28 @@ def check_creatable(workdir: str) -> None:
     if not workdir:
         return
     fix = "give --workdir a directory you can write to"
-    path = os.path.abspath(workdir)
-    if os.path.exists(path):
-        if not os.path.isdir(path):
+    if is_remote(workdir):
+        scheme = str(workdir).split("://", 1)[0]
+        if scheme not in SCHEMES:
+            raise ValueError(
+                f"--workdir={workdir}: {scheme}:// is not supported; use a local directory or one of "
+                f"{', '.join(s + '://' for s in SCHEMES)}"
+            )
+        try:
+            if path(workdir).exists() and not path(workdir).is_dir():
+                raise ValueError(f"--workdir={workdir}: it is a file, not a directory; {fix}")
+        except (ImportError, OSError, RuntimeError) as e:  # no fsspec backend installed, no access, no network
+            why = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+            raise ValueError(f"--workdir={workdir}: cannot reach it ({why}); {fix}") from None
+        return
+    local = os.path.abspath(workdir)
+    if os.path.exists(local):
+        if not os.path.isdir(local):
             raise ValueError(f"--workdir={workdir}: it is a file, not a directory; {fix}")
-        if not os.access(path, os.W_OK | os.X_OK):
+        if not os.access(local, os.W_OK | os.X_OK):
             raise ValueError(f"--workdir={workdir}: not writable; {fix}")
         return
-    parent = os.path.dirname(path)
+    parent = os.path.dirname(local)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     try:
@@ -78,7 +134,31 @@ def _describe(holder: dict, path: str) -> str:
     )
 
 
-def _acquire(path: str) -> dict:
+def _create(lock: str, text: str, token: str) -> bool:
+    """Writes the lock file if there is none (False if there is one). Locally an exclusive create; an object
+    store has none: the last writer wins, and reading the lock back tells whether that was this one."""
+    if not is_remote(lock):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return True
+    if path(lock).exists():
+        return False
+    path(lock).write_text(text)
+    return _holder(lock) is not None and _holder(lock).get("token") == token
+
+
+def _holder(lock: str) -> dict | None:
+    try:
+        return json.loads(path(lock).read_text())
+    except (OSError, json.JSONDecodeError):  # being written or removed right now
+        return None
+
+
+def _acquire(lock: str) -> dict:
     me = {
         "host": socket.gethostname(),
         "pid": os.getpid(),
@@ -87,27 +167,16 @@ def _acquire(path: str) -> dict:
         "command": list(sys.argv),
         "token": uuid.uuid4().hex,
     }
-    text = json.dumps(me, indent=2) + "\n"
     for _ in range(3):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                with open(path) as f:
-                    holder = json.load(f)
-            except (OSError, json.JSONDecodeError):  # being written or removed right now: look again
-                holder = None
-            if holder is not None and _alive(holder):
-                raise Held(f"the workdir is in use by {_describe(holder, path)}") from None
-            if holder is not None:
-                print(f"[workdir] taking over the stale lock of process {holder.get('pid')} ({path})", flush=True)
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        return me
-    raise Held(f"could not take the lock {path}: other starts keep taking it")
+        if _create(lock, json.dumps(me, indent=2) + "\n", me["token"]):
+            return me
+        holder = _holder(lock)
+        if holder is not None and _alive(holder):
+            raise Held(f"the workdir is in use by {_describe(holder, lock)}")
+        if holder is not None:
+            print(f"[workdir] taking over the stale lock of process {holder.get('pid')} ({lock})", flush=True)
+            path(lock).unlink(missing_ok=True)
+    raise Held(f"could not take the lock {lock}: other starts keep taking it")
 
 
 @contextlib.contextmanager
@@ -120,12 +189,12 @@ def lock(workdir: str | None):
     if not workdir:
         yield
         return
-    path, made, message = os.path.join(workdir, LOCK), not os.path.exists(workdir), ""
+    lock_path, made, message = os.path.join(workdir, LOCK), not path(workdir).exists(), ""
     me = None
     if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
+        path(workdir).mkdir(parents=True, exist_ok=True)
         try:
-            me = _acquire(path)
+            me = _acquire(lock_path)
         except Held as e:
             message = str(e)
     if jax.process_count() > 1:  # one holder: every process stops if process 0 could not take the lock
@@ -137,11 +206,8 @@ def lock(workdir: str | None):
         yield
     finally:
         if me is not None:
-            with contextlib.suppress(OSError, json.JSONDecodeError):
-                with open(path) as f:
-                    ours = json.load(f).get("token") == me["token"]
-                if ours:
-                    os.remove(path)
-            if made:
+            if (_holder(lock_path) or {}).get("token") == me["token"]:
+                path(lock_path).unlink(missing_ok=True)
+            if made and not is_remote(workdir):
                 with contextlib.suppress(OSError):
                     os.rmdir(workdir)  # only if empty: a run that wrote nothing leaves nothing

@@ -2,6 +2,7 @@
 it was; --help lists the flags; --print_config prints the resolved config and writes nothing."""
 
 import hashlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -43,6 +44,7 @@ BAD = [
     (["--config=missing.py"], "--config: config file 'missing.py' not found"),
     (["--config=missing"], "--config: no config 'missing'; give a config file or the name of a shipped config: "),
     (["--workdir=/proc/x"], "--workdir=/proc/x: cannot create it"),
+    (["--workdir=ftp://host/run"], "--workdir=ftp://host/run: ftp:// is not supported; use a local directory"),
     (["stray"], "unexpected arguments ['stray']"),
 ]
 
@@ -79,3 +81,11 @@ def test_print_config_from_another_directory_prints_the_resolved_config_and_writ
     assert config["train"]["steps"] == 100
     assert config["model"]["width"] == 4 * config["data"]["d"]  # resolved: the derived fields are filled in
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gcsfs") is not None, reason="gcsfs would try to reach the bucket")
+def test_a_bucket_workdir_without_its_filesystem_stops_at_once_and_writes_nothing_locally(tmp_path):
+    r = run_main("synthetic", "--workdir=gs://bucket/run", cwd=tmp_path, no_jax=True, tmp_path=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "error: --workdir=gs://bucket/run: cannot reach it (ImportError: Please install gcsfs" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["no_jax"]  # no ./gs:/bucket/run

@@ -9,14 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fsspec
 import jax.numpy as jnp
 import pytest
 
-from cl_features import workdir
+from cl_features import jsonio, workdir
 from cl_features.image_training import trainer
+from cl_features.jsonio import read_jsonl
 from cl_features.report import run_info
 from cl_features.synthetic import arms
 from cl_features.train import checkpoint
+from cl_features.train.metrics_log import MetricsLog, truncate_jsonl
 from experiments.configs import photos_simclr_tiny
 from experiments.configs import synthetic as synthetic_config
 
@@ -88,7 +91,7 @@ def test_a_refused_image_resume_changes_nothing_in_the_workdir(tmp_path):
 
 HOLDER = """
 import sys, time
-from cl_features import workdir
+from cl_features import jsonio, workdir
 with workdir.lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(300)
@@ -135,3 +138,75 @@ def test_a_lock_of_another_host_is_kept_and_a_reused_process_id_is_not_the_holde
     lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "pid_start": "-1"}))
     with workdir.lock(str(tmp_path)):
         assert json.loads(lock.read_text())["pid_start"] != "-1"
+
+
+# ------------------------------------------------------------------------------------------ a bucket workdir
+
+
+@pytest.fixture
+def bucket(monkeypatch, tmp_path):
+    """gs:// served from memory (fsspec's in-memory filesystem registered for the gs protocol): a non-local
+    filesystem, reached only through etils.epath's fsspec backend. The test runs in an empty directory."""
+    from etils.epath import backend
+    from fsspec.implementations.memory import MemoryFileSystem
+    from fsspec.registry import _registry
+
+    class Bucket(MemoryFileSystem):
+        protocol, root_marker, store, pseudo_dirs = ("gs", "gcs"), "", {}, [""]
+
+        @classmethod
+        def _strip_protocol(cls, path):  # as gcsfs: 'gs://bucket/key' -> 'bucket/key'
+            return str(path).removeprefix("gs://").removeprefix("gcs://").rstrip("/")
+
+    for name in ("gs", "gcs"):
+        fsspec.register_implementation(name, Bucket, clobber=True)
+    backend.fsspec_backend._get_filesystem.cache_clear()
+    monkeypatch.chdir(tmp_path)
+    yield Bucket.store
+    for name in ("gs", "gcs"):
+        _registry.pop(name, None)
+    backend.fsspec_backend._get_filesystem.cache_clear()
+    assert list(tmp_path.iterdir()) == []  # nothing was written locally (no ./gs:/bucket/...)
+
+
+def test_records_metrics_events_and_the_lock_go_through_the_path_layer_to_a_bucket(bucket):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    w = "gs://bucket/run"
+    workdir.check_creatable(w)
+    with workdir.lock(w):
+        assert json.loads(workdir.path(w, workdir.LOCK).read_text())["pid"] == os.getpid()
+        with pytest.raises(workdir.Held, match=f"process {os.getpid()} on host"):
+            with workdir.lock(w):
+                pass
+        run_info.write_run_info(w, {"a": 1}, kind="synthetic", argv=["x"])
+        assert run_info.read_run_info(w)["config"] == {"a": 1}
+        metrics = f"{w}/arm/metrics.jsonl"
+        with MetricsLog(metrics) as log:
+            for step in (1, 2, 3):
+                log.write(step, {"loss": 1.0 / step})
+        assert truncate_jsonl(metrics, 2) == 2
+        assert read_jsonl(metrics) == [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}]
+        jsonio.dump({"x": [1, 2]}, f"{w}/results.json")
+        assert json.loads(workdir.path(w, "results.json").read_text()) == {"x": [1, 2]}
+    assert not workdir.path(w, workdir.LOCK).exists()
+    (events,) = workdir.path(w, "arm").glob("events.out.tfevents.*")
+    local = events.name  # TensorBoard's reader wants a local file: a copy of the object's bytes
+    try:
+        with open(local, "wb") as f:
+            f.write(events.read_bytes())
+        acc = EventAccumulator(local)
+        acc.Reload()
+        assert [(e.step, e.value) for e in acc.Scalars("loss")] == [(1, 1.0), (2, 0.5), (3, pytest.approx(1 / 3))]
+    finally:
+        os.remove(local)
+    assert sorted(bucket) == sorted(
+        f"bucket/run/{name}" for name in ("run_info.json", "results.json", "arm/metrics.jsonl", f"arm/{events.name}")
+    )
+
+
+def test_a_workdir_the_path_layer_cannot_reach_stops_with_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"--workdir=ftp://host/run: ftp:// is not supported; use a local"):
+        workdir.check_creatable("ftp://host/run")
+    assert list(tmp_path.iterdir()) == []

@@ -24,6 +24,7 @@ from typing import Any
 import jax
 
 import cl_features
+from cl_features import workdir as workdir_lib
 
 FILENAME = "run_info.json"
 # The fields that describe one start of a run (kept per start when a run is resumed).
@@ -100,11 +101,8 @@ def environment(argv: list[str] | None = None) -> dict[str, Any]:
 
 def read_run_info(workdir: str) -> dict | None:
     """The workdir's run_info.json, or None when there is none."""
-    path = os.path.join(workdir, FILENAME)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
+    path = workdir_lib.path(workdir) / FILENAME
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def write_run_info(workdir: str, config: Any, *, kind: str, argv: list[str] | None = None) -> dict | None:
@@ -125,10 +123,8 @@ def write_run_info(workdir: str, config: Any, *, kind: str, argv: list[str] | No
     if old is not None:
         previous = old.get("previous_starts", [])
         info["previous_starts"] = previous + [{k: old[k] for k in START_FIELDS if k in old}]
-    os.makedirs(workdir, exist_ok=True)
-    tmp = os.path.join(workdir, FILENAME + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(info, f, indent=2, sort_keys=True, default=str)
-        f.write("\n")
-    os.replace(tmp, os.path.join(workdir, FILENAME))
+    workdir_lib.path(workdir).mkdir(parents=True, exist_ok=True)
+    workdir_lib.write_text(
+        workdir_lib.path(workdir) / FILENAME, json.dumps(info, indent=2, sort_keys=True, default=str) + "\n"
+    )
     return info

@@ -14,7 +14,6 @@ non-finite loss or state is never saved.
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import logging
 import math
@@ -29,6 +28,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 from jax.experimental import multihost_utils
+
+from cl_features import workdir
 
 # Fields that may change between a checkpoint and its resume: they do not change the numbers of a step.
 MUTABLE_FIELDS = ("train.steps", "train.log_every", "train.steps_per_call", "train.num_devices", "checkpoint")
@@ -96,9 +97,9 @@ def check_config(saved: dict, current: dict, mutable: tuple[str, ...], path: str
 def saved_config(directory: str) -> tuple[int, dict] | None:
     """(step, config) of the newest checkpoint in `directory` whose config reads, without reading its state or
     writing anything; None if there is none."""
-    if not os.path.isdir(directory):
+    if not workdir.path(directory).is_dir():
         return None
-    manager = ocp.CheckpointManager(os.path.abspath(directory), options=ocp.CheckpointManagerOptions(read_only=True))
+    manager = ocp.CheckpointManager(workdir.absolute(directory), options=ocp.CheckpointManagerOptions(read_only=True))
     try:
         for step in sorted(manager.all_steps(), reverse=True):
             with contextlib.suppress(Exception):  # an unreadable step: `restore` reports it; try the one before
@@ -141,7 +142,7 @@ class Checkpointer(contextlib.AbstractContextManager):  # `with` closes it
     def __init__(
         self, directory: str, *, config: dict, every: int = 0, max_to_keep: int = 2, mutable_fields=MUTABLE_FIELDS
     ):
-        self.directory, self.config = os.path.abspath(directory), json.loads(json.dumps(config))
+        self.directory, self.config = workdir.absolute(directory), json.loads(json.dumps(config))
         self.every, self.mutable_fields = every, tuple(mutable_fields)
         self.last_log: dict | None = None
         self.resumed_changes: list[str] = []  # allowed config fields that differ from the restored checkpoint's
@@ -166,7 +167,7 @@ class Checkpointer(contextlib.AbstractContextManager):  # `with` closes it
         Raises ConfigMismatch (one line naming the fields) if it was saved with a config that changes the run,
         RuntimeError if checkpoints exist but none can be read (nothing is renamed then).
         """
-        for tmp in sorted(glob.glob(os.path.join(self.directory, "*.orbax-checkpoint-tmp*"))):
+        for tmp in sorted(str(p) for p in workdir.path(self.directory).glob("*.orbax-checkpoint-tmp*")):
             say(f"ignoring half-written checkpoint {tmp}")
         self._manager.reload()
         abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
@@ -200,7 +201,7 @@ class Checkpointer(contextlib.AbstractContextManager):  # `with` closes it
 
     def _check(self, saved: dict, path: str, with_data: bool) -> None:
         check_config(saved, self.config, self.mutable_fields, path)
-        if with_data and not os.path.isdir(os.path.join(path, "data")):
+        if with_data and not workdir.path(path, "data").is_dir():
             raise ConfigMismatch(f"{path} holds no data-iterator state (saved by a run without one)")
 
     def _quarantine(self, steps: list[int]) -> None:
@@ -211,9 +212,9 @@ class Checkpointer(contextlib.AbstractContextManager):  # `with` closes it
             for step in steps:
                 src = self.step_path(step)
                 dst, n = src + ".corrupt", 1
-                while os.path.exists(dst):
+                while workdir.path(dst).exists():
                     dst, n = f"{src}.corrupt.{n}", n + 1
-                os.rename(src, dst)
+                workdir.path(src).rename(dst)
                 say(f"kept the unusable checkpoint as {dst}")
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices(f"checkpoint quarantine {self.directory}")

@@ -18,6 +18,8 @@ import time
 import jax
 import numpy as np
 
+from cl_features import workdir
+
 _file_count = itertools.count(1)  # tells apart the event files one process opens in one second
 
 
@@ -28,10 +30,33 @@ def _plain(v):  # numpy / jax values -> Python numbers and lists; NaN and +-inf 
     )
 
 
+class _RemoteEvents:
+    """tensorboardX's writer for remote event files, through the workdir's path layer (its own gs:// writer needs
+    TensorFlow); the object is written when the writer closes."""
+
+    def __init__(self, path: str | None = None):  # without a path: the factory tensorboardX calls `open` on
+        self._file = workdir.path(path).open("wb") if path else None
+
+    def open(self, path: str) -> _RemoteEvents:
+        return _RemoteEvents(path)
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def _open_events(logdir: str):
+    from tensorboardX import record_writer
     from tensorboardX.event_file_writer import EventsWriter  # imported on first use: a second or two
 
-    os.makedirs(logdir, exist_ok=True)
+    for scheme in workdir.SCHEMES:
+        record_writer.register_writer_factory(scheme, _RemoteEvents())
+    workdir.path(logdir).mkdir(parents=True, exist_ok=True)
     return EventsWriter(os.path.join(logdir, "events"), filename_suffix=f".{os.getpid()}.{next(_file_count)}")
 
 
@@ -53,7 +78,7 @@ def log_figures(logdir: str | None, step: int, paths: dict[str, str]) -> None:
 
     values = []
     for tag, path in paths.items():
-        with Image.open(path) as im:
+        with workdir.path(path).open("rb") as f, Image.open(f) as im:
             values += summary.image(tag, np.asarray(im.convert("RGB")), dataformats="HWC").value
     _write(_open_events(logdir), step, values).close()
 
@@ -66,7 +91,7 @@ class MetricsLog(contextlib.AbstractContextManager):  # `with` closes it
     def __init__(self, path: str | None, *, tensorboard: bool = True):
         self.path = path if jax.process_index() == 0 else None
         if self.path:
-            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            workdir.path(os.path.dirname(self.path) or ".").mkdir(parents=True, exist_ok=True)
         self._tensorboard, self._writer = bool(self.path and tensorboard), None
 
     def write(self, step: int, metrics: dict, *, tensorboard_only: dict | None = None) -> None:
@@ -75,8 +100,7 @@ class MetricsLog(contextlib.AbstractContextManager):  # `with` closes it
         if not self.path:
             return
         row = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row, allow_nan=False) + "\n")
+        workdir.append_text(self.path, json.dumps(row, allow_nan=False) + "\n")
         row.update({k: _plain(v) for k, v in (tensorboard_only or {}).items()})
         scalars = [k for k, v in row.items() if isinstance(v, numbers.Real) and not isinstance(v, bool) and k != "step"]
         if self._tensorboard and scalars:
@@ -97,14 +121,12 @@ class MetricsLog(contextlib.AbstractContextManager):  # `with` closes it
 def truncate_jsonl(path: str, step: int) -> int:
     """Keeps the rows with row['step'] <= step of a JSON-lines log, up to a torn last line (a kill mid-write);
     atomic (write + rename). Returns the number of rows kept (0 for a missing file)."""
-    if not os.path.exists(path):
+    if not workdir.path(path).exists():
         return 0
-    with open(path) as f:
-        whole = list(itertools.takewhile(lambda line: line.endswith("\n"), f))
+    lines = workdir.path(path).read_text().splitlines(keepends=True)
+    whole = list(itertools.takewhile(lambda line: line.endswith("\n"), lines))
     kept = [line for line in whole if json.loads(line).get("step", 0) <= step]
-    with open(path + ".tmp", "w") as f:
-        f.writelines(kept)
-    os.replace(path + ".tmp", path)
+    workdir.write_text(path, "".join(kept))
     return len(kept)
 
 

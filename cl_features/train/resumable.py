@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import jax
 
+from cl_features import workdir
 from cl_features.config_checks import check
 from cl_features.jsonio import read_jsonl
 from cl_features.train import checkpoint, loop
@@ -63,7 +64,7 @@ def check_resume(run_dir: str | None, config: dict, *, mutable_fields: Iterable[
     """Raises what `train` would raise on resuming <run_dir>/checkpoints with `config` (ConfigMismatch, or a
     ValueError for a checkpoint past `total_steps`), reading only the checkpoints' configs and writing nothing.
     A run calls it for each of its run directories before it writes anything into its workdir."""
-    directory = os.path.abspath(os.path.join(run_dir, "checkpoints")) if run_dir else None
+    directory = workdir.absolute(os.path.join(run_dir, "checkpoints")) if run_dir else None
     found = checkpoint.saved_config(directory) if directory else None
     if found is not None:
         step, saved = found
@@ -131,7 +132,7 @@ def train(
             log.write(0, initial)
             if verbose and jax.process_index() == 0:
                 print(f"[{name}] step 0 (initial) " + "  ".join(f"{k} {v:.4f}" for k, v in initial.items()), flush=True)
-        elif log_initial and metrics_path and os.path.exists(metrics_path):
+        elif log_initial and metrics_path and workdir.path(metrics_path).exists():
             rows = [r for r in read_jsonl(metrics_path) if r["step"] == 0]
             initial = {k: v for k, v in rows[0].items() if k != "step"} if rows else {}
         t0 = time.perf_counter()
