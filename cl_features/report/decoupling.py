@@ -123,7 +123,7 @@ def representation_markdown(models: Mapping[str, Mapping]) -> str:
 # -------------------------------------------------------------------------------------------------- figures
 
 
-def model_free_figure(model_free: Mapping[str, Mapping], path: str) -> None:
+def model_free_figure(model_free: Mapping[str, Mapping], path: str) -> Figure:
     """Grouped bars: per augmentation set, each dense statistic's and each dictionary's sparse mean correlation."""
     sets = list(model_free)
     kinds = _kinds(model_free)
@@ -151,14 +151,15 @@ def model_free_figure(model_free: Mapping[str, Mapping], path: str) -> None:
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    return fig
 
 
-def representation_figure(models: Mapping[str, Mapping], path: str) -> None:
+def representation_figure(models: Mapping[str, Mapping], path: str) -> Figure:
     """Three panels: density per layer, channel correlation per layer (first view set), dense reliance."""
     names = list(models)
     layer_names = [l for l in next(iter(models.values()))["layers"] if l != "features"]
     corr_keys = sorted({c for m in models.values() for c in m["layers"].get("features", {}) if c.startswith("corr/")})
-    fig = Figure(figsize=(14, 3.8))
+    fig = Figure(figsize=(14, 3.8), layout="constrained")
     axes = fig.subplots(1, 3)
     for name in names:
         layers = models[name]["layers"]
@@ -166,24 +167,20 @@ def representation_figure(models: Mapping[str, Mapping], path: str) -> None:
         if corr_keys:
             ks = layer_names + ["features"]
             axes[1].plot(ks, [layers[l].get(corr_keys[-1], np.nan) for l in ks], marker="o", label=name)
-    axes[0].set(title="activation density (clean images)", ylabel="fraction of units firing", ylim=(0, 1))
-    axes[1].set(
-        title=f"channel cross-view correlation ({corr_keys[-1][5:] if corr_keys else '-'} views)",
-        ylabel="mean over channels",
-        ylim=(-0.05, 1.05),
-    )
+    axes[0].set(ylabel="fraction of units firing", ylim=(0, 1))
+    axes[0].set_title("activation density (clean images)", fontsize=10)
+    axes[1].set(ylabel="channel correlation (mean over channels)", ylim=(-0.05, 1.05))
+    axes[1].set_title(f"cross-view correlation, {corr_keys[-1][5:] if corr_keys else '-'} views", fontsize=10)
     rel = [models[n]["scores"].get("dense_reliance", np.nan) for n in names]
     axes[2].bar(np.arange(len(names)), rel, color="tab:red")
-    axes[2].set_xticks(np.arange(len(names)), names, rotation=20, fontsize=8)
-    axes[2].set(
-        title="dense reliance: R^2 features -> colour histogram",
-        ylim=(min(0, np.nanmin(rel) - 0.05) if np.isfinite(rel).any() else 0, 1),
-    )
+    axes[2].set_xticks(np.arange(len(names)), names, rotation=30, ha="right", fontsize=8)
+    axes[2].set(ylabel="R^2", ylim=(min(0, np.nanmin(rel) - 0.05) if np.isfinite(rel).any() else 0, 1))
+    axes[2].set_title("dense reliance: features -> colour histogram", fontsize=10)
     axes[0].legend(fontsize=7)
     for ax in axes[:2]:
         ax.tick_params(axis="x", labelsize=8)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
+    return fig
 
 
 # ---------------------------------------------------------------------------------------------------- write

@@ -33,7 +33,7 @@ def panels(rows: list[dict]) -> dict[str, list[str]]:
     }
 
 
-def curves(rows: list[dict], path: str, num_classes: int | None = None) -> None:
+def curves(rows: list[dict], path: str, num_classes: int | None = None) -> Figure:
     shown = {t: ks for t, ks in panels(rows).items() if ks}
     fig = Figure(figsize=(4.4 * max(len(shown), 1), 3.6), layout="constrained")
     axes = fig.subplots(1, max(len(shown), 1), squeeze=False)[0]
@@ -49,6 +49,7 @@ def curves(rows: list[dict], path: str, num_classes: int | None = None) -> None:
                 ax.axhline(1 / num_classes, color="gray", ls=":", lw=1, label=f"chance (1/{num_classes})")
         ax.legend(fontsize=8)
     fig.savefig(path, dpi=110)
+    return fig
 
 
 def markdown(summary: dict) -> str:

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from cl_features.jsonio import read_jsonl
 from cl_features.measure import recovery
@@ -30,48 +31,74 @@ COLUMNS = (
 )
 
 
+def arm_order(summary: dict) -> list[str]:
+    """The arms of summary.json in the config's order (the file itself is written with sorted keys)."""
+    listed = [a.strip() for a in str(summary.get("config", {}).get("arms", "")).split(",")]
+    return [a for a in listed if a in summary["arms"]] + [a for a in summary["arms"] if a not in listed]
+
+
 def markdown_table(summary: dict) -> str:
     lines = ["| arm | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for arm, r in summary["arms"].items():
+    for arm in arm_order(summary):
+        r = summary["arms"][arm]
         cells = [f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k in COLUMNS]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _recovery_figure(workdir: str, arms: list[str], path: str) -> None:
-    fig = Figure(figsize=(10, 3.6))
+def _recovery_figure(workdir: str, arms: list[str], path: str, threshold=None) -> Figure:
+    """Recovered fraction and contrastive loss per logged step (markers: a single logged row still shows). The
+    loss axis is logarithmic unless a loss is negative (then linear); a loss of exactly 0 is drawn at a floor a
+    tenth of the smallest positive one, and the axis label says so."""
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
     axes = fig.subplots(1, 2)
+    curves = {}
     for arm in arms:
         mpath = os.path.join(workdir, arm, "metrics.jsonl")
-        if not os.path.exists(mpath):
-            continue
-        rows = read_jsonl(mpath)
-        steps = [r["step"] for r in rows]
-        axes[0].plot(steps, [r["recovered_fraction"] for r in rows], label=arm)
-        axes[1].plot(steps, [r["contrastive_loss"] for r in rows], label=arm)
-    axes[0].set(
-        xlabel="step", ylabel="fraction of atoms with max |cos| >= threshold", title="Atom recovery", ylim=(-0.02, 1.02)
+        if os.path.exists(mpath):
+            rows = read_jsonl(mpath)
+            curves[arm] = ([r["step"] for r in rows], [r["recovered_fraction"] for r in rows])
+            curves[arm] += ([r["contrastive_loss"] for r in rows],)
+    losses = np.array([v for *_, loss in curves.values() for v in loss if v is not None], dtype=float)
+    floor, loss_label = None, "contrastive loss (log scale)"
+    if losses.size and losses.min() < 0:
+        loss_label = "contrastive loss"
+    elif losses.size and losses.min() == 0:
+        floor = (losses[losses > 0].min() if (losses > 0).any() else 1.0) / 10
+        loss_label = f"contrastive loss (log scale; 0 drawn at {floor:.2g})"
+    for arm, (steps, recovered, loss) in curves.items():
+        loss = [np.nan if v is None else max(v, floor) if floor else v for v in loss]
+        axes[0].plot(steps, recovered, marker="o", ms=3, label=arm)
+        axes[1].plot(steps, loss, marker="o", ms=3, label=arm)
+    at = "threshold" if threshold is None else f"{threshold:g}"
+    axes[0].set(xlabel="step", ylabel=f"fraction of atoms with max |cos| >= {at}", ylim=(-0.02, 1.02))
+    axes[0].set_title("Atom recovery")
+    axes[1].set(
+        xlabel="step", ylabel=loss_label, title="Training loss", yscale="log" if "log" in loss_label else "linear"
     )
-    axes[1].set(xlabel="step", ylabel="contrastive loss", title="Training loss", yscale="log")
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
+    return fig
 
 
-def _cosine_figure(weights: dict, arms: list[str], path: str) -> None:
+def _cosine_figure(weights: dict, arms: list[str], path: str) -> Figure:
     dictionary = weights["dictionary"]
-    fig = Figure(figsize=(3.2 * len(arms), 3.6))
-    axes = fig.subplots(1, len(arms), squeeze=False)
+    fig = Figure(figsize=(2.9 * len(arms) + 1.2, 3.6), layout="constrained")
+    axes = fig.subplots(1, len(arms), squeeze=False, sharey=True)
     for ax, arm in zip(axes[0], arms):
         cos = np.asarray(recovery.sorted_cosines(weights[f"w_{arm}"], dictionary))
         im = ax.imshow(cos, aspect="auto", vmin=0, vmax=1, cmap="magma", interpolation="nearest")
-        ax.set(title=arm, xlabel="atom j", ylabel="neuron i (sorted)")
+        ax.set(title=arm, xlabel="atom j")
+    axes[0, 0].set_ylabel("neuron i (sorted)")
     fig.colorbar(im, ax=axes[0].tolist(), label="|cos(w_i, M_j)|")
     fig.savefig(path, dpi=110)
+    return fig
 
 
-def _decoupling_figure(summary: dict, path: str) -> None:
-    arms = list(summary["arms"])
+def _decoupling_figure(summary: dict, path: str) -> Figure:
+    arms = arm_order(summary)
     x = np.arange(len(arms))
     fig = Figure(figsize=(1.6 * len(arms) + 2, 3.6))
     ax = fig.subplots()
@@ -92,18 +119,19 @@ def _decoupling_figure(summary: dict, path: str) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    return fig
 
 
 def write_report(workdir: str) -> dict[str, str]:
     """(Re)writes summary.md and the figures from the workdir; returns {name: path}."""
     with open(os.path.join(workdir, "summary.json")) as f:
         summary = json.load(f)
-    arms = list(summary["arms"])
+    arms = arm_order(summary)
     out = {"summary.md": os.path.join(workdir, "summary.md")}
     with open(out["summary.md"], "w") as f:
         f.write(markdown_table(summary))
     out["recovery.png"] = os.path.join(workdir, "recovery.png")
-    _recovery_figure(workdir, arms, out["recovery.png"])
+    _recovery_figure(workdir, arms, out["recovery.png"], _threshold(summary.get("config")))
     wpath = os.path.join(workdir, "weights.npz")
     if os.path.exists(wpath):
         with np.load(wpath) as weights:
@@ -112,6 +140,10 @@ def write_report(workdir: str) -> dict[str, str]:
     out["decoupling.png"] = os.path.join(workdir, "decoupling.png")
     _decoupling_figure(summary, out["decoupling.png"])
     return out
+
+
+def _threshold(config: dict | None):
+    return (config or {}).get("measure", {}).get("threshold")
 
 
 def progress_table(workdir: str, arms: list[str], total_steps: int | None) -> str:
@@ -153,7 +185,7 @@ def report(workdir: str, info: dict | None) -> Report:
             )
         out = Report()
         out.written["recovery.png"] = os.path.join(workdir, "recovery.png")
-        _recovery_figure(workdir, logged, out.written["recovery.png"])
+        _recovery_figure(workdir, logged, out.written["recovery.png"], _threshold(config))
         out.written["progress.md"] = os.path.join(workdir, "progress.md")
         with open(out.written["progress.md"], "w") as f:
             f.write(progress_table(workdir, logged, config.get("train", {}).get("steps")))
