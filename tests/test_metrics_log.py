@@ -154,10 +154,17 @@ def test_fit_times_steps_after_the_first_call_and_logs_rate_and_throughput(tmp_p
     step_fn = loop.StepFn(fn, 5, learning_rate=lambda s: 0.1 * (s + 1), examples_per_step=8)
     with MetricsLog(str(tmp_path / "metrics.jsonl")) as log:
         progress = metrics_log.Progress("t", 20, clock=lambda: now[0])
-        loop.fit(step_fn, state, mesh=None, total_steps=20, log_every=10, metrics_log=log, progress=progress)
-    assert capsys.readouterr().out.splitlines()[0] == "[t] step 10/20  loss 0.25  5.0 steps/s  ETA 2s"
+        measure = lambda step, st: now.__setitem__(0, now[0] + (30.0 if step == 10 else 0.0)) or {"m": 1.0}
+        loop.fit(step_fn, state, mesh=None, total_steps=20, log_every=10, metrics_log=log, progress=progress,
+                 on_log=measure)  # fmt: skip
+    # The first measurement (30 s: it compiles) is left out like the first call.
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "[t] step 10/20  loss 0.25  m 1  5.0 steps/s  ETA 2s",
+        "[t] step 20/20  loss 0.25  m 1  5.0 steps/s  ETA 0s",
+    ]
     tb = tensorboard(tmp_path)
     series = {t: [(e.step, e.value) for e in tb.Scalars(t)] for t in ("learning_rate", "examples_per_second")}
     assert series["learning_rate"] == [(10, pytest.approx(1.0)), (20, pytest.approx(2.0))]  # of steps 9 and 19
     assert series["examples_per_second"] == [(10, 40.0), (20, 40.0)]  # 5 steps x 8 examples a second
-    assert read_jsonl(str(tmp_path / "metrics.jsonl")) == [{"step": 10, "loss": 0.25}, {"step": 20, "loss": 0.25}]
+    assert read_jsonl(str(tmp_path / "metrics.jsonl")) == [{"step": s, "loss": 0.25, "m": 1.0} for s in (10, 20)]

@@ -159,9 +159,9 @@ def fit(
 
     on_log(step, state) adds measurements (e.g. atom recovery) to the logged row; the event file also gets the
     learning rate of the row's last step and examples_per_second since the row before (metrics_log.Progress: the
-    first call, which compiles, is timed apart), the progress line the rate and ETA. `checkpointer`
-    (checkpoint.Checkpointer) is offered the state at every call boundary: it saves every `checkpointer.every`
-    steps and at the end, and raises checkpoint.Preempted after saving on a preemption notice. A non-finite
+    first call and the first measurement, which compile, are left out), the progress line the rate and ETA.
+    `checkpointer` (checkpoint.Checkpointer) is offered the state at every call boundary: it saves every
+    `checkpointer.every` steps and at the end, and raises checkpoint.Preempted after saving on a preemption notice. A non-finite
     loss stops the run with the step number; nothing non-finite is saved, so the last checkpoint stays good.
     Returns (state, rows logged by this call; a resumed run only logs the steps it ran).
     """
@@ -173,7 +173,7 @@ def fit(
             f"cannot resume at step {step} with train.steps_per_call={spc}: the step must be a multiple of it"
         )
     progress = progress or Progress("", total_steps, step, quiet=True)
-    first = True
+    first, measured = True, False
     while step < total_steps:
         batches = stack_batches(batch_iter, spc, mesh) if batch_iter is not None else None
         state, metrics = step_fn.fn(state, batches)
@@ -190,7 +190,12 @@ def fit(
                 kept = checkpointer.kept_message() if checkpointer is not None else "no checkpoints were written"
                 raise FloatingPointError(f"non-finite loss {row['loss']} at step {step}; {kept}")
             if on_log is not None:
-                row.update(on_log(step, state))
+                t = progress.clock()
+                extra = on_log(step, state)
+                if extra and not measured:  # the first measurement compiles: not part of the rate
+                    progress.leave_out(progress.clock() - t)
+                    measured = True
+                row.update(extra)
             logged = {"step": step, **row}
             history.append(logged)
             timing = progress.update(step, row)

@@ -157,6 +157,12 @@ class Progress:
     def first_call_done(self, step: int) -> None:
         self.first = self.last = (self.clock(), step)
 
+    def leave_out(self, seconds: float) -> None:
+        """Time not to count in the rate (the first measurement of a row, which compiles), added to the
+        compilation time of the later parts."""
+        if self.first is not None:
+            self.first, self.last = (self.first[0] + seconds, self.first[1]), (self.last[0] + seconds, self.last[1])
+
     def update(self, step: int, metrics: dict) -> dict:
         now = self.clock()
         first, last, self.last = self.first, self.last, (now, step)
