@@ -5,7 +5,9 @@ import json
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
+from cl_features.models import heads
 from cl_features.synthetic import arms, results, task
 from cl_features.train import checkpoint
 from cl_features.train import mesh as mesh_lib
@@ -103,3 +105,16 @@ def test_a_collapsed_network_is_reported_collapsed():
     model.w[...] = np.tile(model.w[...][:1], (c.model.width, 1))  # every neuron the same: rank one
     out = results.measure(c, "complementary_mask", model, task.make_dictionary(c))
     assert out["collapsed"] and out["effective_rank"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_ema_copy_and_update_of_a_head_with_batchnorm_by_hand():
+    online = heads.ProjectionHead(4, 6, 3, 2, rngs=nnx.Rngs(0))
+    target = heads.ema_copy(online)
+    assert len(jax.tree.leaves(nnx.state(target, nnx.Param))) == 0
+    before = {k: np.asarray(v, np.float64) for k, v in nnx.to_flat_state(nnx.state(target, heads.EMATarget))}
+    stats = jax.tree.leaves(nnx.state(target, nnx.BatchStat))
+    assert len(stats) == 2  # the BatchNorm's running mean and variance stay what they were
+    nnx.update(online, jax.tree.map(lambda v: v + 1.0, nnx.state(online, nnx.Param)))  # each 1 from the target's
+    heads.ema_update(target, online, 0.75)
+    for k, v in nnx.to_flat_state(nnx.state(target, heads.EMATarget)):
+        np.testing.assert_allclose(np.asarray(v), before[k] + 0.25, rtol=1e-6, atol=1e-6)

@@ -5,6 +5,9 @@
   (the BN shift replaces it, as in google-research/simclr); the last Linear has a bias, no BN and no
   ReLU. BN is `nnx.BatchNorm` in train mode at construction; switch with `model.train()/eval()`.
 - `LinearClassifier`: one Linear layer, for supervised heads and linear probes.
+- `ema_copy` / `ema_update`: a BYOL target network, a copy of a module whose parameters are `EMATarget` variables
+  (not `nnx.Param`: the optimiser neither sees nor decays them; they live with the other non-Param state, so
+  checkpoints keep them), moved towards the online module's parameters by an exponential moving average.
 """
 
 from __future__ import annotations
@@ -104,3 +107,28 @@ class LinearClassifier(nnx.Module):
     def __call__(self, h: jax.Array) -> jax.Array:
         """h: [batch, in_dim] -> logits: [batch, num_classes]."""
         return self.linear(h)
+
+
+class EMATarget(nnx.Variable):
+    """A target network's copy of an online parameter: moved by `ema_update`, never by the optimiser."""
+
+
+def ema_copy(module: nnx.Module) -> nnx.Module:
+    """A copy of `module` (same structure, its own buffers) with every nnx.Param turned into an EMATarget."""
+    target = nnx.clone(module)
+    for _, sub in nnx.iter_modules(target):
+        for name, v in list(vars(sub).items()):
+            if isinstance(v, nnx.Param):
+                setattr(sub, name, EMATarget(jnp.copy(v[...])))
+    return target
+
+
+def ema_update(target: nnx.Module, online: nnx.Module, momentum) -> nnx.Module:
+    """target <- momentum * target + (1 - momentum) * stop_gradient(online), parameter by parameter; returns it."""
+    leaves, treedef = jax.tree.flatten(nnx.state(target, EMATarget))
+    online_leaves = jax.tree.leaves(nnx.state(online, nnx.Param))  # the same paths, in the same order
+    sg = jax.lax.stop_gradient
+    new = [momentum * t + (1 - momentum) * sg(o) for t, o in zip(leaves, online_leaves, strict=True)]
+    new = jax.tree.unflatten(treedef, new)
+    nnx.update(target, new)
+    return target

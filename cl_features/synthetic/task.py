@@ -80,10 +80,6 @@ def make_dictionary(c: ml_collections.ConfigDict) -> jax.Array:
     return sparse_coding.make_dictionary(stream_key(c, DICT_STREAM), c.data.d1, c.data.d, c.data.dictionary)
 
 
-class EMATarget(nnx.Variable):
-    """A BYOL target network's copy of an online parameter: moved by the EMA in the loss, never by the optimiser."""
-
-
 class Learner(nnx.Module):
     """The network `net` with a predictor head on the online branch and (ema) an EMA target copy of `net`.
 
@@ -92,11 +88,7 @@ class Learner(nnx.Module):
 
     def __init__(self, net: brelu.SymmetricReLUNet, predictor: nnx.Module, ema: bool):
         self.net, self.predictor = net, predictor
-        target = nnx.clone(net) if ema else None
-        for name, v in list(vars(target).items() if ema else []):
-            if isinstance(v, nnx.Param):
-                setattr(target, name, EMATarget(jnp.copy(v[...])))  # its own buffer (donated apart)
-        self.target = target
+        self.target = heads.ema_copy(net) if ema else None
 
     def __call__(self, x: jax.Array, bias_scale: jax.Array | float = 0.0) -> jax.Array:
         return self.net(x, bias_scale)
@@ -107,11 +99,7 @@ class Learner(nnx.Module):
         Called once per step before the target's forward pass: the target step s uses is m xi_{s-1} + (1 - m)
         theta_s (xi_{-1} = theta_0), Grill et al.'s update after each optimiser step, one call later.
         """
-        for name, v in vars(self.target).items():
-            if isinstance(v, EMATarget):
-                online = jax.lax.stop_gradient(getattr(self.net, name)[...])
-                v[...] = momentum * v[...] + (1 - momentum) * online
-        return self.target
+        return heads.ema_update(self.target, self.net, momentum)
 
 
 def encoder(model: nnx.Module) -> brelu.SymmetricReLUNet:
