@@ -161,8 +161,9 @@ def fit(
     learning rate of the row's last step and examples_per_second since the row before (metrics_log.Progress: the
     first call and the first measurement, which compile, are left out), the progress line the rate and ETA.
     `checkpointer` (checkpoint.Checkpointer) is offered the state at every call boundary: it saves every
-    `checkpointer.every` steps and at the end, and raises checkpoint.Preempted after saving on a preemption notice. A non-finite
-    loss stops the run with the step number; nothing non-finite is saved, so the last checkpoint stays good.
+    `checkpointer.every` steps and at the end, and raises checkpoint.Preempted after saving on a preemption notice.
+    A non-finite loss stops the run with the step number; nothing non-finite is saved, so the last checkpoint stays
+    good.
     Returns (state, rows logged by this call; a resumed run only logs the steps it ran).
     """
     spc = step_fn.steps_per_call
