@@ -3,6 +3,7 @@ time holds it."""
 
 import hashlib
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -53,14 +54,16 @@ def synthetic_workdir(tmp_path):
 
 
 @pytest.mark.parametrize("field,value", [("seed", 1), ("train.batch_size", 64)])
-def test_a_refused_synthetic_resume_changes_nothing_in_the_workdir(tmp_path, field, value):
+def test_a_refused_synthetic_resume_changes_nothing_in_the_workdir(tmp_path, field, value, caplog):
     c = synthetic_workdir(tmp_path)
     before = snapshot(tmp_path)
     changed = synthetic_config.get_config()
     changed.arms = c.arms
     changed.update_from_flattened_dict({field: value})
+    caplog.set_level(logging.DEBUG)
     with pytest.raises(checkpoint.ConfigMismatch, match=f"changes the run in {field}"):
         arms.run(changed, str(tmp_path), verbose=False)
+    assert [r.getMessage() for r in caplog.records if f"{os.sep}orbax{os.sep}" in r.pathname] == []  # one line
     assert snapshot(tmp_path) == before
     assert json.loads((tmp_path / "run_info.json").read_text())["command"] == ["first"]
 

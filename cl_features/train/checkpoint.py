@@ -54,8 +54,12 @@ class Restored(NamedTuple):
     log: dict | None  # the last metrics row logged before the checkpoint
 
 
+def _not_orbax(record: logging.LogRecord) -> bool:
+    return f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
 def _not_orbax_info(record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+    return record.levelno >= logging.WARNING or _not_orbax(record)
 
 
 def say(msg: str) -> None:
@@ -99,6 +103,8 @@ def saved_config(directory: str) -> tuple[int, dict] | None:
     writing anything; None if there is none."""
     if not workdir.path(directory).is_dir():
         return None
+    log = logging.getLogger("absl")
+    log.addFilter(_not_orbax)  # orbax's notes on a read-only manager and its INFO lines: not the user's business
     manager = ocp.CheckpointManager(workdir.absolute(directory), options=ocp.CheckpointManagerOptions(read_only=True))
     try:
         for step in sorted(manager.all_steps(), reverse=True):
@@ -106,6 +112,7 @@ def saved_config(directory: str) -> tuple[int, dict] | None:
                 return step, manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config
     finally:
         manager.close()
+        log.removeFilter(_not_orbax)
     return None
 
 
