@@ -55,6 +55,26 @@ def make_mesh(c: ml_collections.ConfigDict):
     return mesh
 
 
+def make_step_fn(c: ml_collections.ConfigDict, graphdef, tx, schedule: recipe.Schedule, mesh) -> loop.StepFn:
+    """The compiled multi-step train function of a validated config: batches from the host, sharded on the mesh."""
+    return loop.make_step_fn(
+        graphdef,
+        tx,
+        network.make_loss_fn(c, mesh),
+        mesh=mesh,
+        steps_per_call=c.train.steps_per_call,
+        host_batches=True,
+        unroll=network.unroll(c),
+        learning_rate=optim.schedule(  # the schedule inside recipe.make_optimizer
+            learning_rate=schedule.learning_rate,
+            kind=c.train.schedule,
+            steps=schedule.steps,
+            warmup_steps=schedule.warmup_steps,
+        ),
+        examples_per_step=c.train.batch_size,
+    )
+
+
 def train(
     c: ml_collections.ConfigDict,
     workdir: str | None,
@@ -75,19 +95,7 @@ def train(
     steps, tx = schedule.steps, recipe.make_optimizer(c, schedule)
     train_seed = int(jax.random.randint(jax.random.fold_in(jax.random.key(c.seed), TRAIN_STREAM), (), 0, 2**31 - 1))
     graphdef, state = loop.init_state(network.make_model(c, data.num_classes), tx, train_seed)
-    step_fn = loop.make_step_fn(
-        graphdef,
-        tx,
-        network.make_loss_fn(c, mesh),
-        mesh=mesh,
-        steps_per_call=c.train.steps_per_call,
-        host_batches=True,
-        unroll=network.unroll(c),
-        learning_rate=optim.schedule(  # the schedule inside recipe.make_optimizer
-            learning_rate=schedule.learning_rate, kind=c.train.schedule, steps=steps, warmup_steps=schedule.warmup_steps
-        ),
-        examples_per_step=c.train.batch_size,
-    )
+    step_fn = make_step_fn(c, graphdef, tx, schedule, mesh)
     batches = loader.make_loader(
         data.train,
         global_batch_size=c.train.batch_size,
