@@ -34,11 +34,14 @@ class UsageError(Exception):
 
 
 def configs_package():
-    """The shipped configs: cl_features.experiments.configs where the package is installed, else a checkout's
-    experiments.configs (experiments/ beside cl_features/, the repository root on sys.path)."""
-    for name in ("cl_features.experiments.configs", "experiments.configs"):
-        if importlib.util.find_spec(name.rsplit(".", 1)[0]) is not None:
-            return importlib.import_module(name)
+    """The shipped configs: a checkout's experiments.configs (experiments/ beside this cl_features/, importable),
+    else cl_features.experiments.configs where the package is installed."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.find_spec("experiments")
+    if spec is not None and spec.origin and os.path.dirname(os.path.dirname(os.path.abspath(spec.origin))) == root:
+        return importlib.import_module("experiments.configs")
+    if importlib.util.find_spec("cl_features.experiments") is not None:
+        return importlib.import_module("cl_features.experiments.configs")
     raise UsageError("cannot find the experiment configs: install the package or run from the repository root")
 
 

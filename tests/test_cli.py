@@ -89,3 +89,17 @@ def test_a_bucket_workdir_without_its_filesystem_stops_at_once_and_writes_nothin
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "error: --workdir=gs://bucket/run: cannot reach it (ImportError: Please install gcsfs" in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["no_jax"]  # no ./gs:/bucket/run
+
+
+def test_a_second_checkout_reads_its_own_configs(tmp_path):
+    """A copy of the repository (a worktree, a second clone) finds the configs beside its own cl_features/, not
+    those of the checkout the environment's package was installed from."""
+    import shutil
+
+    for d in ("cl_features", "experiments"):
+        shutil.copytree(ROOT / d, tmp_path / d, ignore=shutil.ignore_patterns("__pycache__"))
+    probe = "from cl_features import cli; print(cli.configs_package().__path__[0])"
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert Path(r.stdout.strip()).resolve() == (tmp_path / "experiments" / "configs").resolve()
