@@ -7,6 +7,7 @@ notebook's setup cell finds the package already importable and installs nothing.
 import base64
 import io
 import os
+import subprocess
 import sys
 
 import nbformat
@@ -21,6 +22,7 @@ from jupyter_client.manager import KernelManager  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = os.path.join(ROOT, "experiments", "notebooks")
+NAMES = ("synthetic.ipynb", "decoupling.ipynb")
 
 
 def parameters_index(nb) -> int:
@@ -40,6 +42,9 @@ def execute(name: str, overrides: dict, tmp_path, monkeypatch):
         "\n".join(f"{k} = {v!r}" for k, v in overrides.items()), metadata={"tags": ["injected-parameters"]}
     )
     nb.cells.insert(at + 1, injected)
+    for c in nb.cells:  # the committed outputs are not this run's
+        if c.cell_type == "code":
+            c.outputs, c.execution_count = [], None
     nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.executable)"))
 
     spec_dir = write_kernel_spec(tmp_path / "kernels" / "python3")
@@ -72,15 +77,58 @@ def text_of(cell) -> str:
     return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
 
 
-def test_notebooks_are_clean_and_parameterised():
+def setup_source(name: str) -> str:
+    nb = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
+    (source,) = [c.source for c in nb.cells if c.cell_type == "code" and "REPO_URL = " in c.source]
+    return source
+
+
+def run_setup(source: str, tmp_path, env: dict, prelude: str = ""):
+    """The setup cell in a bare interpreter (no site-packages: cl_features does not import), outside a checkout."""
+    env = {"PATH": os.environ.get("PATH", ""), **env}
+    return subprocess.run(
+        [sys.executable, "-I", "-S", "-c", prelude + source], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_setup_refuses_the_placeholder_repo_url(name, tmp_path):
+    out = run_setup(setup_source(name), tmp_path, {"JAX_PLATFORMS": "cpu"})
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("ValueError: REPO_URL is the placeholder https://github.com/ME/cl_features.git: set it")
+    assert "installing" not in out.stdout  # refused before pip runs
+
+
+@pytest.mark.parametrize("platform,build", [("tpu", "jax[tpu]"), ("cuda", "jax[cuda12]"), ("cpu", "jax")])
+def test_setup_installs_the_jax_build_of_the_runtime(platform, build, tmp_path):
+    source = setup_source("synthetic.ipynb").replace(
+        'REPO_URL = "https://github.com/ME/cl_features.git"', 'REPO_URL = "https://example.org/cl_features.git"'
+    )
+    prelude = "import subprocess, sys\nsubprocess.run = lambda cmd, **kw: (print(repr(cmd)), sys.exit(0))\n"
+    out = run_setup(source, tmp_path, {"JAX_PLATFORMS": platform}, prelude)
+    assert out.returncode == 0, out.stderr
+    cmd = eval(out.stdout.strip().splitlines()[-1])
+    assert cmd[1:] == ["-m", "pip", "install", "-q", build, "git+https://example.org/cl_features.git"]
+
+
+def test_notebooks_are_parameterised_and_saved_with_a_run():
+    """The committed notebooks show a real run: every code cell ran in order, without an error, within size."""
     names = sorted(f for f in os.listdir(NOTEBOOKS) if f.endswith(".ipynb"))
-    assert names == ["decoupling.ipynb", "synthetic.ipynb"]
+    assert names == sorted(NAMES)
     for name in names:
-        nb = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
+        path = os.path.join(NOTEBOOKS, name)
+        nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
         parameters_index(nb)
         assert nb.metadata.kernelspec.name == "python3"
-        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{name}: outputs saved"
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), f"{name}: not run top to bottom"
+        assert not [o for c in code for o in c.outputs if o.output_type == "error"], f"{name}: saved with an error"
+        assert images_shown(nb), f"{name}: no figure saved"
+        assert text_of(code[0]).startswith("cl_features "), f"{name}: the setup cell installed something"
+        assert all(len(text_of(c)) < 20_000 for c in code), f"{name}: a cell's printed output is too long"
+        assert os.path.getsize(path) < 3_000_000
 
 
 @pytest.mark.slow
