@@ -1,7 +1,9 @@
 """Every notebook runs top to bottom at toy size (parameter cell overridden, papermill-style) without an error.
 
 The kernel is this interpreter (a kernelspec written to a temp dir), with the worktree on PYTHONPATH, so the
-notebook's setup cell finds the package already importable and installs nothing.
+notebook's setup cell finds the package already importable and installs nothing. The setup cell alone runs in a
+bare interpreter (nothing installed) to check the JAX build it would install and its refusal of the placeholder
+REPO_URL; the committed notebooks carry the outputs of a run at their default parameters.
 """
 
 import base64
@@ -127,7 +129,7 @@ def test_notebooks_are_parameterised_and_saved_with_a_run():
         assert not [o for c in code for o in c.outputs if o.output_type == "error"], f"{name}: saved with an error"
         assert images_shown(nb), f"{name}: no figure saved"
         assert text_of(code[0]).startswith("cl_features "), f"{name}: the setup cell installed something"
-        assert all(len(text_of(c)) < 20_000 for c in code), f"{name}: a cell's printed output is too long"
+        assert all(len(text_of(c)) < 50_000 for c in code), f"{name}: a cell's printed output is too long"
         assert os.path.getsize(path) < 3_000_000
 
 
@@ -153,6 +155,8 @@ def test_synthetic_notebook(tmp_path, monkeypatch):
     setup = text_of(nb.cells[2])
     assert setup.startswith("cl_features ") and setup.strip().endswith(os.path.join(ROOT, "cl_features"))
     assert "backend cpu" in text_of(nb.cells[3])
+    (drive_cell,) = [c for c in nb.cells if c.source.startswith("import os\n\nif USE_DRIVE:")]
+    assert text_of(drive_cell) == f"workdir: {workdir}\n"  # USE_DRIVE = False: the workdir as given
     # The three figures are shown inline, pixel for pixel the files in the workdir.
     shown = images_shown(nb)
     files = [
