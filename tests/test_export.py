@@ -1,4 +1,4 @@
-"""Every experiment's compiled train and eval functions lower for TPU and CUDA from this CPU-only machine.
+"""Every experiment's compiled train and eval functions (and a sweep group's) lower for TPU and CUDA from a CPU machine.
 
 `jax.export` lowers a jitted function to StableHLO for the named platforms without a device of that kind (nothing
 runs), so a step that only lowers on CPU (a CPU-only primitive or lowering rule, a host callback, a platform
@@ -15,6 +15,7 @@ import pytest
 from cl_features.augment import vectors
 from cl_features.image_training import evaluator, inputs, network, recipe, trainer
 from cl_features.measure import knn, linear_probe
+from cl_features.sweep import batched, grid
 from cl_features.synthetic import arms, task
 from cl_features.train import loop
 from cl_features.train import mesh as mesh_lib
@@ -23,6 +24,7 @@ from experiments.configs import (
     cifar10_simclr_wrn34x5,
     cifar10_supervised_wrn34x5,
     imagenet_simclr_resnet50,
+    learners_synthetic,
 )
 from experiments.configs import synthetic as synthetic_config
 
@@ -146,3 +148,22 @@ def test_export_refuses_a_cpu_only_step():
     step = jax.jit(lambda x: jnp.linalg.eig(x)[0].real)
     with pytest.raises(NotImplementedError, match="tpu"):
         export(step, jax.ShapeDtypeStruct((4, 4), jnp.float32))
+
+
+# ------------------------------------------------------------------------------------------ synthetic sweeps
+
+
+@pytest.mark.parametrize("objective", task.OBJECTIVES)
+def test_sweep_group_step_and_log_export(objective):
+    """A sweep group's program (the synthetic step vmapped over runs) and its recovery log, 2 runs at toy size."""
+    c = learners_synthetic.get_config()
+    c.sweep.objectives, c.sweep.seeds = objective, 2
+    c.data.d, c.data.d1, c.train.batch_size, c.train.steps_per_call = 8, 32, 16, 2
+    sweep = grid.expand(c)
+    (group,) = sweep.groups
+    gc = grid.run_config(c, sweep.runs[group.runs[0]])
+    program = batched.build(gc, group.arm, group.traced, batched.make_mesh(None), c.sweep.vmap_runs)
+    state = abstract(program.state)
+    exp = export(jax.jit(program.step_fn.fn), state, None)
+    assert exp.out_avals[0].shape == ()  # the group's step counter
+    export(program.log, state)
