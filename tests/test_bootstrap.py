@@ -64,3 +64,44 @@ def test_view_table_reports_intervals_around_its_means():
 def test_each_op_alone_switches_on_that_op_only():
     for op in image_sets.SINGLE_OPS:
         assert [o for o in image_sets.DEFAULTS if image_sets.named_set(op)[o].enabled] == [op]
+
+
+def test_seed_averaged_table_holds_the_means_spread_and_seed_averaged_intervals():
+    rng = np.random.default_rng(4)
+    x = rng.random((48, 12, 12, 3)).astype(np.float32)
+    d = MF.fit_dictionaries(x, ["luminance"], patch_size=4, n_atoms=4, n_patches=400, iters=3)
+    counts = B.resample_counts(48, 100, seed=0)
+    tables = []
+    for noise in (0.1, 0.3):
+        v2 = np.clip(x + noise * rng.standard_normal(x.shape).astype(np.float32), 0, 1)
+        tables.append(MF.view_table(x, v2, d, k=3, stride=2, counts=counts))
+    one = MF.combine_seeds(tables[:1], [0])
+    assert one["dense_mean"] == tables[0]["dense_mean"] and one["dense_mean_ci"] == tables[0]["dense_mean_ci"]
+    both = MF.combine_seeds(tables, [0, 1])
+    dense = [t["dense_mean"] for t in tables]
+    assert both["dense_mean"] == np.mean(dense)
+    assert both["seeds"]["sd"]["dense_mean"] == np.std(dense, ddof=1) > 0
+    expected = B.interval((tables[0]["replicates"]["dense_mean"] + tables[1]["replicates"]["dense_mean"]) / 2)
+    assert both["dense_mean_ci"] == expected
+    assert both["sparse_mean"]["luminance"] == np.mean([t["sparse_mean"]["luminance"] for t in tables])
+    assert "replicates" not in both and both["num_images"] == 48
+
+
+def test_t_interval_across_seeds_is_students_and_covers_the_mean():
+    from cl_features.measure import seeds as S
+
+    s = S.summary([1.0, 2.0, 3.0])
+    assert (s["mean"], s["sd"]) == (2.0, 1.0)
+    assert np.allclose(s["ci"], [2 - 4.302653 / np.sqrt(3), 2 + 4.302653 / np.sqrt(3)], atol=1e-6)
+    assert S.summary([0.5])["ci"] is None and S.summary([0.5, float("nan")])["mean"] == 0.5
+    rng = np.random.default_rng(0)
+    covered = sum(lo <= 1.0 <= hi for lo, hi in (S.summary(rng.normal(1.0, 0.3, 3))["ci"] for _ in range(400)))
+    assert 0.92 * 400 <= covered <= 0.98 * 400, covered  # 95% +- 3 binomial sd
+    entries = [
+        {"train_set": "crop", "scores": {"knn": v, "steps": 10}, "layers": {"stem": {"channels": 8, "density": v}}}
+        for v in (0.2, 0.4)
+    ]
+    a = S.across_seeds(entries, [0, 1])
+    assert np.isclose(a["scores"]["knn"], 0.3)
+    assert a["scores"]["steps"] == 10 and a["layers"]["stem"]["channels"] == 8
+    assert np.isclose(a["scores_sd"]["knn"], np.std([0.2, 0.4], ddof=1)) and a["seeds"] == [0, 1]

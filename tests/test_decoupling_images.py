@@ -162,6 +162,7 @@ def _fake_table(dense, colour, lf, rgb, lum):
         "dense_mean": dense,
         "sparse_mean": {"rgb": rgb, "luminance": lum},
         "ratio": {"rgb": dense / rgb, "luminance": dense / lum},
+        "num_images": 50,
     }
 
 
@@ -187,18 +188,24 @@ def _fake_models():
 
 def test_tables_hold_the_numbers():
     mf = {"none": _fake_table(1.0, 1.0, 1.0, 1.0, 1.0), "crop_flip_color": _fake_table(0.4, 0.3, 0.6, 0.6, 0.48)}
+    mf["crop_flip_color"]["dense_mean_ci"] = [0.35, 0.45]
+    mf["crop_flip_color"]["sparse_mean_ci"] = {"luminance": [0.4, 0.5]}
     header, rule, *rows = report.model_free_markdown(mf).splitlines()
     assert header == (
-        "| augmentation | mean_colour | colour_histogram | low_frequency_energy | dense mean | codes max (rgb) | "
-        "codes mean (rgb) | sparse mean (rgb) | dense / sparse (rgb) | codes max (luminance) | codes mean (luminance) "
-        "| sparse mean (luminance) | dense / sparse (luminance) |"
+        "| augmentation | images | mean_colour | colour_histogram | low_frequency_energy | dense mean "
+        "| codes max (rgb) | codes mean (rgb) | sparse mean (rgb) | dense / sparse (rgb) | codes max (luminance) "
+        "| codes mean (luminance) | sparse mean (luminance) | dense / sparse (luminance) |"
     )
-    assert rule == "|" + "---|" * 13
+    assert rule == "|" + "---|" * 14
     assert rows == [
-        "| none | " + " | ".join(["1.000"] * 12) + " |",
-        "| crop_flip_color | 0.300 | 0.300 | 0.600 | 0.400 | 0.600 | 0.600 | 0.600 | 0.667 | 0.480 | 0.480 | 0.480 "
-        "| 0.833 |",
+        "| none | 50 | " + " | ".join(["1.000"] * 12) + " |",
+        "| crop_flip_color | 50 | 0.300 | 0.300 | 0.600 | 0.400 [0.350, 0.450] | 0.600 | 0.600 | 0.600 | 0.667 "
+        "| 0.480 | 0.480 | 0.480 [0.400, 0.500] | 0.833 |",
     ]
+    many = {k: dict(t, seeds={"seeds": [0, 1], "sd": {"dense_mean": 0.01}}) for k, t in mf.items()}
+    header, _, first, _ = report.model_free_markdown(many).splitlines()
+    assert header.endswith("| sd over seeds: dense | sd over seeds: sparse (rgb) | sd over seeds: sparse (luminance) |")
+    assert first.endswith("| 0.010 | - | - |")
     md = report.representation_markdown(_fake_models())
     assert "| model | trained with | dense_reliance | knn_acc |" in md
     assert "| simclr | simclr | 0.200 | 0.700 |" in md and "| supervised | supervised:crop_flip | 0.400 | - |" in md
@@ -238,7 +245,7 @@ def test_write_report_writes_every_table_and_non_empty_figure(tmp_path):
     assert json.load(open(paths["model_free.json"])) == mf
     assert json.load(open(paths["representation.json"])) == models
     md = open(paths["model_free.md"]).read().splitlines()
-    assert len(md) == 2 + len(mf) and md[2].startswith("| none | 1.000 |")
+    assert len(md) == 2 + len(mf) and md[2].startswith("| none | 50 | 1.000 |")
     summary = open(paths["summary.md"]).read()
     for fig in ("model_free.png", "representation.png", "tsne.png", "feature_vis.png"):
         assert f"figures/{fig}" in summary
@@ -276,6 +283,11 @@ BAD = [
     ("measure.dense_unit", 0.0, "measure.dense_unit"),
     ("tsne.perplexity", 5000.0, "tsne.perplexity"),
     ("vis.channels", 0, "vis.channels"),
+    ("data.source", "folder", "data.folder_train"),
+    ("data.num_images", 8, "data.num_images"),
+    ("model_free.seeds", 0, "model_free.seeds"),
+    ("model_free.resamples", -1, "model_free.resamples"),
+    ("models.seeds", 0, "models.seeds"),
 ]
 
 
@@ -308,7 +320,7 @@ def test_shipped_configs_are_valid_and_checkpoint_lists_parse():
 
 def test_cli_prints_one_error_line():
     r = subprocess.run(
-        [sys.executable, "-m", "experiments.decoupling", "--config.model_free.sets=blur"],
+        [sys.executable, "-m", "experiments.decoupling", "--config.model_free.sets=solarize"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -320,8 +332,23 @@ def test_cli_prints_one_error_line():
 
 @pytest.mark.slow
 def test_tiny_run_writes_the_whole_report(tmp_path, monkeypatch):
-    """decoupling_tiny end to end: model-free on two sets; the tiny encoder at init and after 10 training steps;
-    started again, the trained encoder comes back from its checkpoint without a training step."""
+    """decoupling_tiny end to end: model-free on two sets; the tiny encoder at init and after 10 training steps.
+    Killed after its encoder is trained and started again, it trains that encoder no second time."""
+    from cl_features.train import checkpoint
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(study.measurements, "measure_encoder", killed)
+        with pytest.raises(KeyboardInterrupt):
+            study.run(decoupling_tiny.get_config(), str(tmp_path), verbose=False)
+    assert os.path.exists(tmp_path / "models" / "crop_flip_color" / "seed0" / "metrics.jsonl")
+
+    def no_save(*a, **k):
+        raise AssertionError("a finished encoder was trained again")
+
+    monkeypatch.setattr(checkpoint.Checkpointer, "save", no_save)
     out = study.run(decoupling_tiny.get_config(), str(tmp_path), verbose=False)
     mf = out["model_free"]
     assert list(mf) == ["none", "crop_flip_color"]
@@ -346,7 +373,7 @@ def test_tiny_run_writes_the_whole_report(tmp_path, monkeypatch):
         assert len(model["vis_activation"]) == 4
     # training moved the weights: the representation differs from the initial one
     assert models["init"]["scores"]["dense_reliance"] != models["crop_flip_color"]["scores"]["dense_reliance"]
-    assert os.path.getsize(tmp_path / "models" / "crop_flip_color" / "metrics.jsonl") > 0
+    assert os.path.getsize(tmp_path / "models" / "crop_flip_color" / "seed0" / "metrics.jsonl") > 0
     files = out["paths"]
     for name in (
         "model_free.json",
@@ -363,18 +390,45 @@ def test_tiny_run_writes_the_whole_report(tmp_path, monkeypatch):
         assert os.path.getsize(files[name]) > (3000 if name.endswith(".png") else 100), name
     assert json.load(open(tmp_path / "run_info.json"))["kind"] == "decoupling"
     text = open(files["summary.md"]).read()
-    assert "| none | 1.000 |" in text and "| init | init |" in text and "- figures/tsne.png\n" in text
+    assert "| none | 96 | 1.000 | 1.000 | 1.000 | 1.000 [1.000, 1.000] |" in text and "| init | init | 1 |" in text
+    assert "- figures/tsne.png\n" in text
 
-    from cl_features.train import checkpoint
 
-    def no_save(*a, **k):
-        raise AssertionError("a finished encoder was trained again")
+def _write_folder(root, n_per_class, rng):
+    from PIL import Image
 
-    monkeypatch.setattr(checkpoint.Checkpointer, "save", no_save)
-    again = encoders.load_encoders(study.validate(decoupling_tiny.get_config()), 8, str(tmp_path), verbose=False)
-    assert [e.name for e in again] == ["init", "crop_flip_color"]
-    first = models["crop_flip_color"]["scores"]
-    assert (again[1].scores["train_steps"], again[1].scores["final_loss"]) == (10, first["final_loss"])
+    for label, tint in enumerate(((1.0, 0.6, 0.6), (0.6, 0.6, 1.0), (0.6, 1.0, 0.6))):
+        os.makedirs(root / f"class{label}")
+        for i in range(n_per_class):
+            img = rng.random((20, 20, 1)) * np.asarray(tint)
+            Image.fromarray((img * 255).astype(np.uint8)).save(root / f"class{label}" / f"{i}.png")
+
+
+def test_an_image_folder_feeds_the_decoupling_experiment(tmp_path):
+    """data.source=folder: every image of the two folders read (num_images None), one pair per measured image,
+    a bootstrap interval and a spread over two seeds for every number of model_free.json."""
+    rng = np.random.default_rng(0)
+    _write_folder(tmp_path / "train", 8, rng)
+    _write_folder(tmp_path / "test", 7, rng)
+    c = decoupling_tiny.get_config()
+    c.data.source, c.data.folder_train, c.data.folder_test = "folder", str(tmp_path / "train"), str(tmp_path / "test")
+    c.data.num_fit_images = c.data.num_images = None
+    c.models.source, c.models.include_init = "none", False
+    c.model_free.seeds, c.model_free.resamples = 2, 200
+    c.model_free.batch_size = 32
+    study.run(c, str(tmp_path / "w"), verbose=False)
+    tables = json.load(open(tmp_path / "w" / "model_free.json"))
+    assert list(tables) == ["none", "crop_flip_color"]
+    for t in tables.values():
+        assert t["num_images"] == 21
+        lo, hi = t["dense_mean_ci"]
+        assert lo <= t["dense_mean"] <= hi
+        for kind in ("luminance", "rgb"):
+            lo, hi = t["sparse_mean_ci"][kind]
+            assert lo <= t["sparse_mean"][kind] <= hi
+        assert t["seeds"]["seeds"] == [0, 1] and len(t["seeds"]["values"]["dense_mean"]) == 2
+    assert tables["none"]["dense_mean"] == pytest.approx(1.0)
+    assert tables["crop_flip_color"]["seeds"]["sd"]["dense_mean"] > 0  # the second seed redrew the views
 
 
 def test_run_config_sets_task_augmentation_and_steps():
@@ -384,6 +438,14 @@ def test_run_config_sets_task_augmentation_and_steps():
     assert (ic.task, ic.augment.set, ic.train.steps, ic.model.encoder) == ("simclr", "crop", 30, "resnet_tiny")
     sup = encoders.run_config(c, "supervised", "crop_flip")
     assert (sup.task, sup.augment.set, sup.objective.online_probe) == ("supervised", "crop_flip", False)
+    c.data.source, c.data.folder_train, c.data.folder_test = "folder", "/data/train", "/data/test"
+    ic = encoders.run_config(c, "simclr", "crop", seed=3)
+    assert (ic.seed, ic.data.source, ic.data.folder_train, ic.data.folder_test) == (
+        3,
+        "folder",
+        "/data/train",
+        "/data/test",
+    )
 
 
 # ------------------------------------------------------------------------------------- launch/ablation.sh

@@ -122,6 +122,7 @@ class ImageDatasetInfo:
     num_classes: int
     image_shape: tuple[int | None, ...]  # [H, W, C]; None where sizes vary
     split_sizes: dict[str, int]
+    class_names: tuple[str, ...] = ()
 
 
 def dataset_info(name: str, data_dir: str | os.PathLike | None = None) -> ImageDatasetInfo:
@@ -136,6 +137,7 @@ def dataset_info(name: str, data_dir: str | os.PathLike | None = None) -> ImageD
         num_classes=int(info.features["label"].num_classes),
         image_shape=tuple(info.features["image"].shape),
         split_sizes={k: int(v.num_examples) for k, v in info.splits.items()},
+        class_names=tuple(str(n) for n in info.features["label"].names),
     )
 
 

@@ -2,8 +2,10 @@
 
 models.source = none | init (the encoder of models.image_config at its seeded initialisation) | train (one SimCLR
 encoder per set of models.train_sets, and a supervised one, trained in this process: each in
-<workdir>/models/<name>, resumed from there, so a finished one is not trained again) | checkpoints (the newest
-checkpoint of each image-experiment workdir in models.checkpoints); models.include_init adds the initial one.
+<workdir>/models/<name>/seed<s>, resumed from there, so a finished one is not trained again) | checkpoints (the
+newest checkpoint of each image-experiment workdir in models.checkpoints); models.include_init adds the initial one.
+Initial and trained encoders come once per seed of models.seeds (seed, seed + 1, ...); the image config of each
+reads the study's images (data.source and its fields, fit_split as its train split, measure_split as its test).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def check_fields(c: ml_collections.ConfigDict) -> None:
             check(c, "models.supervised_image_config", str.isidentifier, _CONFIG_NAME)
         if s.train_steps is not None:
             at_least(c, 1, "models.train_steps")
+    at_least(c, 1, "models.seeds")
 
 
 def checkpoint_dirs(c: ml_collections.ConfigDict) -> dict[str, str]:
@@ -65,6 +68,7 @@ class Encoder:
     """A model to measure: the encoder module and how images reach it."""
 
     name: str
+    seed: int
     train_set: str  # the augmentation set it was trained with, 'supervised:<set>', or 'init'
     module: nnx.Module
     input_size: int
@@ -89,7 +93,11 @@ def _encoder(name: str, ic: ml_collections.ConfigDict, module: nnx.Module, score
     train_set = train_set or (ic.augment.set if ic.task == "simclr" else f"supervised:{ic.augment.set}")
     mean = None if ic.data.mean is None else tuple(ic.data.mean)
     std = None if ic.data.std is None else tuple(ic.data.std)
-    return Encoder(name, train_set, module, int(ic.model.input_size), mean, std, dict(scores or {}))
+    return Encoder(name, int(ic.seed), train_set, module, int(ic.model.input_size), mean, std, dict(scores or {}))
+
+
+def seeds(c: ml_collections.ConfigDict) -> list[int]:
+    return [c.seed + i for i in range(c.models.seeds)]
 
 
 def image_config(name: str) -> ml_collections.ConfigDict:
@@ -99,10 +107,19 @@ def image_config(name: str) -> ml_collections.ConfigDict:
     return cli.load_config(name)
 
 
-def run_config(c: ml_collections.ConfigDict, task: str, set_name: str) -> ml_collections.ConfigDict:
-    """The image-experiment config that trains the `task` encoder with augmentation set `set_name`."""
+def run_config(
+    c: ml_collections.ConfigDict, task: str, set_name: str, seed: int | None = None
+) -> ml_collections.ConfigDict:
+    """The image-experiment config of the `task` encoder with augmentation set `set_name` and `seed` (None: the
+    study's), reading the study's images."""
     ic = image_config(c.models.image_config if task == "simclr" else c.models.supervised_image_config)
-    ic.task, ic.augment.set = task, set_name
+    ic.task, ic.augment.set, ic.seed = task, set_name, c.seed if seed is None else seed
+    d = c.data
+    for field in ("source", "name", "data_dir", "folder_train", "folder_test"):
+        ic.data[field] = d[field]
+    if d.source == "photos":
+        ic.data.photos_max_zoom = d.photos_max_zoom
+    ic.data.train_split, ic.data.test_split = d.fit_split, d.measure_split
     if c.models.train_steps is not None:
         ic.train.steps = c.models.train_steps
     return trainer.validate(ic)
@@ -119,25 +136,40 @@ def restore_encoder(path: str, name: str, subdir: str = "checkpoints") -> Encode
 
 
 def trained_runs(c: ml_collections.ConfigDict, workdir: str | None) -> list[tuple]:
-    """(name, image config, run directory <workdir>/models/<name> or None) of each encoder models.source=train
-    trains."""
+    """(name, image config, run directory <workdir>/models/<name>/seed<s> or None) of each encoder that
+    models.source=train trains, seed by seed."""
     runs = [(n, "simclr", n) for n in split_list(c, "models.train_sets", allow_empty=True)]
     runs += [("supervised", "supervised", c.models.supervised_set)] if c.models.supervised_set else []
-    return [(n, run_config(c, t, s), os.path.join(workdir, "models", n) if workdir else None) for n, t, s in runs]
+    return [
+        (n, run_config(c, t, s, seed), os.path.join(workdir, "models", n, f"seed{seed}") if workdir else None)
+        for seed in seeds(c)
+        for n, t, s in runs
+    ]
+
+
+def initial_encoder(c: ml_collections.ConfigDict, num_classes: int, seed: int) -> Encoder:
+    ic = image_config(c.models.image_config)
+    ic.seed = seed
+    ic = trainer.validate(ic)
+    return _encoder("init", ic, network.make_model(ic, num_classes).encoder, train_set="init")
 
 
 def load_encoders(c: ml_collections.ConfigDict, num_classes: int, workdir: str | None, *, verbose: bool) -> list:
-    """The encoders to measure, as models.source says (and the initial one with models.include_init)."""
+    """The encoders to measure, as models.source says (and the initial ones with models.include_init)."""
     s, encoders = c.models, []
     if s.include_init or s.source == "init":
-        ic = trainer.validate(image_config(s.image_config))
-        encoders.append(_encoder("init", ic, network.make_model(ic, num_classes).encoder, train_set="init"))
+        encoders += [initial_encoder(c, num_classes, seed) for seed in seeds(c)]
     if s.source == "checkpoints":
         encoders += [restore_encoder(path, name, s.checkpoint_subdir) for name, path in checkpoint_dirs(c).items()]
     elif s.source == "train":
-        for name, ic, sub in trained_runs(c, workdir):
+        runs = trained_runs(c, workdir)
+        for i, (name, ic, sub) in enumerate(runs):
+            if verbose:
+                print(f"encoder {i + 1}/{len(runs)}: {name} seed {ic.seed} ({ic.task}, {ic.train.steps} steps)")
             # the image experiment's training without its monitoring, resumed from `sub`
             res, model = trainer.train(ic, sub, monitor=False, verbose=verbose)
-            scores = {"final_loss": res["final_loss"], "train_steps": res["steps"], "train_seconds": res["seconds"]}
+            if verbose and res["resumed_from"]:
+                print(f"encoder {name} seed {ic.seed}: resumed at step {res['resumed_from']} of {res['steps']}")
+            scores = {"final_loss": res["final_loss"], "train_steps": res["steps"]}
             encoders.append(_encoder(name, ic, model.encoder, scores))
     return encoders

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import jax
 import ml_collections
@@ -19,10 +20,20 @@ from cl_features.augment import image_sets
 from cl_features.config_checks import as_tuple, at_least, check, fraction, is_num, one_of, positive, split_list
 from cl_features.data import image_sources, photos
 from cl_features.decoupling.encoders import Encoder
-from cl_features.measure import feature_vis, image_stats, knn, linear_probe, model_free, patch_codes, representation
+from cl_features.image_training import inputs
+from cl_features.measure import (
+    bootstrap,
+    feature_vis,
+    image_stats,
+    knn,
+    linear_probe,
+    model_free,
+    patch_codes,
+    representation,
+)
 from cl_features.measure import tsne as tsne_lib
 
-DATA_SOURCES = ("photos", "tfds")
+DATA_SOURCES = inputs.SOURCES
 # Offsets folded into the seed so every random stream is distinct and reproducible.
 FIT_STREAM, MEASURE_STREAM, MODEL_FREE_STREAM, VIEWS_STREAM, VIS_STREAM = 1, 2, 3, 4, 5
 
@@ -31,16 +42,22 @@ def check_fields(c: ml_collections.ConfigDict) -> None:
     d, m, e, size = c.data, c.model_free, c.measure, c.data.image_size
     one_of(c, "data.source", DATA_SOURCES)
     at_least(c, 8, "data.image_size")
-    at_least(c, 16, "data.num_fit_images", "data.num_images")
+    for f in ("num_fit_images", "num_images"):
+        check(c, f"data.{f}", lambda v: v is None or v >= 16, "None (the whole split) or an int >= 16")
     at_least(c, 1, "data.photos_max_zoom", "model_free.n_atoms", "model_free.stride", "model_free.batch_size")
     for f in ("fit_split", "measure_split"):
-        if d.source == "photos":
-            one_of(c, f"data.{f}", photos.SPLITS)
-        else:
+        if d.source == "tfds":
             check(c, f"data.{f}", bool, "a non-empty string")
+        else:
+            one_of(c, f"data.{f}", photos.SPLITS)
     if d.source == "tfds":
         check(c, "data.name", bool, "a non-empty string")
-    split_list(c, "model_free.sets", image_sets.NAMED_SETS)
+    if d.source == "folder":
+        for f in {"train": "folder_train", "test": "folder_test"}.values():
+            check(c, f"data.{f}", lambda v: isinstance(v, str) and os.path.isdir(v), "a directory of class folders")
+    split_list(c, "model_free.sets", image_sets.VIEW_SETS)
+    at_least(c, 1, "model_free.seeds")
+    at_least(c, 0, "model_free.resamples")
     split_list(c, "model_free.dictionaries", model_free.DICTIONARY_KINDS)
     strength = "a number in [0, 1] (the named sets' contrast and saturation reach 0.8 x strength)"
     check(c, "model_free.color_strength", lambda v: 0 <= v <= 1, strength)
@@ -60,7 +77,7 @@ def check_fields(c: ml_collections.ConfigDict) -> None:
     )
     probe = as_tuple(e.probe_l2)
     check(c, "measure.probe_l2", lambda v: probe and all(is_num(x) and x > 0 for x in probe), "a number > 0 or a list")
-    n_fit, n = d.num_fit_images, d.num_images
+    n_fit, n = d.num_fit_images or math.inf, d.num_images or math.inf  # None: the whole split, checked when read
     check(c, "measure.knn_k", lambda v: 1 <= v <= n_fit, f"an int in [1, data.num_fit_images={n_fit}]")
     check(c, "tsne.perplexity", lambda v: 0 < v < n - 1, f"in (0, data.num_images - 1 = {n - 1})")
     at_least(c, 250, "tsne.max_iter")
@@ -74,27 +91,25 @@ class Images:
     class_names: list[str]
 
 
-def load_images(c: ml_collections.ConfigDict, split: str, n: int, stream: int) -> Images:
-    """n images of `split` at data.image_size: a seeded random subset (without replacement where possible)."""
+def load_images(c: ml_collections.ConfigDict, split: str, n: int | None, stream: int) -> Images:
+    """n images (None: all) of `split` at data.image_size: a seeded random subset, read through the image
+    experiment's sources (image_training.inputs.open_split)."""
     d = c.data
     rng = np.random.default_rng([c.seed, stream])
-    if d.source == "photos":
-        per = math.ceil(n / len(photos.PHOTO_NAMES))
-        images, labels, names = photos.load_photo_crops(
-            size=d.image_size, crops_per_image=per, split=split, seed=c.seed, max_zoom=float(d.photos_max_zoom)
-        )
-        keep = np.sort(rng.permutation(len(labels))[:n])
-        return Images(images[keep], labels[keep], names)
-    source = image_sources.open_source(d.name, split, d.data_dir)
+    per = math.ceil(n / len(photos.PHOTO_NAMES)) if n else None
+    source = inputs.open_split(d, split, c.seed, photos_crops_per_image=per)
+    n = len(source) if n is None else n
     if len(source) < n:
-        raise ValueError(
-            f"config.data.num_images / num_fit_images ({n}) exceeds the {len(source)} records of {d.name}:{split}"
-        )
-    recs = [source[int(i)] for i in np.sort(rng.permutation(len(source))[:n])]
-    images = np.stack([image_sources.fit_image(r["image"], d.image_size) for r in recs])
-    labels = np.asarray([int(r["label"]) for r in recs], np.int32)
-    num_classes = image_sources.dataset_info(d.name, d.data_dir).num_classes
-    return Images(images, labels, [str(i) for i in range(num_classes)])
+        where = f"{d.name}:{split}" if d.source == "tfds" else f"the {d.source} split {split!r}"
+        raise ValueError(f"config.data.num_images / num_fit_images ({n}) exceeds the {len(source)} images of {where}")
+    keep = np.sort(rng.permutation(len(source))[:n])
+    if isinstance(source, photos.PhotoCropsSource):
+        images, labels = source.images[keep], source.labels[keep]
+    else:
+        recs = [source[int(i)] for i in keep]
+        images = np.stack([image_sources.fit_image(r["image"], d.image_size) for r in recs])
+        labels = np.asarray([int(r["label"]) for r in recs], np.int32)
+    return Images(images, labels, inputs.class_names(d, source))
 
 
 def to_unit(images: np.ndarray) -> np.ndarray:
@@ -105,7 +120,7 @@ def stream_key(c: ml_collections.ConfigDict, stream: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(c.seed), stream)
 
 
-def fit_dictionaries(c: ml_collections.ConfigDict, fit: Images, kinds) -> dict:
+def fit_dictionaries(c: ml_collections.ConfigDict, fit: Images, kinds, seed: int | None = None) -> dict:
     m = c.model_free
     return model_free.fit_dictionaries(
         to_unit(fit.images),
@@ -113,28 +128,43 @@ def fit_dictionaries(c: ml_collections.ConfigDict, fit: Images, kinds) -> dict:
         patch_size=m.patch_size,
         n_atoms=m.n_atoms,
         n_patches=m.n_patches,
-        seed=c.seed,
+        seed=c.seed if seed is None else seed,
         iters=m.kmeans_iters,
         zca_eps=m.zca_eps,
     )
 
 
-def model_free_tables(c: ml_collections.ConfigDict, measured: Images, dictionaries: dict) -> dict:
-    """{set: table} of the model-free cross-view correlations (measure.model_free.augmentation_tables)."""
+def model_free_tables(c: ml_collections.ConfigDict, measured: Images, fit: Images, dictionaries: dict, say) -> dict:
+    """{set: table} of the model-free cross-view correlations, over model_free.seeds seeds.
+
+    Seed s (= seed, seed + 1, ...) redraws the views and refits the dictionaries (`dictionaries`: those of the
+    first seed); every seed measures the same images on the same model_free.resamples bootstrap resamples, and
+    measure.model_free.combine_seeds averages them (intervals over images, spread over seeds).
+    """
     m = c.model_free
-    return model_free.augmentation_tables(
-        stream_key(c, MODEL_FREE_STREAM),
-        measured.images,
-        split_list(c, "model_free.sets"),
-        dictionaries,
-        out_size=c.data.image_size,
-        batch_size=m.batch_size,
-        color_strength=m.color_strength,
-        bins=m.bins,
-        k=m.dct_k,
-        threshold=m.threshold,
-        stride=m.stride,
-    )
+    seeds = [c.seed + i for i in range(m.seeds)]
+    counts = bootstrap.resample_counts(len(measured.labels), m.resamples, c.seed) if m.resamples else None
+    per_seed = []
+    for s in seeds:
+        dicts = dictionaries if s == c.seed else fit_dictionaries(c, fit, list(dictionaries), seed=s)
+        per_seed.append(
+            model_free.augmentation_tables(
+                jax.random.fold_in(jax.random.key(s), MODEL_FREE_STREAM),
+                measured.images,
+                split_list(c, "model_free.sets"),
+                dicts,
+                out_size=c.data.image_size,
+                batch_size=m.batch_size,
+                color_strength=m.color_strength,
+                bins=m.bins,
+                k=m.dct_k,
+                threshold=m.threshold,
+                stride=m.stride,
+                counts=counts,
+            )
+        )
+        say(f"model-free: seed {s} done ({len(per_seed)}/{len(seeds)})")
+    return {name: model_free.combine_seeds([t[name] for t in per_seed], seeds) for name in per_seed[0]}
 
 
 def image_statistics(c: ml_collections.ConfigDict, measured: Images, lum_dictionary) -> dict[str, np.ndarray]:

@@ -11,6 +11,7 @@ from cl_features.config_checks import at_least, require, split_list
 from cl_features.decoupling import encoders, measurements
 from cl_features.decoupling.measurements import FIT_STREAM, MEASURE_STREAM
 from cl_features.image_training import trainer
+from cl_features.measure import seeds as seeds_lib
 from cl_features.report import decoupling as report
 from cl_features.report import run_info
 from cl_features.train import resumable
@@ -55,25 +56,35 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
 
     tables = None
     if c.model_free.enabled:
-        tables = measurements.model_free_tables(c, measured, {k: dictionaries[k] for k in kinds})
+        mf = {k: dictionaries[k] for k in kinds}
+        tables = measurements.model_free_tables(c, measured, fit, mf, say)
         for name, t in tables.items():
             sparse = "  ".join(f"sparse/{k} {v:.3f}" for k, v in t["sparse_mean"].items())
             say(f"model-free {name:16s} dense {t['dense_mean']:.3f}  {sparse}")
 
-    entries, maps, vis = {}, {}, {}
+    per_seed, maps, vis = {}, {}, {}
     statistics = measurements.image_statistics(c, measured, dictionaries["luminance"]) if models else None
-    for enc in models:
+    for i, enc in enumerate(models):
         entry, feats = measurements.measure_encoder(c, enc, fit, measured, statistics)
-        if c.tsne.enabled:
+        first = enc.name not in per_seed  # the pictures: of each model's first seed
+        if c.tsne.enabled and first:
             maps[enc.name] = measurements.tsne_map(c, feats)
             entry["scores"]["tsne_separation"] = measurements.tsne_lib.separation(maps[enc.name], measured.labels)
-        if c.vis.enabled:
+        if c.vis.enabled and first:
             res = measurements.visualise(c, enc)
             vis[enc.name] = res.images
             entry["vis_activation"] = res.activation.tolist()
             entry["vis_activation_init"] = res.activation_init.tolist()
-        entries[enc.name] = entry
-        say(f"model {enc.name}: " + "  ".join(f"{k} {v:.3f}" for k, v in entry["scores"].items()))
+        per_seed.setdefault(enc.name, []).append((enc.seed, entry))
+        scores = "  ".join(f"{k} {v:.3f}" for k, v in entry["scores"].items())
+        say(f"measured {i + 1}/{len(models)} {enc.name} seed {enc.seed}: {scores}")
+    entries = {}
+    for name, runs in per_seed.items():
+        entries[name] = seeds_lib.across_seeds([e for _, e in runs], [s for s, _ in runs])
+        for key in ("vis_activation", "vis_activation_init"):
+            if key in runs[0][1]:
+                entries[name][key] = runs[0][1][key]
+    seed_entries = {f"{n}/seed{s}": e for n, runs in per_seed.items() for s, e in runs}
 
     out = {"model_free": tables, "models": entries or None, "seconds": round(time.perf_counter() - t0, 1)}
     if workdir and jax.process_index() == 0:
@@ -82,10 +93,22 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
             f"data: {source}, {len(measured.labels)} measured images ({d.measure_split}) at {d.image_size}px, "
             f"{len(fit.labels)} fit images ({d.fit_split}); seed {c.seed}; {out['seconds']} s"
         ]
+        if tables:
+            m = c.model_free
+            notes.append(
+                f"model-free: one positive pair per measured image, {m.seeds} seed(s) from {c.seed} (views and "
+                f"dictionaries redrawn), 95% intervals from {m.resamples} bootstrap resamples of the images"
+            )
+        if entries:
+            notes.append(
+                f"models: {c.models.seeds} seed(s) each from {c.seed}; scores are means over seeds, "
+                "[95% t-interval across seeds]; t-SNE and feature visualisation of the first seed"
+            )
         out["paths"] = report.write_report(
             workdir,
             model_free=tables,
             models=entries or None,
+            model_seeds=seed_entries or None,
             tsne_maps=maps or None,
             tsne_labels=measured.labels,
             class_names=measured.class_names,

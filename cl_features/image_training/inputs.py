@@ -42,35 +42,49 @@ class ImageData:
     num_classes: int
 
 
+def open_split(d: ml_collections.ConfigDict, split: str, seed: int, *, photos_crops_per_image: int | None = None):
+    """One split of the images `config.data` names, as a random-access source of {'image', 'label'} records.
+
+    split: a TFDS split name (source tfds), or 'train' / 'test' (folder: data.folder_train / data.folder_test;
+    photos: crops of the photos' left / right halves). Missing data: one-line FileNotFoundError.
+    """
+    if d.source == "tfds":
+        return image_sources.open_source(d.name, split, d.data_dir)
+    if d.source == "folder":
+        return image_sources.ImageFolderSource(d.folder_train if split == "train" else d.folder_test, d.image_size)
+    per = photos_crops_per_image or d.photos_crops_per_image
+    return photos.PhotoCropsSource(
+        split, size=d.image_size, crops_per_image=per, seed=seed, max_zoom=float(d.photos_max_zoom)
+    )
+
+
+def class_names(d: ml_collections.ConfigDict, source) -> list[str]:
+    """The class names of a split opened by `open_split` (TFDS: the label feature's names)."""
+    if hasattr(source, "class_names"):
+        return list(source.class_names)
+    return list(image_sources.dataset_info(d.name, d.data_dir).class_names)
+
+
 def open_data(c: ml_collections.ConfigDict) -> ImageData:
     """The train and test sources named by `config.data` (missing TFDS data: one-line FileNotFoundError)."""
     d = c.data
-    if d.source == "tfds":
-        train = image_sources.open_source(d.name, d.train_split, d.data_dir)
-        test = image_sources.open_source(d.name, d.test_split, d.data_dir)
-        num_classes = d.num_classes
-        if num_classes is None:
-            try:
-                num_classes = int(train.dataset_info.features["label"].num_classes)
-            except (AttributeError, KeyError) as e:
-                raise ValueError(
-                    f"config.data.num_classes must be set: {d.name!r} has no label classes ({type(e).__name__})"
-                ) from None
-    elif d.source == "folder":
-        train = image_sources.ImageFolderSource(d.folder_train, d.image_size)
-        test = image_sources.ImageFolderSource(d.folder_test, d.image_size)
-        if test.class_names != train.class_names:
+    tfds = d.source == "tfds"
+    train = open_split(d, d.train_split if tfds else "train", c.seed)
+    test = open_split(d, d.test_split if tfds else "test", c.seed)
+    num_classes = d.num_classes
+    if tfds and num_classes is None:
+        try:
+            num_classes = int(train.dataset_info.features["label"].num_classes)
+        except (AttributeError, KeyError) as e:
             raise ValueError(
-                f"config.data.folder_test must have the class directories of data.folder_train "
-                f"{train.class_names}, got {test.class_names}"
-            )
-        num_classes = d.num_classes or len(train.class_names)
-    else:
-        kw = dict(
-            size=d.image_size, crops_per_image=d.photos_crops_per_image, seed=c.seed, max_zoom=float(d.photos_max_zoom)
+                f"config.data.num_classes must be set: {d.name!r} has no label classes ({type(e).__name__})"
+            ) from None
+    elif d.source == "folder" and test.class_names != train.class_names:
+        raise ValueError(
+            f"config.data.folder_test must have the class directories of data.folder_train "
+            f"{train.class_names}, got {test.class_names}"
         )
-        train, test = photos.PhotoCropsSource("train", **kw), photos.PhotoCropsSource("test", **kw)
-        num_classes = d.num_classes or len(photos.PHOTO_NAMES)
+    num_classes = num_classes or len(train.class_names)
     if len(train) < c.train.batch_size:
         raise ValueError(f"config.train.batch_size={c.train.batch_size} exceeds the {len(train)} train examples")
     return ImageData(train, test, int(num_classes))

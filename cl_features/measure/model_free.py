@@ -20,6 +20,8 @@ Tables: {set_name: {'stats': {row: {'corr_mean', 'corr_median', 'n_dims'}}, 'den
 statistic name or '<sparse statistic>/<kind>' (e.g. 'patch_codes_max/luminance'). With bootstrap resamples
 (`counts`, measure.bootstrap) each row also has 'corr_mean_ci', the table 'dense_mean_ci' and 'sparse_mean_ci'
 ({kind: [low, high]}) and 'replicates' ({row, 'dense_mean', 'sparse_mean/<kind>': [B]}).
+`combine_seeds` averages the tables of several seeds (views and dictionaries redrawn, the same images and
+resamples) into one such table, with each seed's numbers and their spread under 'seeds'.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "make_views",
     "view_table",
     "augmentation_tables",
+    "combine_seeds",
 ]
 
 DICTIONARY_KINDS = ("rgb", "luminance")
@@ -212,4 +215,49 @@ def augmentation_tables(
     for name in names:
         v1, v2 = make_views(key, images, name, out_size, batch_size=batch_size, color_strength=color_strength)
         out[name] = view_table(v1, v2, dictionaries, **table_kwargs)
+    return out
+
+
+def _sd(values) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def combine_seeds(tables: Sequence[Mapping], seeds: Sequence[int]) -> dict:
+    """The per-seed tables of one augmentation set (same images, same bootstrap resamples) -> one table.
+
+    Every number is the mean over seeds; intervals come from the seed-averaged replicates (so they are the
+    bootstrap interval over images of the seed-averaged number). 'seeds' holds the seeds, each seed's
+    dense_mean and sparse_mean, and their standard deviation across seeds (ddof=1). Replicates are dropped.
+    """
+    if len(tables) != len(seeds) or not tables:
+        raise ValueError(f"need one table per seed; got {len(tables)} tables for seeds {list(seeds)}")
+    first = tables[0]
+    kinds = list(first["sparse_mean"])
+    mean = lambda key: float(np.mean([t[key] for t in tables]))  # noqa: E731
+    stats = {}
+    for row, r in first["stats"].items():
+        stats[row] = {k: float(np.mean([t["stats"][row][k] for t in tables])) for k in ("corr_mean", "corr_median")}
+        stats[row]["n_dims"] = r["n_dims"]
+    dense = mean("dense_mean")
+    sparse = {k: float(np.mean([t["sparse_mean"][k] for t in tables])) for k in kinds}
+    out = {
+        "stats": stats,
+        "dense_mean": dense,
+        "sparse_mean": sparse,
+        "ratio": {k: dense / v if v != 0 else float("nan") for k, v in sparse.items()},
+        "num_images": first["num_images"],
+    }
+    if "replicates" in first:
+        reps = {g: np.mean([t["replicates"][g] for t in tables], axis=0) for g in first["replicates"]}
+        for row in stats:
+            stats[row]["corr_mean_ci"] = bootstrap.interval(reps[row])
+        out["dense_mean_ci"] = bootstrap.interval(reps["dense_mean"])
+        out["sparse_mean_ci"] = {k: bootstrap.interval(reps[f"sparse_mean/{k}"]) for k in kinds}
+    per_seed = {"dense_mean": [t["dense_mean"] for t in tables]}
+    per_seed.update({f"sparse_mean/{k}": [t["sparse_mean"][k] for t in tables] for k in kinds})
+    out["seeds"] = {
+        "seeds": [int(s) for s in seeds],
+        "values": per_seed,
+        "sd": {g: _sd(v) for g, v in per_seed.items()},
+    }
     return out

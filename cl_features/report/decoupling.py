@@ -8,7 +8,8 @@ Inputs are the plain dicts the measurements return:
   summary.md                 the notes, every table, links to the figures and the list of files
   model_free.json / .md      cross-view correlation of each dense and sparse statistic per augmentation set
   representation.json / .md  per model: scores (dense reliance, kNN, linear probe, t-SNE separation) and per
-                             layer density and channel correlation
+                             layer density and channel correlation: means over seeds, intervals across seeds
+  representation_seeds.json  the same per model and seed
   figures/model_free.png, figures/representation.png, figures/tsne.png, figures/feature_vis.png
   pictures.npz, report_inputs.json   what the figures are drawn from; `redraw(outdir)` rewrites the folder
 """
@@ -68,6 +69,13 @@ def _table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ci(v, ci) -> str:
+    """'0.650 [0.635, 0.662]' (a number and its 95% interval), or the number alone."""
+    if ci is None or v is None:
+        return _fmt(v)
+    return f"{_fmt(v)} [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+
+
 def _kinds(model_free: Mapping) -> list[str]:
     return list(next(iter(model_free.values()))["sparse_mean"]) if model_free else []
 
@@ -77,18 +85,27 @@ def _kinds(model_free: Mapping) -> list[str]:
 
 def model_free_markdown(model_free: Mapping[str, Mapping]) -> str:
     """One row per augmentation set: each statistic's mean cross-view correlation, the dense and sparse means
-    and their ratio per dictionary."""
+    (with their 95% bootstrap interval over images, where measured) and their ratio per dictionary; with several
+    seeds, the dense and sparse means' standard deviation across seeds."""
     kinds = _kinds(model_free)
-    header = ["augmentation", *DENSE_STATS, "dense mean"]
+    multi = any(len(t.get("seeds", {}).get("seeds", ())) > 1 for t in model_free.values())
+    header = ["augmentation", "images", *DENSE_STATS, "dense mean"]
     for k in kinds:
         header += [f"{s.replace('patch_codes_', 'codes ')} ({k})" for s in SPARSE_STATS]
         header += [f"sparse mean ({k})", f"dense / sparse ({k})"]
+    if multi:
+        header += ["sd over seeds: dense", *(f"sd over seeds: sparse ({k})" for k in kinds)]
     rows = []
     for name, t in model_free.items():
-        row = [name, *(t["stats"][s]["corr_mean"] for s in DENSE_STATS), t["dense_mean"]]
+        ci = t.get("sparse_mean_ci", {})
+        row = [name, t.get("num_images"), *(t["stats"][s]["corr_mean"] for s in DENSE_STATS)]
+        row.append(_ci(t["dense_mean"], t.get("dense_mean_ci")))
         for k in kinds:
             row += [t["stats"][f"{s}/{k}"]["corr_mean"] for s in SPARSE_STATS]
-            row += [t["sparse_mean"][k], t["ratio"][k]]
+            row += [_ci(t["sparse_mean"][k], ci.get(k)), t["ratio"][k]]
+        if multi:
+            sd = t.get("seeds", {}).get("sd", {})
+            row += [sd.get("dense_mean"), *(sd.get(f"sparse_mean/{k}") for k in kinds)]
         rows.append(row)
     return _table(header, rows)
 
@@ -99,9 +116,17 @@ def representation_markdown(models: Mapping[str, Mapping]) -> str:
         return ""
     score_cols = [c for c in SCORE_COLUMNS if any(c in m["scores"] for m in models.values())]
     score_cols += sorted({c for m in models.values() for c in m["scores"]} - set(score_cols))
+
+    def cell(m, c):
+        return _ci(m["scores"].get(c), m.get("scores_ci", {}).get(c))
+
+    seeds = any("seeds" in m for m in models.values())
     scores = _table(
-        ["model", "trained with", *score_cols],
-        [[name, m["train_set"], *(m["scores"].get(c) for c in score_cols)] for name, m in models.items()],
+        ["model", "trained with", *(["seeds"] if seeds else []), *score_cols],
+        [
+            [name, m["train_set"], *([len(m.get("seeds", ()))] if seeds else []), *(cell(m, c) for c in score_cols)]
+            for name, m in models.items()
+        ],
     )
     layer_cols = ["channels", "density", "dense_units", "dead_units"]
     corr_cols = sorted(
@@ -114,7 +139,11 @@ def representation_markdown(models: Mapping[str, Mapping]) -> str:
     layers = _table(["model", "layer", *layer_cols, *(c.replace("corr/", "channel corr ") for c in corr_cols)], rows)
     return (
         "Scores (dense_reliance: held-out ridge R^2 from the representation to the colour histogram; "
-        "reliance/X: the same for statistic X):\n\n" + scores + "\nPer layer (density: fraction of units "
+        "reliance/X: the same for statistic X"
+        + ("; mean over seeds [95% t-interval across seeds]" if seeds else "")
+        + "):\n\n"
+        + scores
+        + "\nPer layer (density: fraction of units "
         "firing, on clean images; channel corr S: mean over channels of the cross-view correlation of "
         "pooled activations, views from augmentation set S):\n\n" + layers
     )
@@ -154,13 +183,27 @@ def model_free_figure(model_free: Mapping[str, Mapping], path: str) -> Figure:
     return fig
 
 
+def _bars(ax, models: Mapping[str, Mapping], key: str, color: str, title: str, ylabel: str) -> None:
+    """One bar per model of scores[key], with its interval across seeds where there is one."""
+    names = list(models)
+    vals = np.array([models[n]["scores"].get(key, np.nan) for n in names], float)
+    cis = [models[n].get("scores_ci", {}).get(key) for n in names]
+    err = np.array([[v - c[0], c[1] - v] if c else [0.0, 0.0] for v, c in zip(vals, cis)]).T
+    ax.bar(np.arange(len(names)), vals, color=color, yerr=err if np.any(err) else None, capsize=3)
+    ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right", fontsize=8)
+    low = np.nanmin(vals - err[0]) if np.isfinite(vals).any() else 0
+    ax.set(ylabel=ylabel, ylim=(min(0, low - 0.05), 1))
+    ax.set_title(title, fontsize=10)
+
+
 def representation_figure(models: Mapping[str, Mapping], path: str) -> Figure:
-    """Three panels: density per layer, channel correlation per layer (first view set), dense reliance."""
+    """Four panels: density per layer, channel correlation per layer (last view set), dense reliance and kNN
+    accuracy per model (error bars: 95% interval across seeds, where there are several)."""
     names = list(models)
     layer_names = [l for l in next(iter(models.values()))["layers"] if l != "features"]
     corr_keys = sorted({c for m in models.values() for c in m["layers"].get("features", {}) if c.startswith("corr/")})
-    fig = Figure(figsize=(14, 3.8), layout="constrained")
-    axes = fig.subplots(1, 3)
+    fig = Figure(figsize=(17, 4.0), layout="constrained")
+    axes = fig.subplots(1, 4)
     for name in names:
         layers = models[name]["layers"]
         axes[0].plot(layer_names, [layers[l].get("density", np.nan) for l in layer_names], marker="o", label=name)
@@ -171,19 +214,13 @@ def representation_figure(models: Mapping[str, Mapping], path: str) -> Figure:
     axes[0].set_title("activation density (clean images)", fontsize=10)
     axes[1].set(ylabel="channel correlation (mean over channels)", ylim=(-0.05, 1.05))
     axes[1].set_title(f"cross-view correlation, {corr_keys[-1][5:] if corr_keys else '-'} views", fontsize=10)
-    rel = [models[n]["scores"].get("dense_reliance", np.nan) for n in names]
-    axes[2].bar(np.arange(len(names)), rel, color="tab:red")
-    axes[2].set_xticks(np.arange(len(names)), names, rotation=30, ha="right", fontsize=8)
-    axes[2].set(ylabel="R^2", ylim=(min(0, np.nanmin(rel) - 0.05) if np.isfinite(rel).any() else 0, 1))
-    axes[2].set_title("dense reliance: features -> colour histogram", fontsize=10)
+    _bars(axes[2], models, "dense_reliance", "tab:red", "dense reliance: features -> colour histogram", "R^2")
+    _bars(axes[3], models, "knn_acc", "tab:blue", "kNN accuracy (test images)", "accuracy")
     axes[0].legend(fontsize=7)
     for ax in axes[:2]:
         ax.tick_params(axis="x", labelsize=8)
     fig.savefig(path, dpi=110)
     return fig
-
-
-# ---------------------------------------------------------------------------------------------------- write
 
 
 def _dump(obj, path: str) -> None:
@@ -195,6 +232,7 @@ def write_report(
     *,
     model_free: Mapping | None = None,
     models: Mapping | None = None,
+    model_seeds: Mapping | None = None,
     tsne_maps: Mapping[str, np.ndarray] | None = None,
     tsne_labels=None,
     class_names: Sequence[str] | None = None,
@@ -235,6 +273,9 @@ def write_report(
             f.write(md)
         figure(table, paths[f"{name}.png"])
         sections += [f"## {title}\n", md, f"![{name.replace('_', '-')}](figures/{name}.png)\n"]
+    if model_seeds:
+        paths["representation_seeds.json"] = os.path.join(outdir, "representation_seeds.json")
+        _dump(model_seeds, paths["representation_seeds.json"])
     arrays = {}
     if tsne_maps:
         paths["tsne.png"] = os.path.join(outdir, "figures", "tsne.png")
@@ -309,6 +350,7 @@ def redraw(outdir: str) -> dict[str, str]:
         outdir,
         model_free=load("model_free.json"),
         models=load("representation.json"),
+        model_seeds=load("representation_seeds.json"),
         tsne_maps=maps or None,
         tsne_labels=pictures.get("tsne_labels"),
         class_names=inputs["class_names"],

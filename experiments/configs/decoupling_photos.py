@@ -21,18 +21,24 @@ def get_config() -> ml_collections.ConfigDict:
     c.seed = 0
 
     c.data = ml_collections.ConfigDict()
-    c.data.source = "photos"  # photos (scikit-image's bundled photographs, 8 classes) | tfds
+    c.data.source = "photos"  # photos (scikit-image's bundled photographs, 8 classes) | tfds | folder
     c.data.name = "cifar10"  # source=tfds: any TFDS image dataset prepared as array_record
     c.data.data_dir = placeholder(str)  # source=tfds: None -> $TFDS_DATA_DIR or ~/tensorflow_datasets
-    c.data.fit_split = "train"  # dictionaries, kNN bank and probe training images
-    c.data.measure_split = "test"  # the measured images (positive pairs, t-SNE, density)
+    c.data.folder_train = placeholder(str)  # source=folder: root/<class>/*.png|jpg, the split called "train"
+    c.data.folder_test = placeholder(str)  # source=folder: the split called "test"
+    c.data.fit_split = "train"  # dictionaries, kNN bank, probe and encoder training images
+    c.data.measure_split = "test"  # the measured images (positive pairs, t-SNE, density, kNN / probe test)
     c.data.image_size = 32
+    c.data.num_fit_images = placeholder(int)  # None: the whole split
     c.data.num_fit_images = 512
+    c.data.num_images = placeholder(int)  # None: the whole split; one positive pair per image
     c.data.num_images = 1024
     c.data.photos_max_zoom = 4.0  # source=photos: crop sides up to this x image_size before resizing
 
     c.model_free = ml_collections.ConfigDict()
     c.model_free.enabled = True
+    c.model_free.seeds = 1  # seeds seed, seed + 1, ...: views and dictionaries redrawn, the same images
+    c.model_free.resamples = 1000  # bootstrap resamples of the measured images (95% intervals); 0: none
     c.model_free.sets = "none,crop,crop_flip,crop_flip_color,simclr"
     c.model_free.color_strength = 0.5  # colour-jitter strength of the sets (SimCLR: 0.5 CIFAR, 1.0 ImageNet)
     c.model_free.dictionaries = "rgb,luminance"
@@ -57,6 +63,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.models.supervised_image_config = "photos_supervised_tiny"  # source=train: config of the supervised run
     c.models.train_steps = placeholder(int)  # source=train: override train.steps of image_config
     c.models.include_init = False  # also measure the randomly initialised encoder of image_config
+    c.models.seeds = 1  # initial and trained encoders: one per seed seed, seed + 1, ...
 
     c.measure = ml_collections.ConfigDict()
     c.measure.view_sets = "crop_flip,simclr"  # positive pairs for the per-channel cross-view correlation
