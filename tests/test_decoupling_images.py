@@ -404,9 +404,10 @@ def _write_folder(root, n_per_class, rng):
             Image.fromarray((img * 255).astype(np.uint8)).save(root / f"class{label}" / f"{i}.png")
 
 
-def test_an_image_folder_feeds_the_decoupling_experiment(tmp_path):
+def test_an_image_folder_feeds_the_decoupling_experiment(tmp_path, monkeypatch):
     """data.source=folder: every image of the two folders read (num_images None), one pair per measured image,
-    a bootstrap interval and a spread over two seeds for every number of model_free.json."""
+    a bootstrap interval and a spread over two seeds for every number of model_free.json. Started again, the
+    tables come from the workdir; with another model_free field they are measured again."""
     rng = np.random.default_rng(0)
     _write_folder(tmp_path / "train", 8, rng)
     _write_folder(tmp_path / "test", 7, rng)
@@ -429,6 +430,16 @@ def test_an_image_folder_feeds_the_decoupling_experiment(tmp_path):
         assert t["seeds"]["seeds"] == [0, 1] and len(t["seeds"]["values"]["dense_mean"]) == 2
     assert tables["none"]["dense_mean"] == pytest.approx(1.0)
     assert tables["crop_flip_color"]["seeds"]["sd"]["dense_mean"] > 0  # the second seed redrew the views
+
+    def measured(*a, **k):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(study.measurements, "model_free_tables", measured)
+    study.run(c, str(tmp_path / "w"), verbose=False)
+    assert json.load(open(tmp_path / "w" / "model_free.json")) == tables
+    c.model_free.resamples = 100
+    with pytest.raises(AssertionError, match="measured again"):
+        study.run(c, str(tmp_path / "w"), verbose=False)
 
 
 def test_run_config_sets_task_augmentation_and_steps():

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import jax
 import ml_collections
 
+from cl_features import jsonio
+from cl_features import workdir as workdir_lib
 from cl_features.config_checks import at_least, require, split_list
 from cl_features.decoupling import encoders, measurements
 from cl_features.decoupling.measurements import FIT_STREAM, MEASURE_STREAM
@@ -15,6 +18,24 @@ from cl_features.measure import seeds as seeds_lib
 from cl_features.report import decoupling as report
 from cl_features.report import run_info
 from cl_features.train import resumable
+
+MODEL_FREE_CACHE = "model_free_tables.json"  # in the workdir: a restarted study does not measure them again
+
+
+def _cached_model_free(c: ml_collections.ConfigDict, workdir: str | None, tables: dict | None = None):
+    """Writes `tables` to the workdir's cache (tables given), or reads them back if the fields they depend on
+    (seed, data, model_free) are those of `c`; None when there is nothing to read."""
+    if not workdir or jax.process_index() != 0 and tables is not None:
+        return None
+    key = json.loads(json.dumps({"seed": c.seed, "data": c.data.to_dict(), "model_free": c.model_free.to_dict()}))
+    path = workdir_lib.path(workdir, MODEL_FREE_CACHE)
+    if tables is not None:
+        jsonio.dump({"config": key, "tables": tables}, str(path), sort_keys=False)
+        return tables
+    if not path.exists():
+        return None
+    stored = json.loads(path.read_text())
+    return stored["tables"] if stored.get("config") == key else None
 
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -56,8 +77,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
 
     tables = None
     if c.model_free.enabled:
-        mf = {k: dictionaries[k] for k in kinds}
-        tables = measurements.model_free_tables(c, measured, fit, mf, say)
+        tables = _cached_model_free(c, workdir)
+        if tables is None:
+            mf = {k: dictionaries[k] for k in kinds}
+            tables = measurements.model_free_tables(c, measured, fit, mf, say)
+            _cached_model_free(c, workdir, tables)
+        else:
+            say(f"model-free: the tables of {workdir}/{MODEL_FREE_CACHE} (measured with this config)")
         for name, t in tables.items():
             sparse = "  ".join(f"sparse/{k} {v:.3f}" for k, v in t["sparse_mean"].items())
             say(f"model-free {name:16s} dense {t['dense_mean']:.3f}  {sparse}")
