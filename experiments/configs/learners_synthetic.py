@@ -16,4 +16,5 @@ def get_config():
     c.sweep.x = "data.sigma=0.5"  # one point: the default noise level
     c.sweep.objectives = "info_nce,spectral_contrastive,vicreg,simsiam,byol"
     c.train.steps, c.model.bias_ramp_steps = 4000, 1000
+    c.sweep.vmap_runs = 0  # all runs of a learner side by side (as docs/learners.md was measured)
     return c
