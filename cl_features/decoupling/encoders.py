@@ -107,19 +107,27 @@ def image_config(name: str) -> ml_collections.ConfigDict:
     return cli.load_config(name)
 
 
-def run_config(
-    c: ml_collections.ConfigDict, task: str, set_name: str, seed: int | None = None
-) -> ml_collections.ConfigDict:
-    """The image-experiment config of the `task` encoder with augmentation set `set_name` and `seed` (None: the
-    study's), reading the study's images."""
-    ic = image_config(c.models.image_config if task == "simclr" else c.models.supervised_image_config)
-    ic.task, ic.augment.set, ic.seed = task, set_name, c.seed if seed is None else seed
-    d = c.data
+def study_image_config(c: ml_collections.ConfigDict, name: str, seed: int) -> ml_collections.ConfigDict:
+    """Image config `name` with `seed`, reading the study's images (data.source and its fields, fit_split as its
+    train split and measure_split as its test split)."""
+    ic = image_config(name)
+    ic.seed, d = seed, c.data
     for field in ("source", "name", "data_dir", "folder_train", "folder_test"):
         ic.data[field] = d[field]
     if d.source == "photos":
         ic.data.photos_max_zoom = d.photos_max_zoom
     ic.data.train_split, ic.data.test_split = d.fit_split, d.measure_split
+    return ic
+
+
+def run_config(
+    c: ml_collections.ConfigDict, task: str, set_name: str, seed: int | None = None
+) -> ml_collections.ConfigDict:
+    """The image-experiment config of the `task` encoder with augmentation set `set_name` and `seed` (None: the
+    study's), reading the study's images."""
+    name = c.models.image_config if task == "simclr" else c.models.supervised_image_config
+    ic = study_image_config(c, name, c.seed if seed is None else seed)
+    ic.task, ic.augment.set = task, set_name
     if c.models.train_steps is not None:
         ic.train.steps = c.models.train_steps
     return trainer.validate(ic)
@@ -148,9 +156,7 @@ def trained_runs(c: ml_collections.ConfigDict, workdir: str | None) -> list[tupl
 
 
 def initial_encoder(c: ml_collections.ConfigDict, num_classes: int, seed: int) -> Encoder:
-    ic = image_config(c.models.image_config)
-    ic.seed = seed
-    ic = trainer.validate(ic)
+    ic = trainer.validate(study_image_config(c, c.models.image_config, seed))
     return _encoder("init", ic, network.make_model(ic, num_classes).encoder, train_set="init")
 
 

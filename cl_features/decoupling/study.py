@@ -58,6 +58,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     t0 = time.perf_counter()
     c = validate(config)
     say = print if verbose and jax.process_index() == 0 else (lambda *a, **k: None)
+    if c.models.include_init or c.models.source == "init":
+        trainer.validate(encoders.study_image_config(c, c.models.image_config, c.seed))  # errors before writing
     if workdir:
         for _, ic, sub in encoders.trained_runs(c, workdir) if c.models.source == "train" else []:
             resumable.check_resume(sub, ic.to_dict(), mutable_fields=trainer.RESUME_MUTABLE_FIELDS)
