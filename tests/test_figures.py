@@ -1,5 +1,6 @@
 """The report figures as drawn: no label cut by the canvas or over another panel; recovery.png with markers, the
-threshold's value and a zero loss; summary.md in the config's arm order. Inputs are written by hand (no run)."""
+threshold's value and a zero loss; summary.md in the config's arm order; the phase diagram of a sweep over several
+objectives. Inputs are written by hand (no run)."""
 
 import json
 import os
@@ -9,7 +10,7 @@ import pytest
 from figure_checks import layout_problems
 from test_decoupling_images import _fake_models, _fake_table
 
-from cl_features.report import decoupling, images
+from cl_features.report import decoupling, images, phase
 from cl_features.report import synthetic as synthetic_report
 
 ARMS = ("none", "complementary_mask", "independent_mask", "gaussian_noise", "dense_mask")  # config order
@@ -91,3 +92,31 @@ def test_decoupling_and_image_figures_lay_out(tmp_path):
     fig = images.curves(rows, str(tmp_path / "c.png"), num_classes=10)
     assert layout_problems(fig) == []
     assert [ax.get_title() for ax in fig.axes] == ["Training loss", "Held-out accuracy", "Training-batch accuracy"]
+
+
+def test_the_phase_diagram_of_several_objectives_lays_out(tmp_path):
+    """Five objectives of one augmentation at one point and two seeds (the learners sweep's shape), and a 2-D grid."""
+    objectives = ["info_nce", "spectral_contrastive", "vicreg", "simsiam", "byol"]
+    for x, y in [([0.5], None), ([0.25, 0.5, 1.0], [1.5, 2.5])]:
+        runs = [
+            {
+                "values": {"arm": "complementary_mask", "objective.name": o, "data.sigma": s, "seed": k}
+                | ({"model.bias_c": b} if y else {}),
+                "results": {"recovered_fraction": 0.5, "probe_accuracy": 0.7, "diverged_at": 100 * (o == "vicreg")},
+            }
+            for o in objectives
+            for s in x
+            for b in y or [None]
+            for k in (0, 1)
+        ]
+        sweep = {
+            "config": {"sweep": {"seeds": 2}},
+            "axes": {"x": {"field": "data.sigma", "values": x}, "y": y and {"field": "model.bias_c", "values": y}},
+            "panels": [{"arm": "complementary_mask", "objective": o} for o in objectives],
+            "runs": runs,
+        }
+        fig = phase._figure(sweep, str(tmp_path / "phase_diagram.png"))
+        assert layout_problems(fig) == []
+        titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+        assert titles == [f"complementary_mask\n{o}" for o in objectives]  # over the top row only
+        assert [ax.get_ylabel() for ax in fig.axes[-2:]] == list(phase.METRICS)  # the colour bars name the rows

@@ -42,12 +42,18 @@ def _title(panel: tuple[str, str], sweep: dict) -> str:
     return panel[0] if len({p["objective"] for p in sweep["panels"]}) == 1 else f"{panel[0]} / {panel[1]}"
 
 
-def _figure(sweep: dict, path: str) -> None:
+def _column_title(panel: tuple[str, str], sweep: dict) -> str:
+    """The augmentation, and under it the objective where the panels differ in it (one line each: long names)."""
+    return panel[0] if len({p["objective"] for p in sweep["panels"]}) == 1 else f"{panel[0]}\n{panel[1]}"
+
+
+def _figure(sweep: dict, path: str) -> Figure:
+    """A column per panel (its name over the top row), a row per metric (the metric on the row's colour bar)."""
     x, y = sweep["axes"]["x"], sweep["axes"]["y"]
     panels = [(p["arm"], p["objective"]) for p in sweep["panels"]]
     nx, ny = len(x["values"]), len(y["values"]) if y else 1
-    width, height = max(3.2, 0.8 * nx + 1.2), max(1.9, 0.6 * ny + 1.3)
-    fig = Figure(figsize=(width * len(panels) + 1.0, height * len(METRICS)), layout="constrained")
+    width, height = max(2.6, 0.8 * nx + 1.2), max(1.9, 0.6 * ny + 1.3)
+    fig = Figure(figsize=(width * len(panels) + 1.2, height * len(METRICS) + 0.4), layout="constrained")
     axes = fig.subplots(len(METRICS), len(panels), squeeze=False)
     seeds = sweep["config"]["sweep"]["seeds"]
     for row, (metric, (lo, hi)) in enumerate(METRICS.items()):
@@ -67,10 +73,14 @@ def _figure(sweep: dict, path: str) -> None:
             ax.set_xlabel(x["field"], fontsize=8)
             if col == 0:
                 ax.set_ylabel(y["field"] if y else "", fontsize=8)
-            ax.set_title(f"{_title(panel, sweep)}: {metric}", fontsize=9)
-        fig.colorbar(im, ax=list(axes[row]), fraction=0.05, pad=0.02)
+            if row == 0:
+                ax.set_title(_column_title(panel, sweep), fontsize=9)
+        bar = fig.colorbar(im, ax=list(axes[row]), fraction=0.05, pad=0.02)
+        bar.set_label(metric, fontsize=8)
+        bar.ax.tick_params(labelsize=7)
     fig.suptitle(f"mean ± std over {seeds} seeds (* : a run stopped on a non-finite value)", fontsize=9)
     fig.savefig(path, dpi=110)
+    return fig
 
 
 def markdown(sweep: dict) -> str:
