@@ -1,6 +1,6 @@
 r"""Throughput of the ResNet-18 CIFAR SimCLR step on this machine, against the same step in PyTorch (CPU).
 
-    python -m experiments.bench_images [--batch=32] [--steps=5] [--torch=auto]
+    python -m experiments.bench_images [--batch=32] [--steps=5] [--torch=auto] [--encoder=resnet18|wrn34x5]
 
 Times, in one run, one call of each step per round so that load from other jobs hits them alike (the
 shared CPU is noisy: compare within a run):
@@ -33,16 +33,19 @@ from cl_features.image_training import network, recipe, trainer
 from cl_features.train import loop
 from cl_features.train import mesh as mesh_lib
 
-from .configs import cifar10_simclr_resnet18
+from .configs import cifar10_simclr_resnet18, cifar10_simclr_wrn34x5
+
+CONFIGS = {"resnet18": cifar10_simclr_resnet18, "wrn34x5": cifar10_simclr_wrn34x5}
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch", 32, "Images per step (each gives two views).")
 flags.DEFINE_integer("steps", 5, "Timed rounds (one call of each step per round, after one warm-up call).")
 flags.DEFINE_enum("torch", "auto", ["auto", "on", "off"], "Time the PyTorch step (auto: if importable).")
+flags.DEFINE_enum("encoder", "resnet18", list(CONFIGS), "Whose SimCLR step (the PyTorch mirror: resnet18 only).")
 
 
-def make_config(batch: int):
-    c = cifar10_simclr_resnet18.get_config()
+def make_config(batch: int, encoder: str = "resnet18"):
+    c = CONFIGS[encoder].get_config()
     c.model.dtype = "float32"  # CPU
     c.train.optimizer, c.train.schedule, c.train.warmup_epochs = "momentum", "constant", 0.0
     c.train.batch_size, c.train.steps_per_call, c.train.log_every = batch, 1, 1
@@ -199,7 +202,7 @@ def torch_step(c):
 
 def main(argv):
     del argv
-    use_torch = FLAGS.torch
+    use_torch = FLAGS.torch if FLAGS.encoder == "resnet18" else "off"
     torch_version = None
     if use_torch != "off":
         try:
@@ -210,7 +213,8 @@ def main(argv):
             if use_torch == "on":
                 raise SystemExit("error: --torch=on but torch is not installed (pip install torch==2.13.0)") from None
             use_torch = "off"
-    c = make_config(FLAGS.batch)
+    c = make_config(FLAGS.batch, FLAGS.encoder)
+    name = {"resnet18": "ResNet-18", "wrn34x5": "WRN-34-5"}[FLAGS.encoder]
     b = c.train.batch_size
     print(
         f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{jax.device_count()}; "
@@ -227,8 +231,8 @@ def main(argv):
     t = med.get("torch", float("nan"))
     header = ("what", "ms/step", "images/s", "XLA GFLOP/image", "GFLOP/s")
     rows = [
-        ("jax SimCLR step (augment + ResNet-18 + head + NT-Xent + probe + update)", med["full"], r["full_flops"]),
-        ("jax model step (views in: ResNet-18 + head + NT-Xent + update)", med["model"], r["model_flops"]),
+        (f"jax SimCLR step (augment + {name} + head + NT-Xent + probe + update)", med["full"], r["full_flops"]),
+        (f"jax model step (views in: {name} + head + NT-Xent + update)", med["model"], r["model_flops"]),
         ("torch model step (same, eager)", t, float("nan")),
         ("jax augmentation alone (two views, crop_flip_color)", float(np.median(aug)), r["aug_flops"]),
     ]
