@@ -101,7 +101,9 @@ def test_t_interval_across_seeds_is_students_and_covers_the_mean():
         {"train_set": "crop", "scores": {"knn": v, "steps": 10}, "layers": {"stem": {"channels": 8, "density": v}}}
         for v in (0.2, 0.4)
     ]
+    entries[0]["scores"]["tsne_separation"] = 0.7  # measured on the first seed only
     a = S.across_seeds(entries, [0, 1])
+    assert a["scores"]["tsne_separation"] == 0.7 and a["scores_ci"]["tsne_separation"] is None
     assert np.isclose(a["scores"]["knn"], 0.3)
     assert a["scores"]["steps"] == 10 and a["layers"]["stem"]["channels"] == 8
     assert np.isclose(a["scores_sd"]["knn"], np.std([0.2, 0.4], ddof=1)) and a["seeds"] == [0, 1]

@@ -44,9 +44,10 @@ def across_seeds(entries: Sequence[Mapping], seeds: Sequence[int]) -> dict:
     if not entries or len(entries) != len(seeds):
         raise ValueError(f"need one entry per seed; got {len(entries)} entries for seeds {list(seeds)}")
     scores, ci, sd = {}, {}, {}
-    for k in entries[0]["scores"]:
-        if all(_numeric(e["scores"].get(k)) for e in entries):
-            values = [e["scores"][k] for e in entries]
+    keys = list(dict.fromkeys(k for e in entries for k in e["scores"]))  # a score of some seeds only (t-SNE: the
+    for k in keys:  # first) is summarised over the seeds that have it
+        values = [e["scores"][k] for e in entries if _numeric(e["scores"].get(k))]
+        if values:
             s = summary(values)
             scores[k], ci[k], sd[k] = _mean(values, s), s["ci"], s["sd"]
     layers, layers_sd = {}, {}

@@ -18,9 +18,10 @@ What it shows: the study of decoupling_cifar10_folder.py on the whole of CIFAR-1
 dictionaries, kNN bank (k = 200) and probe from all 50,000 train images; with checkpoints, per encoder the
 activation density and channel cross-view correlation per layer, dense reliance (R^2 features -> colour
 histogram), kNN and linear-probe accuracy, t-SNE maps (10,000 points) and feature visualisations of stage3.
-Expected time: model-free about an hour on 2 CPU cores (it grows with the measured images: 446 CPU-seconds for the
-1,017 of decoupling_cifar10_folder.py), far less on an accelerator; per WRN-34-5 checkpoint a few minutes on one GPU, t-SNE of 10,000 points on the host CPU
-(about 1-2 minutes) included. tests/test_full_size.py runs the kNN bank, probe, t-SNE and bootstrap at these sizes.
+Expected time: model-free about an hour on 2 CPU cores (it grows with the measured images: 446 CPU-seconds for
+the 1,017 of decoupling_cifar10_folder.py), far less on an accelerator; per WRN-34-5 checkpoint a few minutes on
+one GPU, t-SNE of 10,000 points on the host CPU (about 1-2 minutes) included. tests/test_full_size.py runs the
+kNN bank, probe, t-SNE and bootstrap at these sizes.
 """
 
 from . import decoupling_photos
