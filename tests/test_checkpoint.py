@@ -13,12 +13,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
 from cl_features.jsonio import read_jsonl
 from cl_features.synthetic import arms, task
-from cl_features.train import checkpoint, loop
+from cl_features.train import checkpoint, loop, resumable
 from cl_features.train import mesh as mesh_lib
 from experiments.configs import synthetic as synthetic_config
 
@@ -208,6 +209,26 @@ def test_changed_config_is_refused_with_the_fields_named(tmp_path, mesh):
     assert "seed: 0 -> 1" in msg and "train.batch_size: 32 -> 64" in msg and ckpt_dir(tmp_path) in msg
     with pytest.raises(checkpoint.ConfigMismatch, match="model.width"):
         train(tiny_config(train__steps=40, model__width=12), tmp_path, mesh)
+
+
+def test_a_checked_resume_reads_the_saved_config_once(tmp_path, mesh, monkeypatch, capsys):
+    train(tiny_config(train__steps=40), tmp_path, mesh)
+    items, read = [], ocp.JsonCheckpointHandler.restore
+    monkeypatch.setattr(
+        ocp.JsonCheckpointHandler,
+        "restore",
+        lambda self, d, *a, **k: items.append(os.path.basename(d)) or read(self, d, *a, **k),
+    )
+    c = tiny_config(train__steps=80)
+    checked = resumable.check_resume(
+        os.path.join(tmp_path, ARM), arms.arm_run_config(c, ARM), mutable_fields=arms.RESUME_MUTABLE_FIELDS
+    )
+    assert checked[0] == 40 and items.count("config") == 1
+    _, _, history = arms.train_arm(
+        c, ARM, task.make_dictionary(c), mesh=mesh, workdir=str(tmp_path), verbose=False, checked=checked
+    )
+    assert "resuming from step 40" in capsys.readouterr().out and [r["step"] for r in history] == [60, 80]
+    assert items.count("config") == 1 and items.count("meta") == 1
 
 
 def test_corrupt_newest_falls_back_and_is_kept(tmp_path, mesh, reference, capsys):

@@ -82,11 +82,12 @@ def train(
     data: ImageData | None = None,
     monitor: bool = True,
     verbose: bool = True,
+    checked: tuple[int, dict] | None = None,
 ) -> tuple[dict, ImageModel]:
     """Trains a validated config in `workdir` (resumed from its checkpoints); returns (results, trained model).
 
     monitor: the kNN / online-probe evaluation (eval.*), the initial scores (eval.at_init) and the offline probe
-    (probe.*); without it only the training rows are logged.
+    (probe.*); without it only the training rows are logged. checked: `resumable.check_resume`'s answer for it.
     """
     t0 = time.perf_counter()
     mesh = make_mesh(c)
@@ -133,6 +134,7 @@ def train(
         log_initial=monitor and c.eval.at_init,
         name=c.task,
         verbose=verbose,
+        checked=checked,
     )
     results = {f"{k}_init": v for k, v in out.initial_row.items()}
     if monitor:
@@ -177,11 +179,12 @@ def run(
     """
     c = validate(config)
     data = data or inputs.open_data(c)  # missing data stops the run before anything is written
+    checked = None
     if workdir:  # a refused resume leaves the workdir as it was
         steps = recipe.make_schedule(c, len(data.train)).steps
-        resumable.check_resume(workdir, c.to_dict(), mutable_fields=RESUME_MUTABLE_FIELDS, total_steps=steps)
+        checked = resumable.check_resume(workdir, c.to_dict(), mutable_fields=RESUME_MUTABLE_FIELDS, total_steps=steps)
         run_info.write_run_info(workdir, c, kind="images")  # process 0 only
-    summary, _ = train(c, workdir, data=data, verbose=verbose)
+    summary, _ = train(c, workdir, data=data, verbose=verbose, checked=checked)
     summary["config"] = c.to_dict()
     if verbose:
         _print(f"[{c.task}] " + "  ".join(f"{k}={summary[k]:.4g}" for k in SUMMARY_KEYS if k in summary))

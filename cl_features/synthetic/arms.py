@@ -70,13 +70,15 @@ def train_arm(
     workdir: str | None,
     verbose: bool = True,
     part: tuple[int, int] = (0, 1),
+    checked: tuple[int, dict] | None = None,
 ) -> tuple[dict, np.ndarray, list[dict]]:
     """Trains one arm; returns (results, final weights [m, d1], history logged by this call).
 
     With a workdir, the arm checkpoints into <workdir>/<arm>/checkpoints and resumes from the newest one there
     (the metrics log is cut back to that step); an arm whose final checkpoint and results.json are present is
     neither retrained nor re-measured. Raises checkpoint.Preempted after saving on SIGTERM. part: (k, K), the arm's
-    place in the run (its progress lines add the whole run's ETA).
+    place in the run (its progress lines add the whole run's ETA). checked: what `resumable.check_resume` returned
+    for the arm.
     """
     t0 = time.perf_counter()
     graphdef, tx, state = task.make_train_state(c, mesh)
@@ -94,6 +96,7 @@ def train_arm(
         name=arm,
         verbose=verbose,
         part=part,
+        checked=checked,
     )
     model = loop.merge(graphdef, jax.tree_util.tree_map(lambda x: jnp.asarray(jax.device_get(x)), out.state))
     weights = np.asarray(task.encoder(model).w[...])
@@ -127,9 +130,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     mesh = mesh_lib.make_mesh(c.train.num_devices)
     mesh_lib.check_batch_size(c.train.batch_size, mesh)
     dictionary = task.make_dictionary(c)
+    names, checked = arm_names(c), {}
     if workdir:
-        for arm in arm_names(c):  # a refused resume leaves the workdir as it was
-            resumable.check_resume(
+        for arm in names:  # a refused resume leaves the workdir as it was
+            checked[arm] = resumable.check_resume(
                 os.path.join(workdir, arm),
                 arm_run_config(c, arm),
                 mutable_fields=RESUME_MUTABLE_FIELDS,
@@ -139,10 +143,16 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     from cl_features.report import synthetic as report  # matplotlib: only once the config is good
 
     summary, weights = {"arms": {}, "config": c.to_dict()}, {}
-    names = arm_names(c)
     for k, arm in enumerate(names):
         res, weights[arm], _ = train_arm(
-            c, arm, dictionary, mesh=mesh, workdir=workdir, verbose=verbose, part=(k, len(names))
+            c,
+            arm,
+            dictionary,
+            mesh=mesh,
+            workdir=workdir,
+            verbose=verbose,
+            part=(k, len(names)),
+            checked=checked.get(arm),
         )
         summary["arms"][arm] = res
         _say(verbose, f"[{arm}] " + "  ".join(f"{k}={res[k]:.4g}" for k in report.COLUMNS))

@@ -168,8 +168,10 @@ class Checkpointer(contextlib.AbstractContextManager):  # `with` closes it
             return f"no checkpoint was saved yet in {self.directory}"
         return f"the last good checkpoint is step {step} in {self.step_path(step)}"
 
-    def restore(self, state, data_iter=None) -> Restored | None:
+    def restore(self, state, data_iter=None, saved: tuple[int, dict] | None = None) -> Restored | None:
         """The newest readable checkpoint, placed like `state` (its shardings); None if there is none.
+        saved: (step, config) already read from this directory (`saved_config`): that step's config is not read
+        again.
 
         Raises ConfigMismatch (one line naming the fields) if it was saved with a config that changes the run,
         RuntimeError if checkpoints exist but none can be read (nothing is renamed then).
@@ -183,8 +185,8 @@ class Checkpointer(contextlib.AbstractContextManager):  # `with` closes it
         for step in sorted(self._manager.all_steps(), reverse=True):
             path = self.step_path(step)
             try:
-                saved = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config
-                self._check(saved, path, "data" in items)
+                config = saved[1] if saved is not None and saved[0] == step else self._read_config(step)
+                self._check(config, path, "data" in items)
                 out = self._manager.restore(step, args=ocp.args.Composite(**items))
                 if int(jax.device_get(out.state.step)) != step:
                     raise ValueError(f"its state is at step {int(jax.device_get(out.state.step))}")
@@ -196,15 +198,18 @@ class Checkpointer(contextlib.AbstractContextManager):  # `with` closes it
                 continue
             self._quarantine([s for s, _ in bad])
             self.last_log = out.meta.get("log")
-            self.resumed_changes = config_diff(saved, self.config, mutable=())
+            self.resumed_changes = config_diff(config, self.config, mutable=())
             say(f"resuming from step {step} ({path})")
             if self.resumed_changes:
-                say(f"with changed {describe_diff(saved, self.config, self.resumed_changes)}")
+                say(f"with changed {describe_diff(config, self.config, self.resumed_changes)}")
             return Restored(state=out.state, step=step, log=self.last_log)
         if bad:
             why = "; ".join(f"step {s}: {why}" for s, why in bad)
             raise RuntimeError(f"no readable checkpoint in {self.directory}: {why}. Move it away to start afresh.")
         return None
+
+    def _read_config(self, step: int) -> dict:
+        return self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config
 
     def _check(self, saved: dict, path: str, with_data: bool) -> None:
         check_config(saved, self.config, self.mutable_fields, path)

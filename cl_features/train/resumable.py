@@ -60,10 +60,13 @@ def _check_steps(start: int, total_steps: int, directory: str) -> None:
         )
 
 
-def check_resume(run_dir: str | None, config: dict, *, mutable_fields: Iterable[str], total_steps=None) -> None:
+def check_resume(
+    run_dir: str | None, config: dict, *, mutable_fields: Iterable[str], total_steps=None
+) -> tuple[int, dict] | None:
     """Raises what `train` would raise on resuming <run_dir>/checkpoints with `config` (ConfigMismatch, or a
     ValueError for a checkpoint past `total_steps`), reading only the checkpoints' configs and writing nothing.
-    A run calls it for each of its run directories before it writes anything into its workdir."""
+    A run calls it for each of its run directories before it writes anything into its workdir; it returns the
+    (step, saved config) it checked (None: no checkpoint), which `train(..., checked=)` then does not read again."""
     directory = workdir.absolute(os.path.join(run_dir, "checkpoints")) if run_dir else None
     found = checkpoint.saved_config(directory) if directory else None
     if found is not None:
@@ -72,6 +75,7 @@ def check_resume(run_dir: str | None, config: dict, *, mutable_fields: Iterable[
         checkpoint.check_config(saved, current, tuple(mutable_fields), os.path.join(directory, str(step)))
         if total_steps is not None:
             _check_steps(step, total_steps, directory)
+    return found
 
 
 def train(
@@ -90,13 +94,15 @@ def train(
     verbose: bool = True,
     tensorboard: bool = True,
     part: tuple[int, int] = (0, 1),
+    checked: tuple[int, dict] | None = None,
 ) -> Trained:
     """Trains `state` with `step_fn` to `total_steps`, resuming from <run_dir>/checkpoints.
 
     config: the run's config as a dict (checkpoints record it; resuming compares it, except `mutable_fields`);
     its train.log_every, train.schedule and checkpoint.{every, max_to_keep} are read here. batch_iter: host
     batches (its position is checkpointed). on_log(step, state) adds measurements to each logged row. part: (k, K),
-    this is the k-th of K equal trainings of one run (the progress line adds the whole run's ETA).
+    this is the k-th of K equal trainings of one run (the progress line adds the whole run's ETA). checked: what
+    `check_resume` returned for this run directory (its config is not read again).
     Raises checkpoint.Preempted after saving on SIGTERM, checkpoint.ConfigMismatch on a changed config.
     """
     ck = config["checkpoint"]
@@ -113,7 +119,7 @@ def train(
     start, log = 0, None
     try:
         if ckpt is not None:
-            restored = ckpt.restore(state, data_iter=batch_iter)
+            restored = ckpt.restore(state, data_iter=batch_iter, saved=checked)
             if restored is not None:
                 state, start = restored.state, restored.step
                 schedule = config["train"].get("schedule", "constant")
