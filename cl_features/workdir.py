@@ -2,8 +2,8 @@
 
 Every file the package writes or reads in a workdir goes through `etils.epath` (`path`), so a workdir may be a
 local directory or a bucket (gs://, s3://, az://: epath's fsspec backends, e.g. gcsfs for gs://); orbax writes
-the checkpoints the same way. `append_text` and `write_text` are the two writes the records need (object stores
-have no append and no rename: there they rewrite the whole object).
+the checkpoints the same way. `Appender` and `write_text` are the two writes the records need (object stores
+have no append and no rename: there they rewrite the whole object, an appended file at most every few seconds).
 
 `check_creatable(workdir)` stops a main before anything slow when the workdir cannot be made or written.
 `lock(workdir)` holds <workdir>/run.lock ({"host", "pid", ...}) while the run trains: a second start on a held
@@ -20,6 +20,7 @@ import os
 import socket
 import sys
 import tempfile
+import time
 import uuid
 
 from etils import epath
@@ -53,13 +54,35 @@ def write_text(p, text: str) -> None:
     tmp.replace(p)
 
 
-def append_text(p, text: str) -> None:
-    p = path(p)
-    if not is_remote(p):
-        with p.open("a") as f:
-            f.write(text)
-        return
-    p.write_text((p.read_text() if p.exists() else "") + text)
+class Appender:
+    """Appends text to one file. Locally each `write` appends to the file. An object store has no append: there
+    the file's text is read once and kept in memory, and the whole object is rewritten on `flush` / `close` and by
+    a `write` that comes `every_s` seconds after the last rewrite, so the rewrites do not grow with the rows (a
+    kill loses what was written since the last rewrite)."""
+
+    def __init__(self, p, every_s: float = 30.0):
+        self.path, self.every_s = path(p), every_s
+        self._parts: list[str] | None = None  # remote: the whole text, in pieces
+        self._pending, self._flushed = False, time.monotonic()
+
+    def write(self, text: str) -> None:
+        if not is_remote(self.path):
+            with self.path.open("a") as f:
+                f.write(text)
+            return
+        if self._parts is None:
+            self._parts = [self.path.read_text() if self.path.exists() else ""]
+        self._parts.append(text)
+        self._pending = True
+        if time.monotonic() - self._flushed >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self.path.write_text("".join(self._parts))
+            self._pending, self._flushed = False, time.monotonic()
+
+    close = flush
 
 
 class Held(Exception):

@@ -208,6 +208,30 @@ def test_records_metrics_events_and_the_lock_go_through_the_path_layer_to_a_buck
     )
 
 
+def test_a_bucket_metrics_log_rewrites_its_object_once_whatever_the_number_of_rows(bucket, monkeypatch):
+    fs, writes = fsspec.get_filesystem_class("gs"), []
+    original = fs._open
+
+    def counted_open(self, p, mode="rb", *args, **kwargs):  # every object write opens it for writing
+        if "w" in mode:
+            writes.append(p)
+        return original(self, p, mode, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "_open", counted_open)
+    metrics, logged = "gs://bucket/run/metrics.jsonl", 0
+    for rows in (10, 100):
+        writes.clear()
+        logged += rows
+        with MetricsLog(metrics, tensorboard=False) as log:
+            for step in range(rows):
+                log.write(step, {"loss": float(step)})
+            assert writes == []  # not yet written: within the first seconds
+            log.flush()
+            assert writes == ["bucket/run/metrics.jsonl"] and len(read_jsonl(metrics)) == logged
+        assert writes == ["bucket/run/metrics.jsonl"]  # nothing new since the flush: close writes nothing
+    assert [r["step"] for r in read_jsonl(metrics)] == list(range(10)) + list(range(100))
+
+
 def test_a_workdir_the_path_layer_cannot_reach_stops_with_one_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=r"--workdir=ftp://host/run: ftp:// is not supported; use a local"):

@@ -207,5 +207,9 @@ def fit(
             if metrics_log is not None:
                 metrics_log.write(step, row, tensorboard_only=extra)
         if checkpointer is not None:
-            checkpointer.maybe_save(step, state, force=last, loss=metrics["loss"], log_row=logged, data_iter=batch_iter)
+            saved = checkpointer.maybe_save(
+                step, state, force=last, loss=metrics["loss"], log_row=logged, data_iter=batch_iter
+            )
+            if saved and metrics_log is not None:  # the rows up to a checkpoint are in the file a resume cuts back
+                metrics_log.flush()
     return state, history

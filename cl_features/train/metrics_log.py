@@ -93,6 +93,7 @@ class MetricsLog(contextlib.AbstractContextManager):  # `with` closes it
         if self.path:
             workdir.path(os.path.dirname(self.path) or ".").mkdir(parents=True, exist_ok=True)
         self._tensorboard, self._writer = bool(self.path and tensorboard), None
+        self._rows = workdir.Appender(self.path) if self.path else None
 
     def write(self, step: int, metrics: dict, *, tensorboard_only: dict | None = None) -> None:
         """tensorboard_only: scalars for the event file alone (timings, which would make the JSONL differ between
@@ -100,7 +101,7 @@ class MetricsLog(contextlib.AbstractContextManager):  # `with` closes it
         if not self.path:
             return
         row = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
-        workdir.append_text(self.path, json.dumps(row, allow_nan=False) + "\n")
+        self._rows.write(json.dumps(row, allow_nan=False) + "\n")
         row.update({k: _plain(v) for k, v in (tensorboard_only or {}).items()})
         scalars = [k for k, v in row.items() if isinstance(v, numbers.Real) and not isinstance(v, bool) and k != "step"]
         if self._tensorboard and scalars:
@@ -109,7 +110,13 @@ class MetricsLog(contextlib.AbstractContextManager):  # `with` closes it
             self._writer = self._writer or _open_events(os.path.dirname(self.path) or ".")
             _write(self._writer, step, [Summary.Value(tag=k, simple_value=row[k]) for k in scalars])
 
+    def flush(self) -> None:
+        """Puts every row written so far into the file (remotely they may wait a few seconds)."""
+        if self._rows is not None:
+            self._rows.flush()
+
     def close(self) -> None:
+        self.flush()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
