@@ -45,14 +45,19 @@ def configs_package():
     raise UsageError("cannot find the experiment configs: install the package or run from the repository root")
 
 
+def _is_config(pkg, name: str) -> bool:
+    """Whether the configs package `pkg` has a module `name` with a get_config (reads that one file)."""
+    try:
+        with open(os.path.join(pkg.__path__[0], name + ".py")) as f:
+            return "\ndef get_config(" in f.read()
+    except OSError:
+        return False
+
+
 def config_names() -> list[str]:
     """Names of the shipped configs (the modules with a get_config)."""
     pkg = configs_package()
-    names = []
-    for m in pkgutil.iter_modules(pkg.__path__):
-        with open(os.path.join(pkg.__path__[0], m.name + ".py")) as f:
-            names += [m.name] if "\ndef get_config(" in f.read() else []
-    return sorted(names)
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if _is_config(pkg, m.name))
 
 
 def load_config(spec: str):
@@ -67,7 +72,7 @@ def load_config(spec: str):
         module_spec.loader.exec_module(module)
     else:
         name = os.path.basename(where)[:-3] if is_path and os.path.isfile(where) else where
-        if is_path and not os.path.isfile(where) or name not in config_names():
+        if is_path and not os.path.isfile(where) or not _is_config(pkg, name):
             what = f"config file {where!r} not found (from {os.getcwd()})" if is_path else f"no config {where!r}"
             raise UsageError(
                 f"--config: {what}; give a config file or the name of a shipped config: {', '.join(config_names())}"

@@ -103,3 +103,19 @@ def test_a_second_checkout_reads_its_own_configs(tmp_path):
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip()).resolve() == (tmp_path / "experiments" / "configs").resolve()
+
+
+def test_a_named_config_reads_only_its_own_file_and_an_unknown_name_lists_the_shipped_ones(monkeypatch):
+    from cl_features import cli
+
+    configs, opened = os.path.realpath(cli.configs_package().__path__[0]), []
+
+    def counted_open(file, *args, **kwargs):
+        opened.append(os.path.relpath(os.path.realpath(file), configs))
+        return open(file, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "open", counted_open, raising=False)
+    cli.load_config("synthetic")
+    assert opened == ["synthetic.py"]
+    with pytest.raises(cli.UsageError, match=r"no config 'image_defaults'; .* shipped config: cifar10_.*, synthetic"):
+        cli.load_config("image_defaults")  # a module without a get_config
