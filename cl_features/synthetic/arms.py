@@ -91,8 +91,7 @@ def train_arm(
         mesh=mesh,
         total_steps=c.train.steps,
         mutable_fields=RESUME_MUTABLE_FIELDS,
-        # a process-local copy of the replicated weights
-        on_log=lambda step, st: results.recovery_row(c, jnp.asarray(jax.device_get(_weights(st.params))), dictionary),
+        on_log=lambda step, st: results.recovery_row(c, _host_weights(graphdef, st), dictionary),
         name=arm,
         verbose=verbose,
         part=part,
@@ -116,8 +115,9 @@ def train_arm(
     return res, weights, out.history
 
 
-def _weights(params) -> jax.Array:
-    return (params["net"] if "net" in params else params)["w"][...]
+def _host_weights(graphdef, state: loop.TrainState) -> jax.Array:
+    """w: [m, d1] of the paper's network in `state`, a process-local copy of the replicated weights."""
+    return jnp.asarray(jax.device_get(task.encoder(loop.merge(graphdef, state)).w[...]))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool = True) -> dict:
