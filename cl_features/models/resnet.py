@@ -106,6 +106,11 @@ class _Projection(nnx.Module):
         return self.bn(self.conv(x))
 
 
+def _shortcut(c_in: int, c_out: int, stride: int, *, layers: _Layers, rngs: nnx.Rngs) -> _Projection | None:
+    """A block's projection where it changes the stride or the channels; None: the identity."""
+    return _Projection(c_in, c_out, stride, layers=layers, rngs=rngs) if stride != 1 or c_in != c_out else None
+
+
 class BasicBlock(nnx.Module):
     """Two 3x3 convs (stride on the first) + shortcut, then ReLU. out_channels = width."""
 
@@ -119,10 +124,7 @@ class BasicBlock(nnx.Module):
         self.bn1 = layers.bn(width, rngs=rngs)
         self.conv2 = layers.conv(width, width, 3, 1, rngs=rngs)
         self.bn2 = layers.bn(width, rngs=rngs, zero_scale=zero_init_residual)
-        needs_projection = stride != 1 or c_in != self.out_channels
-        self.shortcut = (
-            _Projection(c_in, self.out_channels, stride, layers=layers, rngs=rngs) if needs_projection else None
-        )
+        self.shortcut = _shortcut(c_in, self.out_channels, stride, layers=layers, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = nnx.relu(self.bn1(self.conv1(x)))
@@ -145,10 +147,7 @@ class Bottleneck(nnx.Module):
         self.bn2 = layers.bn(width, rngs=rngs)
         self.conv3 = layers.conv(width, self.out_channels, 1, 1, rngs=rngs)
         self.bn3 = layers.bn(self.out_channels, rngs=rngs, zero_scale=zero_init_residual)
-        needs_projection = stride != 1 or c_in != self.out_channels
-        self.shortcut = (
-            _Projection(c_in, self.out_channels, stride, layers=layers, rngs=rngs) if needs_projection else None
-        )
+        self.shortcut = _shortcut(c_in, self.out_channels, stride, layers=layers, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = nnx.relu(self.bn1(self.conv1(x)))
