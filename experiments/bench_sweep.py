@@ -1,6 +1,6 @@
 r"""Runs per hour of a sweep as one compiled program (vmapped over runs) against the same runs one after another.
 
-    python -m experiments.bench_sweep [--sizes=default,small] [--rounds=5] [--host_devices=2]
+    python -m experiments.bench_sweep [--sizes=default,small] [--rounds=5] [--host_devices=2] [--runs=N]
     python -m experiments.bench_sweep --profile [--sizes=small]
 
 Each size is the synthetic config (experiments/configs/synthetic.py, complementary masking, info_nce) at its
@@ -43,6 +43,7 @@ flags.DEFINE_integer("rounds", 5, "Interleaved timing rounds (one call of each p
 flags.DEFINE_integer("host_devices", 2, "Forced CPU devices the vmapped runs are sharded over (1: none).")
 flags.DEFINE_float("block", 0.5, "Seconds per timed block: each program repeats its call to fill about this.")
 flags.DEFINE_integer("alone", 3, "Runs built and timed alone for the sequential side.")
+flags.DEFINE_integer("runs", 0, "Runs in the sweep of every size timed (0: RUNS, the size's own).")
 flags.DEFINE_bool("profile", False, "Where the time goes instead (see the docstring).")
 
 SIZES = {"default": {}, "small": {"data.d1": 64, "data.d": 16, "train.batch_size": 128}}
@@ -111,9 +112,9 @@ class Timed:
         self.cpu.append((time.process_time() - c0) / self.reps)
 
 
-def measure(size: str, rounds: int, host_devices: int, alone: int, block: float) -> dict:
+def measure(size: str, rounds: int, host_devices: int, alone: int, block: float, runs: int = 0) -> dict:
     """{"config", "runs", "sequential": {...}, "vmapped": [{...}]} with seconds per run-step per round."""
-    c, group = make_config(size, RUNS[size])
+    c, group = make_config(size, runs or RUNS[size])
     n = len(group.traced)
     seq = [Timed(c, group, [t], 1, 0, block) for t in group.traced[:alone]]
     variants = [
@@ -324,7 +325,8 @@ def main(argv):
         print("\n".join(tables_[0] + [row for t in tables_[1:] for row in t[2:]]))
     else:
         results = {
-            size: measure(size, FLAGS.rounds, FLAGS.host_devices, FLAGS.alone, FLAGS.block) for size in FLAGS.sizes
+            size: measure(size, FLAGS.rounds, FLAGS.host_devices, FLAGS.alone, FLAGS.block, FLAGS.runs)
+            for size in FLAGS.sizes
         }
         steps = next(iter(results.values()))["train_steps"]
         print(f"{FLAGS.rounds} interleaved rounds; compile excluded from runs/h (train.steps = {steps})")
