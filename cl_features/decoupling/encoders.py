@@ -160,8 +160,11 @@ def initial_encoder(c: ml_collections.ConfigDict, num_classes: int, seed: int) -
     return _encoder("init", ic, network.make_model(ic, num_classes).encoder, train_set="init")
 
 
-def load_encoders(c: ml_collections.ConfigDict, num_classes: int, workdir: str | None, *, verbose: bool) -> list:
-    """The encoders to measure, as models.source says (and the initial ones with models.include_init)."""
+def load_encoders(
+    c: ml_collections.ConfigDict, num_classes: int, workdir: str | None, *, verbose: bool, checked: dict | None = None
+) -> list:
+    """The encoders to measure, as models.source says (and the initial ones with models.include_init). checked:
+    {run directory: resumable.check_resume's answer there}, passed on to the training."""
     s, encoders = c.models, []
     if s.include_init or s.source == "init":
         encoders += [initial_encoder(c, num_classes, seed) for seed in seeds(c)]
@@ -173,7 +176,7 @@ def load_encoders(c: ml_collections.ConfigDict, num_classes: int, workdir: str |
             if verbose:
                 print(f"encoder {i + 1}/{len(runs)}: {name} seed {ic.seed} ({ic.task}, {ic.train.steps} steps)")
             # the image experiment's training without its monitoring, resumed from `sub`
-            res, model = trainer.train(ic, sub, monitor=False, verbose=verbose)
+            res, model = trainer.train(ic, sub, monitor=False, verbose=verbose, checked=(checked or {}).get(sub))
             if verbose and res["resumed_from"]:
                 print(f"encoder {name} seed {ic.seed}: resumed at step {res['resumed_from']} of {res['steps']}")
             scores = {"final_loss": res["final_loss"], "train_steps": res["steps"]}

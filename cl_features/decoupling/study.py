@@ -60,9 +60,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     say = print if verbose and jax.process_index() == 0 else (lambda *a, **k: None)
     if c.models.include_init or c.models.source == "init":
         trainer.validate(encoders.study_image_config(c, c.models.image_config, c.seed))  # errors before writing
+    checked = {}  # run directory -> what check_resume read there (train() does not read it again)
     if workdir:
         for _, ic, sub in encoders.trained_runs(c, workdir) if c.models.source == "train" else []:
-            resumable.check_resume(sub, ic.to_dict(), mutable_fields=trainer.RESUME_MUTABLE_FIELDS)
+            checked[sub] = resumable.check_resume(sub, ic.to_dict(), mutable_fields=trainer.RESUME_MUTABLE_FIELDS)
         run_info.write_run_info(workdir, c, kind="decoupling")  # process 0 only; refuses another kind's workdir
     d = c.data
     fit = measurements.load_images(c, d.fit_split, d.num_fit_images, FIT_STREAM)
@@ -71,7 +72,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
         f"data: {len(fit.labels)} fit images ({d.fit_split}), {len(measured.labels)} measured ({d.measure_split}), "
         f"{len(fit.class_names)} classes"
     )
-    models = encoders.load_encoders(c, len(measured.class_names), workdir, verbose=verbose)
+    models = encoders.load_encoders(c, len(measured.class_names), workdir, verbose=verbose, checked=checked)
     kinds = split_list(c, "model_free.dictionaries")
     dictionaries = measurements.fit_dictionaries(
         c, fit, kinds + (["luminance"] if models and "luminance" not in kinds else [])
