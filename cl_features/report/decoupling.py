@@ -157,27 +157,40 @@ def model_free_figure(model_free: Mapping[str, Mapping], path: str) -> Figure:
     sets = list(model_free)
     kinds = _kinds(model_free)
     series = [
-        (s, [model_free[a]["stats"][s]["corr_mean"] for a in sets], c)
+        (
+            s,
+            [model_free[a]["stats"][s]["corr_mean"] for a in sets],
+            [model_free[a]["stats"][s].get("corr_mean_ci") for a in sets],
+            c,
+        )
         for s, c in zip(DENSE_STATS, ("tab:red", "tab:orange", "tab:brown"))
     ]
     series += [
-        (f"sparse ({k})", [model_free[a]["sparse_mean"][k] for a in sets], c)
+        (
+            f"sparse ({k})",
+            [model_free[a]["sparse_mean"][k] for a in sets],
+            [model_free[a].get("sparse_mean_ci", {}).get(k) for a in sets],
+            c,
+        )
         for k, c in zip(kinds, ("tab:blue", "tab:cyan"))
     ]
     x = np.arange(len(sets))
     w = 0.8 / len(series)
-    fig = Figure(figsize=(1.7 * len(sets) + 2.5, 3.8))
+    fig = Figure(figsize=(1.7 * len(sets) + 3.5, 3.8))
     ax = fig.subplots()
-    for i, (label, vals, color) in enumerate(series):
-        ax.bar(x - 0.4 + w * (i + 0.5), vals, w, label=label, color=color)
+    for i, (label, vals, cis, color) in enumerate(series):
+        err = np.array([[v - c[0], c[1] - v] if c else [0.0, 0.0] for v, c in zip(vals, cis)]).T.clip(0)
+        ax.bar(
+            x - 0.4 + w * (i + 0.5), vals, w, label=label, color=color, yerr=err if np.any(err) else None, capsize=1.5
+        )
     ax.axhline(0, color="gray", lw=0.5)
     ax.set_xticks(x, sets)
     ax.set(
         ylabel="cross-view correlation (mean over dims)",
         ylim=(min(-0.05, ax.get_ylim()[0]), 1.05),
-        title="Model-free decoupling: dense (warm) vs sparse (blue) statistics",
+        title="Model-free decoupling: dense (warm) vs sparse (blue) statistics (bars: 95% interval over images)",
     )
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return fig
@@ -188,7 +201,7 @@ def _bars(ax, models: Mapping[str, Mapping], key: str, color: str, title: str, y
     names = list(models)
     vals = np.array([models[n]["scores"].get(key, np.nan) for n in names], float)
     cis = [models[n].get("scores_ci", {}).get(key) for n in names]
-    err = np.array([[v - c[0], c[1] - v] if c else [0.0, 0.0] for v, c in zip(vals, cis)]).T
+    err = np.array([[v - c[0], c[1] - v] if c else [0.0, 0.0] for v, c in zip(vals, cis)]).T.clip(0)
     ax.bar(np.arange(len(names)), vals, color=color, yerr=err if np.any(err) else None, capsize=3)
     ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right", fontsize=8)
     low = np.nanmin(vals - err[0]) if np.isfinite(vals).any() else 0
