@@ -89,7 +89,11 @@ def test_synthetic_train_step_exports(objective, arm):
 def image(config_module, size: int) -> ml_collections.ConfigDict:
     """A named image config at toy shapes (batch 4 of size x size images); its encoder, dtype, objective, augment
     set and recipe."""
-    c = config_module.get_config()
+    return toy_image(config_module.get_config(), size)
+
+
+def toy_image(c: ml_collections.ConfigDict, size: int) -> ml_collections.ConfigDict:
+    """An image config at toy shapes (batch 4 of size x size images), validated."""
     c.data.image_size, c.model.input_size = size, size
     c.train.batch_size, c.train.steps_per_call, c.train.unroll = 4, 2, False
     c.train.log_every, c.eval.every_steps, c.eval.batch_size = 2, 0, 4
@@ -135,6 +139,17 @@ def test_image_train_and_eval_export(config_module, size):
     images = jax.ShapeDtypeStruct((c.eval.batch_size, s, s, 3), jnp.uint8)
     exp = export(ev._fn, state.params, state.rest, images)
     assert exp.out_avals[0].dtype == jnp.float32
+
+
+@pytest.mark.parametrize("objective", ["simsiam", "byol"])
+def test_non_contrastive_image_train_step_exports(objective):
+    # the ResNet-18 SimCLR config with a predictor (and for byol the EMA target, moved after the optimiser step)
+    c = cifar10_simclr_resnet18.get_config()
+    c.objective.name = objective
+    c = toy_image(c, 8)
+    _, state, _, step_fn, batches = image_step(c)
+    exp = export(step_fn.fn, state, batches)
+    assert exp.nr_devices == 1
 
 
 def test_knn_and_probe_export():

@@ -17,7 +17,7 @@ from cl_features.data import image_sources, loader
 from cl_features.image_training import inputs, network, recipe, trainer
 from cl_features.jsonio import read_jsonl
 from cl_features.models import heads
-from cl_features.train import checkpoint, optim
+from cl_features.train import checkpoint, loop, optim
 from experiments.configs import mock_cifar10_tiny, photos_simclr_tiny
 
 
@@ -53,6 +53,11 @@ BAD = [
     ("model.dtype", "float16", "model.dtype"),
     ("model.head_layers", 0, "model.head_layers"),
     ("objective.temperature", 0.0, "objective.temperature"),
+    ("objective.name", "moco", "objective.name"),
+    ("objective.predictor_layers", 0, "objective.predictor_layers"),
+    ("objective.predictor_hidden_dim", 0, "objective.predictor_hidden_dim"),
+    ("objective.ema_momentum", 1.0, "objective.ema_momentum"),
+    ("objective.ema_schedule", "linear", "objective.ema_schedule"),
     ("augment.set", "autoaugment", "augment.set"),
     ("augment.crop.scale", (0.0, 1.0), "augment.crop.scale"),
     ("augment.color_jitter.hue", 2.0, "augment.color_jitter.hue"),
@@ -361,3 +366,106 @@ def test_contrastive_training_on_photos_beats_the_random_encoder():
     assert summary["knn_acc"] > summary["knn_acc_init"] + 0.1, summary
     assert summary["linear_probe_acc"] > summary["linear_probe_acc_init"] + 0.08, summary
     assert summary["online_probe_acc"] > 0.4
+
+
+# ------------------------------------------------------------------------------------------ simsiam, byol
+
+
+def test_simsiam_and_byol_only_with_task_simclr(no_compile):
+    config = mock_cifar10_tiny.get_config()
+    config.task, config.objective.name = "supervised", "byol"
+    with pytest.raises(ValueError, match="config.objective.name must be nt_xent with task=supervised") as err:
+        trainer.run(config, workdir=None, verbose=False)
+    assert "\n" not in str(err.value)
+
+
+def _learner_config(name):
+    c = photos_simclr_tiny.get_config()
+    c.objective.name = name
+    return trainer.validate(c)
+
+
+def _unit64(a):
+    a = np.asarray(a, np.float64)
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("name", ["simsiam", "byol"])
+def test_simsiam_and_byol_losses_match_a_float64_reference(name):
+    c = _learner_config(name)
+    model = network.make_model(c, num_classes=8)
+    x = jax.random.normal(jax.random.key(0), (2 * 6, 16, 16, 3))
+    loss, _, metrics = network.ssl_loss(c, model, x)
+    # the same forward again (train-mode BatchNorm normalises with this batch's statistics: the same outputs)
+    z = np.asarray(model.head(model.encoder(x)), np.float64)
+    p = np.asarray(model.predictor(model.head(model.encoder(x))), np.float64)
+    p1, p2 = _unit64(p[:6]), _unit64(p[6:])
+    if name == "simsiam":
+        z1, z2 = _unit64(z[:6]), _unit64(z[6:])
+        want = -0.5 * (np.mean(np.sum(p1 * z2, 1)) + np.mean(np.sum(p2 * z1, 1)))
+    else:
+        t = np.asarray(model.target_head(model.target_encoder(x)), np.float64)
+        np.testing.assert_allclose(t, z, rtol=1e-5, atol=1e-6)  # at init the target is a copy of the online net
+        t1, t2 = _unit64(t[:6]), _unit64(t[6:])
+        want = np.mean(2 - 2 * np.sum(p1 * t2, 1)) + np.mean(2 - 2 * np.sum(p2 * t1, 1))
+    assert float(loss) == pytest.approx(want, rel=1e-5, abs=1e-6)
+    u = _unit64(z)
+    assert float(metrics["repr_std"]) == pytest.approx(np.sqrt(z.shape[1]) * np.mean(np.std(u, axis=0)), rel=1e-4)
+
+
+def test_byol_momentum_schedule():
+    c = _learner_config("byol")
+    c.objective.ema_momentum = 0.9
+    assert float(network.ema_momentum(c, 0, 100)) == pytest.approx(0.9)
+    assert float(network.ema_momentum(c, 50, 100)) == pytest.approx(0.95)
+    assert float(network.ema_momentum(c, 100, 100)) == pytest.approx(1.0)
+    c.objective.ema_schedule = "constant"
+    assert float(network.ema_momentum(c, 50, 100)) == pytest.approx(0.9)
+
+
+def test_byol_step_moves_the_target_after_the_optimiser_update():
+    c = _learner_config("byol")
+    c.objective.ema_momentum = 0.8  # the cosine schedule's momentum after step 0 is ema_momentum itself
+    c.train.warmup_epochs = 0.0  # a non-zero learning rate at step 0: the online network moves
+    mesh = trainer.make_mesh(c)
+    schedule = recipe.make_schedule(c, 512)
+    tx = recipe.make_optimizer(c, schedule)
+    graphdef, state = loop.init_state(network.make_model(c, 8), tx, 0)
+    before = loop.merge(graphdef, jax.tree.map(np.array, state))
+    online0 = nnx.state(before.encoder, nnx.Param)
+    step_fn = trainer.make_step_fn(c, graphdef, tx, schedule, mesh)
+    rng = np.random.default_rng(0)
+    batches = {
+        "image": rng.integers(0, 256, (1, 64, 16, 16, 3), dtype=np.uint8),
+        "label": rng.integers(0, 8, (1, 64), dtype=np.int32),
+    }
+    state = loop.place_state(state, mesh)
+    state, _ = step_fn.fn(state, loop.stack_batches(iter([jax.tree.map(lambda b: b[0], batches)]), 1, mesh))
+    after = loop.merge(graphdef, jax.tree.map(np.array, state))
+    for module in ("encoder", "head"):
+        t0 = jax.tree.leaves(nnx.state(getattr(before, "target_" + module), heads.EMATarget))
+        t1 = jax.tree.leaves(nnx.state(getattr(after, "target_" + module), heads.EMATarget))
+        o1 = jax.tree.leaves(nnx.state(getattr(after, module), nnx.Param))
+        assert len(t0) == len(t1) == len(o1) > 0
+        for a, b, o in zip(t0, t1, o1, strict=True):
+            np.testing.assert_allclose(b, 0.8 * a + 0.2 * o, rtol=1e-5, atol=1e-7)
+    moved = jax.tree.leaves(nnx.state(after.encoder, nnx.Param))
+    assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(online0), moved, strict=True))
+
+
+def test_mock_cifar10_byol_resumed_equals_uninterrupted(mock_cifar10, tmp_path, monkeypatch):
+    config = mock_cifar10_tiny.get_config()
+    config.objective.name = "byol"
+    config.data.data_dir = "/nonexistent/ignored/by/mock"
+    config.checkpoint.every, config.probe.enabled, config.eval.every_steps = 0, False, 0
+    whole = trainer.run(config, str(tmp_path / "a"), verbose=False)
+    boundaries = iter(range(1, 100))
+    monkeypatch.setattr(checkpoint, "preemption_requested", lambda: next(boundaries) == 5)
+    with pytest.raises(checkpoint.Preempted):
+        trainer.run(config, str(tmp_path / "b"), verbose=False)
+    resumed = trainer.run(config, str(tmp_path / "b"), verbose=False)
+    assert resumed["resumed_from"] == 5
+    rows = [read_jsonl(str(tmp_path / run / "metrics.jsonl")) for run in ("a", "b")]
+    assert rows[0] == rows[1] and [r["step"] for r in rows[0]] == [4, 8]
+    assert all(np.isfinite(r["contrastive_loss"]) and r["repr_std"] > 0 for r in rows[0])
+    assert whole["knn_acc"] == resumed["knn_acc"]

@@ -72,6 +72,7 @@ def make_step_fn(c: ml_collections.ConfigDict, graphdef, tx, schedule: recipe.Sc
             warmup_steps=schedule.warmup_steps,
         ),
         examples_per_step=c.train.batch_size,
+        after_update=network.make_after_update(c, schedule.steps),  # BYOL's EMA target, after the optimiser step
     )
 
 

@@ -74,6 +74,7 @@ def make_step_fn(
     unroll: bool = False,
     learning_rate: Any = None,
     examples_per_step: int = 0,
+    after_update: Callable[[nnx.Module, jax.Array], None] | None = None,
 ) -> StepFn:
     """jit(state, batches) -> (state, mean metrics) running `steps_per_call` steps.
 
@@ -86,6 +87,8 @@ def make_step_fn(
     contract a multiply-add on one side and not the other). unroll: the steps of a call as straight-line code, with
     no loop in the program (XLA:CPU runs convolutions inside any while loop, even a one-trip one, about 10x
     slower); else a rolled `lax.scan`. learning_rate, examples_per_step: recorded in the StepFn for the logs.
+    after_update(model, step): called on the model with the updated parameters after each optimiser step (inside
+    the step), may change its non-Param variables (e.g. BYOL's EMA target); `step` is the step just taken, 0-based.
     """
     if sample_fn is not None and host_batches:
         raise ValueError("make_step_fn: sample_fn and host_batches exclude each other")
@@ -106,6 +109,10 @@ def make_step_fn(
         (loss, (metrics, rest)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        if after_update is not None:
+            model = nnx.merge(graphdef, params, rest, copy=True)
+            after_update(model, state.step)
+            _, _, rest = nnx.split(model, nnx.Param, ...)
         metrics = {"loss": loss, **metrics}
         return TrainState(state.step + 1, params, rest, opt_state, state.rng), metrics
 

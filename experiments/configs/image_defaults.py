@@ -44,7 +44,12 @@ def base() -> ml_collections.ConfigDict:
     c.model.init_prng_impl = "rbg"  # PRNG of the initial weights: rbg (fast to compile) | threefry2x32
 
     c.objective = ml_collections.ConfigDict()
+    c.objective.name = "nt_xent"  # nt_xent (SimCLR) | simsiam | byol (task=simclr only; docs/images.md)
     c.objective.temperature = 0.5  # NT-Xent tau (SimCLR CIFAR: 0.5; ImageNet: 0.1)
+    c.objective.predictor_layers = 2  # simsiam, byol: predictor MLP on the projection (2: Linear-BN-ReLU-Linear)
+    c.objective.predictor_hidden_dim = placeholder(int)  # None: model.head_out_dim
+    c.objective.ema_momentum = 0.99  # byol: target <- m * target + (1 - m) * online after each optimiser step
+    c.objective.ema_schedule = "cosine"  # byol: constant | cosine (BYOL: m_s = 1 - (1 - m)(cos(pi s / steps) + 1) / 2)
     c.objective.online_probe = True  # linear classifier on stop_gradient(features), trained jointly
 
     c.augment = image_sets.config_fields(
