@@ -21,8 +21,14 @@ def default(v: Any) -> Any:
 
 
 def dump(obj: Any, path: str, *, sort_keys: bool = True) -> None:
-    """Writes obj to path (local or remote: cl_features.workdir), indented."""
-    workdir.path(path).write_text(json.dumps(obj, indent=2, sort_keys=sort_keys, default=default, allow_nan=True))
+    """Writes obj to path (local or remote: cl_features.workdir), indented; replaces the file whole (locally
+    through a temporary file and a rename: `workdir.write_text`)."""
+    workdir.write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys, default=default, allow_nan=True))
+
+
+def load(path: str) -> Any:
+    """The JSON value of the file at path (local or remote)."""
+    return json.loads(workdir.path(path).read_text())
 
 
 def read_jsonl(path: str) -> list[dict]:

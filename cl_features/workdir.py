@@ -3,7 +3,8 @@
 Every file the package writes or reads in a workdir goes through `etils.epath` (`path`), so a workdir may be a
 local directory or a bucket (gs://, s3://, az://: epath's fsspec backends, e.g. gcsfs for gs://); orbax writes
 the checkpoints the same way. `Appender` and `write_text` are the two writes the records need (object stores
-have no append and no rename: there they rewrite the whole object, an appended file at most every few seconds).
+have no append and no rename: there they rewrite the whole object, an appended file at most every few seconds);
+`write_bytes`, `savefig` and `savez` / `load_npz` carry the figures and arrays (JSON: cl_features.jsonio).
 
 `check_creatable(workdir)` stops a main before anything slow when the workdir cannot be made or written.
 `lock(workdir)` holds <workdir>/run.lock ({"host", "pid", ...}) while the run trains: a second start on a held
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import json
 import os
 import socket
@@ -45,13 +47,46 @@ def absolute(p: str) -> str:
 def write_text(p, text: str) -> None:
     """Replaces the file's contents whole: locally through a temporary file and a rename (a kill leaves the old
     or the new file), remotely as one object write."""
+    _replace(p, text, "write_text")
+
+
+def write_bytes(p, data: bytes) -> None:
+    """`write_text` for bytes."""
+    _replace(p, data, "write_bytes")
+
+
+def _replace(p, data, write: str) -> None:
     p = path(p)
     if is_remote(p):
-        p.write_text(text)
+        getattr(p, write)(data)
         return
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text)
+    getattr(tmp, write)(data)
     tmp.replace(p)
+
+
+def savefig(fig, p, **kwargs) -> None:
+    """`fig.savefig(p, **kwargs)` through the path layer (the format from p's suffix)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path(p).suffix[1:], **kwargs)
+    write_bytes(p, buf.getvalue())
+
+
+def savez(p, *, compressed: bool = False, **arrays) -> None:
+    """`np.savez(p, **arrays)` (or `np.savez_compressed`) through the path layer."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buf, **arrays)
+    write_bytes(p, buf.getvalue())
+
+
+def load_npz(p) -> dict:
+    """{name: array} of an .npz file written by `savez`."""
+    import numpy as np
+
+    with np.load(io.BytesIO(path(p).read_bytes())) as z:
+        return {k: z[k] for k in z.files}
 
 
 class Appender:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import fsspec
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from cl_features import jsonio, workdir
@@ -237,3 +238,138 @@ def test_a_workdir_the_path_layer_cannot_reach_stops_with_one_line(tmp_path, mon
     with pytest.raises(ValueError, match=r"--workdir=ftp://host/run: ftp:// is not supported; use a local"):
         workdir.check_creatable("ftp://host/run")
     assert list(tmp_path.iterdir()) == []
+
+
+# The report writers and the result files of a run against the bucket stand-in. Orbax cannot write to the
+# in-memory filesystem, so the runs below have their training replaced (train_arm / train_group return fixed
+# results): what is tested is every file written around the checkpoints, and each report redrawn from the bucket
+# alone, byte for byte the same as from a local copy.
+
+
+def _copy_out(bucket: dict, remote: str, local) -> None:
+    """Every object under `remote` (gs://...) into the local directory `local` (the same relative paths)."""
+    for key in list(bucket):
+        if key.startswith(remote.removeprefix("gs://") + "/"):
+            dst = workdir.path(local, key.removeprefix(remote.removeprefix("gs://") + "/"))
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(workdir.path("gs://" + key).read_bytes())
+
+
+def _same_report(bucket: dict, remote: str, local, kind: str | None = None) -> dict:
+    """Redraws the report of `remote` there and in a local copy; asserts both wrote the same bytes."""
+    from cl_features.report import kinds
+
+    _copy_out(bucket, remote, local)
+    there, here = kinds.make_report(remote, kind), kinds.make_report(str(local), kind)
+    assert sorted(there.written) == sorted(here.written) and there.missing == here.missing
+    for name, p in there.written.items():
+        assert p.startswith(remote + "/")
+        assert workdir.path(p).read_bytes() == workdir.path(here.written[name]).read_bytes(), name
+    return there.written
+
+
+def test_the_path_layer_writes_what_matplotlib_and_numpy_write_locally(tmp_path):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 2))
+    fig.subplots().plot([0, 1], [1, 0])
+    fig.savefig(tmp_path / "direct.png", dpi=50)
+    workdir.savefig(fig, tmp_path / "layer.png", dpi=50)
+    assert (tmp_path / "layer.png").read_bytes() == (tmp_path / "direct.png").read_bytes()
+    arrays = {"a": np.arange(3.0), "b/c": np.eye(2, dtype=np.int8)}
+    workdir.savez(tmp_path / "x.npz", compressed=True, **arrays)
+    loaded = workdir.load_npz(tmp_path / "x.npz")
+    assert sorted(loaded) == sorted(arrays) and all(np.array_equal(loaded[k], arrays[k]) for k in arrays)
+    assert loaded["b/c"].dtype == np.int8
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["direct.png", "layer.png", "x.npz"]  # no .tmp left
+
+
+def test_a_synthetic_run_writes_its_results_and_report_to_a_bucket(bucket, tmp_path_factory, monkeypatch):
+    c = arms.validate(synthetic_config.get_config())
+    c.arms, c.data.d, c.data.d1, c.model.m = "complementary_mask,none", 4, 8, 8
+    rng = np.random.default_rng(0)
+    result = {k: 0.5 for k in ("recovered_fraction", "span_share", "sparse_corr", "dense_corr")}
+    result |= {
+        "probe_accuracy": 0.9,
+        "raw_probe_accuracy": 0.8,
+        "final_loss": 1.0,
+        "steps": c.train.steps,
+        "seconds": 1.0,
+    }
+
+    def trained(c, arm, dictionary, *, workdir, **kwargs):  # what train_arm leaves: metrics rows and results.json
+        with MetricsLog(f"{workdir}/{arm}/metrics.jsonl", tensorboard=False) as log:
+            for step in (20, 40):
+                log.write(step, {"contrastive_loss": 2.0 / step, "recovered_fraction": step / 40})
+        jsonio.dump({"config": arms.arm_run_config(c, arm), "results": result}, f"{workdir}/{arm}/results.json")
+        return dict(result), rng.normal(size=(c.model.m, c.data.d1)), []
+
+    monkeypatch.setattr(arms, "train_arm", trained)
+    w = "gs://bucket/run"
+    summary = arms.run(c, w, verbose=False)
+    assert jsonio.load(f"{w}/summary.json") == json.loads(json.dumps(summary))
+    assert arms._finished_results(f"{w}/none/results.json", c, "none") == result
+    weights = workdir.load_npz(f"{w}/weights.npz")
+    assert sorted(weights) == ["dictionary", "w_complementary_mask", "w_none"]
+    written = _same_report(bucket, w, tmp_path_factory.mktemp("local"))
+    assert sorted(written) == ["cosines.png", "decoupling.png", "recovery.png", "summary.md"]
+    assert workdir.path(w, "summary.md").read_text().splitlines()[2].startswith("| complementary_mask |")
+    assert not any(k.endswith(".tmp") for k in bucket)
+
+
+def test_an_unfinished_synthetic_run_in_a_bucket_gets_its_curves_and_progress(bucket, tmp_path_factory):
+    w = "gs://bucket/run"
+    for arm in ("b", "a"):
+        workdir.write_text(
+            f"{w}/{arm}/metrics.jsonl", '{"step": 10, "contrastive_loss": 1.0, "recovered_fraction": 0.5}\n'
+        )
+    written = _same_report(bucket, w, tmp_path_factory.mktemp("local"))
+    assert sorted(written) == ["progress.md", "recovery.png"]
+    assert [r.split("|")[1].strip() for r in workdir.path(w, "progress.md").read_text().splitlines()[2:]] == ["a", "b"]
+
+
+def test_a_sweep_writes_sweep_json_and_its_phase_diagram_to_a_bucket(bucket, tmp_path_factory, monkeypatch):
+    from cl_features.sweep import run as sweep_run
+    from experiments.configs import sweep_sigma
+
+    c = sweep_sigma.get_config()
+    c.arms, c.data.d, c.data.d1, c.train.steps = "complementary_mask", 4, 8, 50
+    c.sweep.x, c.sweep.y, c.sweep.seeds = "data.sigma=0.2,0.4", "", 2
+
+    def trained(c, sweep, g, mesh, workdir, progress):
+        return [{"recovered_fraction": 0.25 * i, "probe_accuracy": 0.9, "diverged_at": 0} for i in sweep.groups[g].runs]
+
+    monkeypatch.setattr(sweep_run, "train_group", trained)
+    w = "gs://bucket/sweep"
+    out = sweep_run.run(sweep_run.validate(c), w)
+    assert jsonio.load(f"{w}/sweep.json") == json.loads(json.dumps(out))
+    assert sorted(_same_report(bucket, w, tmp_path_factory.mktemp("local"))) == ["phase_diagram.png", "sweep.md"]
+    assert "0.125 ± 0.125" in workdir.path(w, "sweep.md").read_text()
+
+
+def test_a_decoupling_report_folder_is_written_to_and_redrawn_from_a_bucket(bucket, tmp_path_factory):
+    from test_decoupling_images import _fake_models, _fake_table
+
+    from cl_features.report import decoupling
+
+    rng = np.random.default_rng(0)
+    models = _fake_models()
+    inputs = dict(
+        model_free={"none": _fake_table(1.0, 1.0, 1.0, 1.0, 1.0), "simclr": _fake_table(0.5, 0.4, 0.7, 0.6, 0.55)},
+        models=models,
+        tsne_maps={m: rng.normal(size=(12, 2)) for m in models},
+        tsne_labels=np.repeat(np.arange(3), 4),
+        class_names=["a", "b", "c"],
+        vis={m: rng.random((2, 8, 8, 3)) for m in models},
+        vis_layer="stage3",
+        config={"seed": 0},
+    )
+    w, local = "gs://bucket/report", tmp_path_factory.mktemp("local")
+    paths = decoupling.write_report(w, **inputs)
+    assert sorted(bucket) == sorted(p.removeprefix("gs://") for p in paths.values())  # every file, only there
+    assert "- figures/tsne.png\n" in workdir.path(w, "summary.md").read_text()
+    assert workdir.load_npz(paths["pictures.npz"]).keys() >= {"tsne_labels", "vis/simclr"}
+    decoupling.write_report(str(local / "direct"), **inputs)
+    assert workdir.path(w, "summary.md").read_text() == (local / "direct" / "summary.md").read_text()
+    written = _same_report(bucket, w, local / "copy", kind="decoupling")
+    assert {"summary.md", "tsne.png", "feature_vis.png", "pictures.npz"} <= set(written)

@@ -6,7 +6,6 @@ the report (curves.png, summary.md) into `workdir` (process 0) and returns the s
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -14,6 +13,7 @@ import jax
 import ml_collections
 
 from cl_features import jsonio
+from cl_features import workdir as workdir_lib
 from cl_features.config_checks import at_least
 from cl_features.data import loader
 from cl_features.image_training import evaluator, inputs, network, recipe
@@ -190,7 +190,7 @@ def run(
     if verbose:
         _print(f"[{c.task}] " + "  ".join(f"{k}={summary[k]:.4g}" for k in SUMMARY_KEYS if k in summary))
     if workdir and jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
+        workdir_lib.path(workdir).mkdir(parents=True, exist_ok=True)
         jsonio.dump(summary, os.path.join(workdir, "summary.json"))
         from cl_features.report import images as report  # matplotlib: only once the run is done
 
@@ -208,12 +208,13 @@ def restore(workdir: str, subdir: str = "checkpoints") -> tuple[ml_collections.C
     directory = os.path.join(workdir, subdir)
     found = checkpoint.saved_config(directory)
     if found is None:
-        raise FileNotFoundError(f"no checkpoint under {os.path.abspath(directory)!r} (not an image-experiment workdir)")
+        raise FileNotFoundError(
+            f"no checkpoint under {workdir_lib.absolute(directory)!r} (not an image-experiment workdir)"
+        )
     c = validate(ml_collections.ConfigDict(found[1]))
     path, summary = os.path.join(workdir, "summary.json"), {}
-    if os.path.exists(path):
-        with open(path) as f:
-            summary = json.load(f)
+    if workdir_lib.path(path).exists():
+        summary = jsonio.load(path)
     if "num_classes" in summary and "num_train" in summary:
         num_classes, num_train = int(summary["num_classes"]), int(summary["num_train"])
     else:
@@ -224,7 +225,7 @@ def restore(workdir: str, subdir: str = "checkpoints") -> tuple[ml_collections.C
     with checkpoint.Checkpointer(directory, config=c.to_dict(), mutable_fields=RESUME_MUTABLE_FIELDS) as ck:
         restored = ck.restore(state)
     if restored is None:
-        raise FileNotFoundError(f"no readable checkpoint under {os.path.abspath(directory)!r}")
+        raise FileNotFoundError(f"no readable checkpoint under {workdir_lib.absolute(directory)!r}")
     summary = summary if summary.get("steps") == restored.step else {}
     return c, loop.merge(graphdef, restored.state), restored.step, summary
 

@@ -31,6 +31,7 @@ import numpy as np
 from flax import nnx
 from matplotlib.figure import Figure
 
+from cl_features import workdir
 from cl_features.augment.image_ops import gaussian_blur
 from cl_features.measure.representation import eval_view
 
@@ -203,4 +204,4 @@ def grid_figure(
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    workdir.savefig(fig, path, dpi=110)

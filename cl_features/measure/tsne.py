@@ -15,6 +15,8 @@ from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 from sklearn.metrics import silhouette_score
 
+from cl_features import workdir
+
 __all__ = ["embed", "separation", "figure"]
 
 
@@ -96,4 +98,4 @@ def figure(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    workdir.savefig(fig, path, dpi=110)

@@ -16,7 +16,6 @@ Inputs are the plain dicts the measurements return:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from cl_features import jsonio
+from cl_features import workdir as workdir_lib
 from cl_features.measure import feature_vis, tsne
 from cl_features.measure.image_stats import DENSE_STATS
 from cl_features.measure.patch_codes import SPARSE_STATS
@@ -192,7 +192,7 @@ def model_free_figure(model_free: Mapping[str, Mapping], path: str) -> Figure:
     )
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    workdir_lib.savefig(fig, path, dpi=110)
     return fig
 
 
@@ -232,7 +232,7 @@ def representation_figure(models: Mapping[str, Mapping], path: str) -> Figure:
     axes[0].legend(fontsize=7)
     for ax in axes[:2]:
         ax.tick_params(axis="x", labelsize=8)
-    fig.savefig(path, dpi=110)
+    workdir_lib.savefig(fig, path, dpi=110)
     return fig
 
 
@@ -260,7 +260,7 @@ def write_report(
     Everything it is drawn from is kept (JSON tables, pictures.npz with the t-SNE maps and the visualisations,
     report_inputs.json with the rest), so `redraw(outdir)` makes the same folder again.
     """
-    os.makedirs(os.path.join(outdir, "figures"), exist_ok=True)
+    workdir_lib.path(outdir, "figures").mkdir(parents=True, exist_ok=True)
     paths: dict[str, str] = {}
     sections = ["# Feature decoupling report\n"]
     if notes:
@@ -282,8 +282,7 @@ def write_report(
             paths[f"{name}.{ext}"] = os.path.join(outdir, f"{name}.{ext}")
         paths[f"{name}.png"] = os.path.join(outdir, "figures", f"{name}.png")
         _dump(table, paths[f"{name}.json"])
-        with open(paths[f"{name}.md"], "w") as f:
-            f.write(md)
+        workdir_lib.write_text(paths[f"{name}.md"], md)
         figure(table, paths[f"{name}.png"])
         sections += [f"## {title}\n", md, f"![{name.replace('_', '-')}](figures/{name}.png)\n"]
     if model_seeds:
@@ -318,7 +317,7 @@ def write_report(
         arrays.update({f"vis/{k}": np.asarray(v) for k, v in vis.items()})
     if arrays:
         paths["pictures.npz"] = os.path.join(outdir, "pictures.npz")
-        np.savez_compressed(paths["pictures.npz"], **arrays)
+        workdir_lib.savez(paths["pictures.npz"], compressed=True, **arrays)
     if config is not None:
         paths["config.json"] = os.path.join(outdir, "config.json")
         _dump(config, paths["config.json"])
@@ -334,8 +333,7 @@ def write_report(
     )
     paths["summary.md"] = os.path.join(outdir, "summary.md")
     sections.append("## Files\n\n" + "".join(f"- {os.path.relpath(p, outdir)}\n" for p in paths.values()))
-    with open(paths["summary.md"], "w") as f:
-        f.write("\n".join(sections))
+    workdir_lib.write_text(paths["summary.md"], "\n".join(sections))
     return paths
 
 
@@ -344,19 +342,13 @@ def redraw(outdir: str) -> dict[str, str]:
 
     def load(name):
         path = os.path.join(outdir, name)
-        if not os.path.exists(path):
-            return None
-        with open(path) as f:
-            return json.load(f)
+        return jsonio.load(path) if workdir_lib.path(path).exists() else None
 
     inputs = load("report_inputs.json")
     if inputs is None:
         raise FileNotFoundError(f"{outdir!r} has no report_inputs.json: not a report folder written by write_report")
-    pictures = {}
     path = os.path.join(outdir, "pictures.npz")
-    if os.path.exists(path):
-        with np.load(path) as z:
-            pictures = {k: z[k] for k in z.files}
+    pictures = workdir_lib.load_npz(path) if workdir_lib.path(path).exists() else {}
     maps = {k[5:]: v for k, v in pictures.items() if k.startswith("tsne/")}
     vis = {k[4:]: v for k, v in pictures.items() if k.startswith("vis/")}
     return write_report(

@@ -8,12 +8,13 @@ not finished gets the curves logged so far.
 
 from __future__ import annotations
 
-import json
 import os
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from cl_features import jsonio
+from cl_features import workdir as workdir_lib
 from cl_features.jsonio import read_jsonl
 from cl_features.report.kinds import Report
 
@@ -48,7 +49,7 @@ def curves(rows: list[dict], path: str, num_classes: int | None = None) -> Figur
             if num_classes and title.startswith("Held-out"):
                 ax.axhline(1 / num_classes, color="gray", ls=":", lw=1, label=f"chance (1/{num_classes})")
         ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110)
+    workdir_lib.savefig(fig, path, dpi=110)
     return fig
 
 
@@ -65,14 +66,12 @@ def markdown(summary: dict) -> str:
 def report(workdir: str, info: dict | None) -> Report:
     """The kinds.REPORTS entry of kind "images"."""
     mpath, spath = os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "summary.json")
-    if not os.path.exists(mpath) and not os.path.exists(spath):
+    has_metrics, has_summary = workdir_lib.path(mpath).exists(), workdir_lib.path(spath).exists()
+    if not has_metrics and not has_summary:
         raise ValueError(f"workdir {workdir!r} has neither summary.json nor metrics.jsonl: nothing to report")
-    summary = {}
-    if os.path.exists(spath):
-        with open(spath) as f:
-            summary = json.load(f)
+    summary = jsonio.load(spath) if has_summary else {}
     out = Report()
-    rows = read_jsonl(mpath) if os.path.exists(mpath) else []
+    rows = read_jsonl(mpath) if has_metrics else []
     if rows:
         out.written["curves.png"] = os.path.join(workdir, "curves.png")
         curves(rows, out.written["curves.png"], summary.get("num_classes"))
@@ -80,8 +79,7 @@ def report(workdir: str, info: dict | None) -> Report:
         out.missing.append("curves.png: metrics.jsonl holds no rows")
     if summary:
         out.written["summary.md"] = os.path.join(workdir, "summary.md")
-        with open(out.written["summary.md"], "w") as f:
-            f.write(markdown(summary))
+        workdir_lib.write_text(out.written["summary.md"], markdown(summary))
     else:
         out.missing.append(
             "summary.json: the run has not finished, so summary.md is not written (resume it with the same "

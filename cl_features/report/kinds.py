@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import os
 from collections.abc import Callable
 
+from cl_features import workdir as workdir_lib
 from cl_features.report import run_info
 
 DEFAULT_KIND = "synthetic"
@@ -43,7 +43,7 @@ def resolve(fn) -> Callable[[str, dict | None], Report]:
 
 def make_report(workdir: str, kind: str | None = None) -> Report:
     """Runs the report of `kind` (default: from run_info.json, else DEFAULT_KIND) on `workdir`."""
-    if not workdir or not os.path.isdir(workdir):
+    if not workdir or not workdir_lib.path(workdir).is_dir():
         raise ValueError(f"workdir must be an existing directory, got {workdir!r}")
     info = run_info.read_run_info(workdir)
     kind = kind or (info or {}).get("kind") or DEFAULT_KIND

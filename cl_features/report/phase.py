@@ -6,12 +6,13 @@ Writes phase_diagram.png (one row per metric in METRICS) and sweep.md (the same 
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from cl_features import jsonio
+from cl_features import workdir as workdir_lib
 from cl_features.report.kinds import Report
 
 METRICS = {"recovered_fraction": (0.0, 1.0), "probe_accuracy": (0.5, 1.0)}  # metric -> colour range
@@ -79,7 +80,7 @@ def _figure(sweep: dict, path: str) -> Figure:
         bar.set_label(metric, fontsize=8)
         bar.ax.tick_params(labelsize=7)
     fig.suptitle(f"mean ± std over {seeds} seeds (* : a run stopped on a non-finite value)", fontsize=9)
-    fig.savefig(path, dpi=110)
+    workdir_lib.savefig(fig, path, dpi=110)
     return fig
 
 
@@ -99,20 +100,18 @@ def markdown(sweep: dict) -> str:
 
 
 def write_figures(workdir: str) -> dict[str, str]:
-    with open(os.path.join(workdir, "sweep.json")) as f:
-        sweep = json.load(f)
+    sweep = jsonio.load(os.path.join(workdir, "sweep.json"))
     paths = {
         "phase_diagram.png": os.path.join(workdir, "phase_diagram.png"),
         "sweep.md": os.path.join(workdir, "sweep.md"),
     }
     _figure(sweep, paths["phase_diagram.png"])
-    with open(paths["sweep.md"], "w") as f:
-        f.write(markdown(sweep))
+    workdir_lib.write_text(paths["sweep.md"], markdown(sweep))
     return paths
 
 
 def report(workdir: str, info: dict | None) -> Report:
     """The kinds.REPORTS entry: a finished sweep's figures (an unfinished one has no sweep.json yet)."""
-    if not os.path.exists(os.path.join(workdir, "sweep.json")):
+    if not workdir_lib.path(workdir, "sweep.json").exists():
         return Report(missing=[f"{workdir}/sweep.json: the sweep has not finished"])
     return Report(written=write_figures(workdir))

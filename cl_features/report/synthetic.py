@@ -7,13 +7,14 @@ on a run that has not finished).
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from cl_features import jsonio
+from cl_features import workdir as workdir_lib
 from cl_features.jsonio import read_jsonl
 from cl_features.measure import recovery
 from cl_features.report.kinds import Report
@@ -55,7 +56,7 @@ def _recovery_figure(workdir: str, arms: list[str], path: str, threshold=None) -
     curves = {}
     for arm in arms:
         mpath = os.path.join(workdir, arm, "metrics.jsonl")
-        if os.path.exists(mpath):
+        if workdir_lib.path(mpath).exists():
             rows = read_jsonl(mpath)
             curves[arm] = ([r["step"] for r in rows], [r["recovered_fraction"] for r in rows])
             curves[arm] += ([r["contrastive_loss"] for r in rows],)
@@ -79,7 +80,7 @@ def _recovery_figure(workdir: str, arms: list[str], path: str, threshold=None) -
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=8)
-    fig.savefig(path, dpi=110)
+    workdir_lib.savefig(fig, path, dpi=110)
     return fig
 
 
@@ -93,7 +94,7 @@ def _cosine_figure(weights: dict, arms: list[str], path: str) -> Figure:
         ax.set(title=arm, xlabel="atom j")
     axes[0, 0].set_ylabel("neuron i (sorted)")
     fig.colorbar(im, ax=axes[0].tolist(), label="|cos(w_i, M_j)|")
-    fig.savefig(path, dpi=110)
+    workdir_lib.savefig(fig, path, dpi=110)
     return fig
 
 
@@ -118,25 +119,22 @@ def _decoupling_figure(summary: dict, path: str) -> Figure:
     )
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    workdir_lib.savefig(fig, path, dpi=110)
     return fig
 
 
 def write_report(workdir: str) -> dict[str, str]:
     """(Re)writes summary.md and the figures from the workdir; returns {name: path}."""
-    with open(os.path.join(workdir, "summary.json")) as f:
-        summary = json.load(f)
+    summary = jsonio.load(os.path.join(workdir, "summary.json"))
     arms = arm_order(summary)
     out = {"summary.md": os.path.join(workdir, "summary.md")}
-    with open(out["summary.md"], "w") as f:
-        f.write(markdown_table(summary))
+    workdir_lib.write_text(out["summary.md"], markdown_table(summary))
     out["recovery.png"] = os.path.join(workdir, "recovery.png")
     _recovery_figure(workdir, arms, out["recovery.png"], _threshold(summary.get("config")))
     wpath = os.path.join(workdir, "weights.npz")
-    if os.path.exists(wpath):
-        with np.load(wpath) as weights:
-            out["cosines.png"] = os.path.join(workdir, "cosines.png")
-            _cosine_figure(dict(weights), arms, out["cosines.png"])
+    if workdir_lib.path(wpath).exists():
+        out["cosines.png"] = os.path.join(workdir, "cosines.png")
+        _cosine_figure(workdir_lib.load_npz(wpath), arms, out["cosines.png"])
     out["decoupling.png"] = os.path.join(workdir, "decoupling.png")
     _decoupling_figure(summary, out["decoupling.png"])
     return out
@@ -152,7 +150,7 @@ def progress_table(workdir: str, arms: list[str], total_steps: int | None) -> st
     lines = ["| arm | step | of | " + " | ".join(cols) + " |", "|---" * (len(cols) + 3) + "|"]
     for arm in arms:
         path = os.path.join(workdir, arm, "metrics.jsonl")
-        rows = read_jsonl(path) if os.path.exists(path) else []
+        rows = read_jsonl(path) if workdir_lib.path(path).exists() else []
         if not rows:
             continue
         last = rows[-1]
@@ -165,11 +163,10 @@ def report(workdir: str, info: dict | None) -> Report:
     """The run's outputs from summary.json, weights.npz and <arm>/metrics.jsonl; with no summary.json yet (the
     run has not finished), the curves and progress.md from the metrics alone. info: run_info.json or None."""
     config = (info or {}).get("config", {})
-    metrics = lambda arm: os.path.join(workdir, arm, "metrics.jsonl")  # noqa: E731
+    metrics = lambda arm: workdir_lib.path(workdir, arm, "metrics.jsonl")  # noqa: E731
     summary_path = os.path.join(workdir, "summary.json")
-    if os.path.exists(summary_path):
-        with open(summary_path) as f:
-            arms = list(json.load(f)["arms"])
+    if workdir_lib.path(summary_path).exists():
+        arms = list(jsonio.load(summary_path)["arms"])
         out = Report(written=write_report(workdir))
         if "cosines.png" not in out.written:
             out.missing.append("cosines.png: no weights.npz in the workdir")
@@ -177,8 +174,8 @@ def report(workdir: str, info: dict | None) -> Report:
         if "arms" in config:
             arms = [a.strip() for a in str(config["arms"]).split(",") if a.strip()]
         else:
-            arms = sorted(d for d in os.listdir(workdir) if os.path.exists(metrics(d)))
-        logged = [a for a in arms if os.path.exists(metrics(a))]
+            arms = sorted(d.name for d in workdir_lib.path(workdir).iterdir() if metrics(d.name).exists())
+        logged = [a for a in arms if metrics(a).exists()]
         if not logged:
             raise ValueError(
                 f"workdir {workdir!r} has neither summary.json nor any <arm>/metrics.jsonl: nothing to report"
@@ -187,13 +184,14 @@ def report(workdir: str, info: dict | None) -> Report:
         out.written["recovery.png"] = os.path.join(workdir, "recovery.png")
         _recovery_figure(workdir, logged, out.written["recovery.png"], _threshold(config))
         out.written["progress.md"] = os.path.join(workdir, "progress.md")
-        with open(out.written["progress.md"], "w") as f:
-            f.write(progress_table(workdir, logged, config.get("train", {}).get("steps")))
+        workdir_lib.write_text(
+            out.written["progress.md"], progress_table(workdir, logged, config.get("train", {}).get("steps"))
+        )
         out.missing.append(
             "summary.json: the run has not finished, so summary.md, cosines.png and "
             "decoupling.png are not drawn (resume it with the same command and workdir)"
         )
     for arm in arms:
-        if not os.path.exists(metrics(arm)):
+        if not metrics(arm).exists():
             out.missing.append(f"{arm}/metrics.jsonl: arm {arm!r} has logged nothing yet")
     return out

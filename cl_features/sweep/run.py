@@ -52,8 +52,7 @@ class _Progress:
 
 def _finished(path: str, record: dict, steps: int) -> list[dict] | None:
     try:
-        with open(path) as f:
-            saved = json.load(f)
+        saved = jsonio.load(path)
     except (OSError, json.JSONDecodeError):
         return None
     same = not checkpoint.config_diff(saved.get("config", {}), record, checkpoint.MUTABLE_FIELDS)
@@ -105,8 +104,7 @@ def train_group(c, sweep: grid.Sweep, g: int, mesh, workdir: str | None, progres
         rows.append(dict(r, final_loss=float(last["contrastive_loss"][i]), diverged_at=int(diverged[i]), steps=steps))
     if path and jax.process_index() == 0:
         seconds = round(time.perf_counter() - t0, 2)
-        jsonio.dump({"config": record, "results": rows, "steps": steps, "seconds": seconds}, path + ".tmp")
-        os.replace(path + ".tmp", path)
+        jsonio.dump({"config": record, "results": rows, "steps": steps, "seconds": seconds}, path)
     return rows
 
 

@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from cl_features import jsonio
+from cl_features import workdir as workdir_lib
 from cl_features.augment import vectors
 from cl_features.config_checks import split_list
 from cl_features.report import run_info
@@ -50,8 +52,7 @@ def arm_run_config(c: ml_collections.ConfigDict, arm: str) -> dict:
 def _finished_results(path: str, c: ml_collections.ConfigDict, arm: str) -> dict | None:
     """The results an earlier run wrote for this arm at train.steps with this config, or None."""
     try:
-        with open(path) as f:
-            saved = json.load(f)
+        saved = jsonio.load(path)
     except (OSError, json.JSONDecodeError):
         return None
     done = saved.get("results") or {}
@@ -109,9 +110,7 @@ def train_arm(
     res["steps"] = c.train.steps
     res["seconds"] = round(time.perf_counter() - t0, 2)
     if path and jax.process_index() == 0:
-        with open(path + ".tmp", "w") as f:
-            json.dump({"config": arm_run_config(c, arm), "results": res}, f, indent=2, sort_keys=True)
-        os.replace(path + ".tmp", path)
+        jsonio.dump({"config": arm_run_config(c, arm), "results": res}, path)
     return res, weights, out.history
 
 
@@ -157,13 +156,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
         summary["arms"][arm] = res
         _say(verbose, f"[{arm}] " + "  ".join(f"{k}={res[k]:.4g}" for k in report.COLUMNS))
     if workdir and jax.process_index() == 0:
-        np.savez(
+        workdir_lib.savez(
             os.path.join(workdir, "weights.npz"),
             dictionary=np.asarray(dictionary),
             **{f"w_{k}": v for k, v in weights.items()},
         )
-        with open(os.path.join(workdir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2, sort_keys=True)
+        jsonio.dump(summary, os.path.join(workdir, "summary.json"))
         figures = report.write_report(workdir)
         pngs = {os.path.splitext(k)[0]: p for k, p in figures.items() if k.endswith(".png")}
         log_figures(workdir, c.train.steps, pngs)
