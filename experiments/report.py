@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
+from cl_features import workdir
 from cl_features.report import kinds
 
 FLAGS = flags.FLAGS
@@ -29,8 +30,7 @@ def main(argv):
     for name, path in report.written.items():
         print(f"wrote {path}")
         if name.endswith(".md"):
-            with open(path) as f:
-                print(f.read(), end="")
+            print(workdir.path(path).read_text(), end="")
     for line in report.missing:
         print(f"missing: {line}")
 
