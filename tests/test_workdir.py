@@ -373,3 +373,16 @@ def test_a_decoupling_report_folder_is_written_to_and_redrawn_from_a_bucket(buck
     assert workdir.path(w, "summary.md").read_text() == (local / "direct" / "summary.md").read_text()
     written = _same_report(bucket, w, local / "copy", kind="decoupling")
     assert {"summary.md", "tsne.png", "feature_vis.png", "pictures.npz"} <= set(written)
+
+
+def test_an_image_run_report_is_redrawn_from_a_bucket(bucket, tmp_path_factory):
+    w = "gs://bucket/images"
+    run_info.write_run_info(w, {"task": "simclr"}, kind="images", argv=["x"])
+    with MetricsLog(f"{w}/metrics.jsonl", tensorboard=False) as log:
+        for step in (10, 20):
+            log.write(step, {"loss": 1.0 / step, "knn_acc": step / 40})
+    jsonio.dump(
+        {"task": "simclr", "knn_acc": 0.5, "knn_acc_init": 0.1, "num_classes": 4, "steps": 20}, f"{w}/summary.json"
+    )
+    assert sorted(_same_report(bucket, w, tmp_path_factory.mktemp("local"))) == ["curves.png", "summary.md"]
+    assert "| knn_acc | 0.1000 | 0.5000 |" in workdir.path(w, "summary.md").read_text()
