@@ -25,6 +25,7 @@ import tempfile
 import time
 import uuid
 
+import numpy as np
 from etils import epath
 
 LOCK = "run.lock"
@@ -74,8 +75,6 @@ def savefig(fig, p, **kwargs) -> None:
 
 def savez(p, *, compressed: bool = False, **arrays) -> None:
     """`np.savez(p, **arrays)` (or `np.savez_compressed`) through the path layer."""
-    import numpy as np
-
     buf = io.BytesIO()
     (np.savez_compressed if compressed else np.savez)(buf, **arrays)
     write_bytes(p, buf.getvalue())
@@ -83,8 +82,6 @@ def savez(p, *, compressed: bool = False, **arrays) -> None:
 
 def load_npz(p) -> dict:
     """{name: array} of an .npz file written by `savez`."""
-    import numpy as np
-
     with np.load(io.BytesIO(path(p).read_bytes())) as z:
         return {k: z[k] for k in z.files}
 
