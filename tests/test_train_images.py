@@ -468,4 +468,4 @@ def test_mock_cifar10_byol_resumed_equals_uninterrupted(mock_cifar10, tmp_path, 
     rows = [read_jsonl(str(tmp_path / run / "metrics.jsonl")) for run in ("a", "b")]
     assert rows[0] == rows[1] and [r["step"] for r in rows[0]] == [4, 8]
     assert all(np.isfinite(r["contrastive_loss"]) and r["repr_std"] > 0 for r in rows[0])
-    assert whole["knn_acc"] == resumed["knn_acc"]
+    assert whole["knn_acc"] == resumed["knn_acc"] and whole["effective_rank"] == resumed["effective_rank"] > 1

@@ -10,6 +10,7 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from cl_features import jsonio
@@ -19,12 +20,22 @@ from cl_features.data import loader
 from cl_features.image_training import evaluator, inputs, network, recipe
 from cl_features.image_training.inputs import ImageData
 from cl_features.image_training.network import ImageModel
+from cl_features.measure import collapse
 from cl_features.report import run_info
 from cl_features.train import checkpoint, loop, optim, resumable
 from cl_features.train import mesh as mesh_lib
 from cl_features.train.metrics_log import MetricsLog
 
-SUMMARY_KEYS = ("knn_acc", "linear_probe_acc", "online_probe_acc", "test_acc", "final_loss", "steps", "seconds")
+SUMMARY_KEYS = (
+    "knn_acc",
+    "linear_probe_acc",
+    "online_probe_acc",
+    "test_acc",
+    "effective_rank",
+    "final_loss",
+    "steps",
+    "seconds",
+)
 # Config fields a resumed run may change: frequencies, steps, devices (checkpoint module), evaluation, where the
 # data lives, and how the steps of a call are compiled.
 RESUME_MUTABLE_FIELDS = checkpoint.MUTABLE_FIELDS + ("train.epochs", "train.unroll", "eval", "probe", "data.data_dir")
@@ -133,7 +144,7 @@ def train(
         batch_iter=iter(batches),  # its position is checkpointed with the state
         on_log=on_log if monitor else None,
         log_initial=monitor and c.eval.at_init,
-        name=c.task,
+        name=c.task if c.objective.name == "nt_xent" else f"{c.task}/{c.objective.name}",
         verbose=verbose,
         checked=checked,
     )
@@ -142,6 +153,8 @@ def train(
         if last_eval.get("step") != steps:  # a finished run started again: measure, log nothing
             last_eval.update(zip(("scores", "feats"), ev.evaluate(out.state)), step=steps)
         results.update(last_eval["scores"])
+        # the collapse measure of the synthetic experiment: effective rank of the encoder's test features
+        results["effective_rank"] = collapse.collapse(jnp.asarray(last_eval["feats"]["test"][0]))["effective_rank"]
         if c.probe.enabled:
             probe = ev.probe(last_eval["feats"])
             results.update(probe)
@@ -188,7 +201,8 @@ def run(
     summary, _ = train(c, workdir, data=data, verbose=verbose, checked=checked)
     summary["config"] = c.to_dict()
     if verbose:
-        _print(f"[{c.task}] " + "  ".join(f"{k}={summary[k]:.4g}" for k in SUMMARY_KEYS if k in summary))
+        label = c.task if c.objective.name == "nt_xent" else f"{c.task}/{c.objective.name}"
+        _print(f"[{label}] " + "  ".join(f"{k}={summary[k]:.4g}" for k in SUMMARY_KEYS if k in summary))
     if workdir and jax.process_index() == 0:
         workdir_lib.path(workdir).mkdir(parents=True, exist_ok=True)
         jsonio.dump(summary, os.path.join(workdir, "summary.json"))
