@@ -54,7 +54,7 @@ def test_workdir_outputs(toy_run):
         assert w["w_complementary_mask"].shape == (64, 128)
         assert w["dictionary"].shape == (128, 16)
     table = (workdir / "summary.md").read_text()
-    assert table.count("\n") == 4 and "complementary_mask" in table
+    assert table.count("\n") == 4 and "complementary_mask" in table and "| effective_rank |" in table
     for name in ("recovery.png", "cosines.png", "decoupling.png"):
         assert (workdir / name).stat().st_size > 5000
     rows = [json.loads(line) for line in (workdir / "none" / "metrics.jsonl").read_text().splitlines()]

@@ -27,6 +27,7 @@ COLUMNS = (
     "dense_corr",
     "probe_accuracy",
     "raw_probe_accuracy",
+    "effective_rank",
     "steps",
     "seconds",
 )
@@ -42,7 +43,7 @@ def markdown_table(summary: dict) -> str:
     lines = ["| arm | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for arm in arm_order(summary):
         r = summary["arms"][arm]
-        cells = [f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k in COLUMNS]
+        cells = [f"{r[k]:.3f}" if isinstance(r.get(k), float) else str(r.get(k, "-")) for k in COLUMNS]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
