@@ -378,3 +378,19 @@ def test_data_iterator_position_is_restored(tmp_path, mesh):
     kernel, next_x = _fit_linear(mesh, tmp_path / "run", 30)
     np.testing.assert_array_equal(kernel, ref_kernel)
     np.testing.assert_array_equal(next_x, ref_next)  # the iterator continued where the reference is
+
+
+def test_fields_added_later_at_their_old_value_are_no_change():
+    # an image checkpoint written before the objective.* fields existed resumes under today's defaults
+    from experiments.configs import image_defaults
+
+    now = image_defaults.base().to_dict()
+    flat = checkpoint._flat(now)
+    assert {k: flat[k] for k in checkpoint.ADDED_FIELDS} == checkpoint.ADDED_FIELDS
+    old = {
+        **now,
+        "objective": {k: v for k, v in now["objective"].items() if f"objective.{k}" not in checkpoint.ADDED_FIELDS},
+    }
+    assert checkpoint.config_diff(old, now) == [] and checkpoint.config_diff(now, old) == []
+    byol = {**now, "objective": {**now["objective"], "name": "byol"}}
+    assert checkpoint.config_diff(old, byol) == ["objective.name"]

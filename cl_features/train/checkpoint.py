@@ -34,6 +34,15 @@ from cl_features import workdir
 # Fields that may change between a checkpoint and its resume: they do not change the numbers of a step.
 MUTABLE_FIELDS = ("train.steps", "train.log_every", "train.steps_per_call", "train.num_devices", "checkpoint")
 _MISSING = object()
+# Fields added to the configs after checkpoints were written without them, with the value that reproduces the
+# older runs: absent on one side and this value on the other counts as unchanged (the image objectives).
+ADDED_FIELDS = {
+    "objective.name": "nt_xent",
+    "objective.predictor_layers": 2,
+    "objective.predictor_hidden_dim": None,
+    "objective.ema_momentum": 0.99,
+    "objective.ema_schedule": "cosine",
+}
 
 
 class Preempted(Exception):
@@ -74,9 +83,17 @@ def _flat(tree: dict) -> dict[str, Any]:
 
 
 def config_diff(saved: dict, current: dict, mutable: tuple[str, ...] = MUTABLE_FIELDS) -> list[str]:
-    """Dotted fields whose values differ (present in only one counts), except `mutable` ones and their children."""
+    """Dotted fields whose values differ (present in only one counts, except an ADDED_FIELDS field at its value
+    there), except `mutable` ones and their children."""
     a, b = _flat(saved), _flat(current)
-    changed = sorted(k for k in a.keys() | b.keys() if a.get(k, _MISSING) != b.get(k, _MISSING))
+
+    def differs(k):
+        x, y = a.get(k, _MISSING), b.get(k, _MISSING)
+        if k in ADDED_FIELDS and _MISSING in (x, y):
+            return (y if x is _MISSING else x) != ADDED_FIELDS[k]
+        return x != y
+
+    changed = sorted(k for k in a.keys() | b.keys() if differs(k))
     return [k for k in changed if not any(k == m or k.startswith(m + ".") for m in mutable)]
 
 
