@@ -154,7 +154,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
             checked=checked.get(arm),
         )
         summary["arms"][arm] = res
-        _say(verbose, f"[{arm}] " + "  ".join(f"{k}={res[k]:.4g}" for k in report.COLUMNS))
+        _say(verbose, f"[{arm}] " + "  ".join(f"{k}={res[k]:.4g}" for k in report.COLUMNS if k in res))
     if workdir and jax.process_index() == 0:
         workdir_lib.savez(
             os.path.join(workdir, "weights.npz"),
