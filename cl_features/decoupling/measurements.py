@@ -116,8 +116,9 @@ def to_unit(images: np.ndarray) -> np.ndarray:
     return np.asarray(images, np.float32) / 255.0
 
 
-def stream_key(c: ml_collections.ConfigDict, stream: int) -> jax.Array:
-    return jax.random.fold_in(jax.random.key(c.seed), stream)
+def stream_key(c: ml_collections.ConfigDict, stream: int, seed: int | None = None) -> jax.Array:
+    """The key of one random stream of the study's seed (or of `seed`)."""
+    return jax.random.fold_in(jax.random.key(c.seed if seed is None else seed), stream)
 
 
 def fit_dictionaries(c: ml_collections.ConfigDict, fit: Images, kinds, seed: int | None = None) -> dict:
@@ -149,7 +150,7 @@ def model_free_tables(c: ml_collections.ConfigDict, measured: Images, fit: Image
         dicts = dictionaries if s == c.seed else fit_dictionaries(c, fit, list(dictionaries), seed=s)
         per_seed.append(
             model_free.augmentation_tables(
-                jax.random.fold_in(jax.random.key(s), MODEL_FREE_STREAM),
+                stream_key(c, MODEL_FREE_STREAM, seed=s),
                 measured.images,
                 split_list(c, "model_free.sets"),
                 dicts,
