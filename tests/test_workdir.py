@@ -308,7 +308,15 @@ def test_a_synthetic_run_writes_its_results_and_report_to_a_bucket(bucket, tmp_p
     w = "gs://bucket/run"
     summary = arms.run(c, w, verbose=False)
     assert jsonio.load(f"{w}/summary.json") == json.loads(json.dumps(summary))
-    assert arms._finished_results(f"{w}/none/results.json", c, "none") == result
+    assert (
+        arms.finished_results(
+            f"{w}/none/results.json",
+            arms.arm_run_config(c, "none"),
+            c.train.steps,
+            checkpoint.MUTABLE_FIELDS + ("arms",),
+        )
+        == result
+    )
     weights = workdir.load_npz(f"{w}/weights.npz")
     assert sorted(weights) == ["dictionary", "w_complementary_mask", "w_none"]
     written = _same_report(bucket, w, tmp_path_factory.mktemp("local"))
@@ -336,7 +344,7 @@ def test_a_sweep_writes_sweep_json_and_its_phase_diagram_to_a_bucket(bucket, tmp
     c.arms, c.data.d, c.data.d1, c.train.steps = "complementary_mask", 4, 8, 50
     c.sweep.x, c.sweep.y, c.sweep.seeds = "data.sigma=0.2,0.4", "", 2
 
-    def trained(c, sweep, g, mesh, workdir, progress):
+    def trained(c, sweep, g, mesh, workdir, progress, checked=None):
         return [{"recovered_fraction": 0.25 * i, "probe_accuracy": 0.9, "diverged_at": 0} for i in sweep.groups[g].runs]
 
     monkeypatch.setattr(sweep_run, "train_group", trained)

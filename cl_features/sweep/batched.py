@@ -133,18 +133,13 @@ def build(c: ml_collections.ConfigDict, arm: str, traced: list[dict], mesh: Mesh
     state = jax.device_put(Batch(jnp.zeros((), jnp.int32), runs_state, last, jnp.zeros((n,), jnp.int32)), shardings)
 
     def log_one(params, rest, dictionary):
-        w = net_weights(loop.merge(graphdef, loop.TrainState(None, params, rest, None, None)))
+        w = task.encoder(loop.merge(graphdef, loop.TrainState(None, params, rest, None, None))).w[...]
         rec = recovery.recovery(w, dictionary, c.measure.threshold)
         return {"recovered_fraction": rec["recovered_fraction"], "span_share": rec["span_share_mean"]}
 
     log = jax.jit(lambda b: jax.vmap(log_one)(b.runs.params, b.runs.rest, dictionaries))
     step_fn = loop.StepFn(fn=lambda b, _: program(values, dictionaries, b), steps_per_call=c.train.steps_per_call)
     return Program(graphdef, state, step_fn, dictionaries, log)
-
-
-def net_weights(model) -> jax.Array:
-    """w: [m, d1] of the paper's network inside the driver's model."""
-    return getattr(model, "net", model).w[...]
 
 
 def run_models(program: Program, state: Batch, count: int) -> list:

@@ -9,7 +9,6 @@ float64 ridge), so a run's results mean what the same run alone reports.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -50,15 +49,6 @@ class _Progress:
         )
 
 
-def _finished(path: str, record: dict, steps: int) -> list[dict] | None:
-    try:
-        saved = jsonio.load(path)
-    except (OSError, json.JSONDecodeError):
-        return None
-    same = not checkpoint.config_diff(saved.get("config", {}), record, checkpoint.MUTABLE_FIELDS)
-    return saved["results"] if same and saved.get("steps") == steps else None
-
-
 def _group_record(c, sweep: grid.Sweep, g: int, mesh) -> tuple[list, dict]:
     """The configs of a group's runs and what its checkpoints record (its first run's config and the runs)."""
     group = sweep.groups[g]
@@ -67,14 +57,14 @@ def _group_record(c, sweep: grid.Sweep, g: int, mesh) -> tuple[list, dict]:
     return configs, dict(configs[0].to_dict(), runs=group.traced, padded_runs=pad)
 
 
-def train_group(c, sweep: grid.Sweep, g: int, mesh, workdir: str | None, progress: _Progress) -> list[dict]:
-    """Trains and measures one group; returns the results of its runs (in order)."""
+def train_group(c, sweep: grid.Sweep, g: int, mesh, workdir: str | None, progress: _Progress, checked=None) -> list:
+    """Trains and measures one group; returns the results of its runs (in order). checked: check_resume's answer."""
     t0, group = time.perf_counter(), sweep.groups[g]
     configs, record = _group_record(c, sweep, g, mesh)
     gc, steps = configs[0], configs[0].train.steps
     run_dir = os.path.join(workdir, "groups", group.name) if workdir else None
     path = os.path.join(run_dir, "results.json") if run_dir else None
-    done = _finished(path, record, steps) if path else None
+    done = arms.finished_results(path, record, steps, checkpoint.MUTABLE_FIELDS) if path else None
     if done is not None:
         _say(f"[sweep] group {g + 1}/{len(sweep.groups)} {group.name}: finished earlier, results from {path}")
         return done
@@ -96,6 +86,7 @@ def train_group(c, sweep: grid.Sweep, g: int, mesh, workdir: str | None, progres
         on_log=on_log,
         name=group.name,
         verbose=False,
+        checked=checked,
     )
     last, diverged = jax.device_get((out.state.last, out.state.diverged_at))
     rows = []
@@ -114,12 +105,15 @@ def run(config: ml_collections.ConfigDict, workdir: str | None) -> dict:
         raise ValueError("the sweep runs in one process (its devices share the runs); start it without --distributed")
     sweep = grid.expand(config)
     mesh = batched.make_mesh(config.train.num_devices)
+    checked = [None] * len(sweep.groups)
     if workdir:
         for g, group in enumerate(sweep.groups):  # a refused resume leaves the workdir as it was
             configs, record = _group_record(config, sweep, g, mesh)
             run_dir = os.path.join(workdir, "groups", group.name)
             steps = configs[0].train.steps
-            resumable.check_resume(run_dir, record, mutable_fields=arms.RESUME_MUTABLE_FIELDS, total_steps=steps)
+            checked[g] = resumable.check_resume(
+                run_dir, record, mutable_fields=arms.RESUME_MUTABLE_FIELDS, total_steps=steps
+            )
         run_info.write_run_info(workdir, config, kind="sweep")
     from cl_features.report import phase  # matplotlib: only once the config is good
 
@@ -127,7 +121,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | None) -> dict:
     found = [None] * len(sweep.runs)
     _say(f"[sweep] {len(sweep.runs)} runs in {len(sweep.groups)} compiled groups on {mesh.size} device(s)")
     for g, group in enumerate(sweep.groups):
-        for i, r in zip(group.runs, train_group(config, sweep, g, mesh, workdir, progress), strict=True):
+        for i, r in zip(group.runs, train_group(config, sweep, g, mesh, workdir, progress, checked[g]), strict=True):
             found[i] = r
         progress.done, progress.mark = progress.done + len(group.runs) * config.train.steps, None
     out = {

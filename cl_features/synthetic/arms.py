@@ -49,17 +49,16 @@ def arm_run_config(c: ml_collections.ConfigDict, arm: str) -> dict:
     return dict(c.to_dict(), arm=arm)
 
 
-def _finished_results(path: str, c: ml_collections.ConfigDict, arm: str) -> dict | None:
-    """The results an earlier run wrote for this arm at train.steps with this config, or None."""
+def finished_results(path: str, record: dict, steps: int, mutable_fields: tuple) -> dict | list | None:
+    """The results saved at `path` by a run of config `record` that reached `steps`, or None."""
     try:
         saved = jsonio.load(path)
     except (OSError, json.JSONDecodeError):
         return None
-    done = saved.get("results") or {}
-    same = not checkpoint.config_diff(
-        saved.get("config", {}), arm_run_config(c, arm), checkpoint.MUTABLE_FIELDS + ("arms",)
-    )
-    return done if same and done.get("steps") == c.train.steps else None
+    done = saved.get("results")
+    saved_steps = saved.get("steps", done.get("steps") if isinstance(done, dict) else None)
+    same = not checkpoint.config_diff(saved.get("config", {}), record, mutable_fields)
+    return done if same and done and saved_steps == steps else None
 
 
 def train_arm(
@@ -101,7 +100,9 @@ def train_arm(
     model = loop.merge(graphdef, jax.tree_util.tree_map(lambda x: jnp.asarray(jax.device_get(x)), out.state))
     weights = np.asarray(task.encoder(model).w[...])
     path = os.path.join(arm_dir, "results.json") if arm_dir else None
-    done = _finished_results(path, c, arm) if path and out.start == c.train.steps else None
+    record, steps = arm_run_config(c, arm), c.train.steps
+    finished = path and out.start == steps
+    done = finished_results(path, record, steps, checkpoint.MUTABLE_FIELDS + ("arms",)) if finished else None
     if done is not None:
         _say(verbose, f"[{arm}] finished earlier (step {out.start}): results from {path}")
         return done, weights, out.history
@@ -110,7 +111,7 @@ def train_arm(
     res["steps"] = c.train.steps
     res["seconds"] = round(time.perf_counter() - t0, 2)
     if path and jax.process_index() == 0:
-        jsonio.dump({"config": arm_run_config(c, arm), "results": res}, path)
+        jsonio.dump({"config": record, "results": res}, path)
     return res, weights, out.history
 
 
