@@ -1,15 +1,9 @@
 """A run's workdir: one path layer for its files, checked before the start-up, held by one run at a time.
 
-Every file the package writes or reads in a workdir goes through `etils.epath` (`path`), so a workdir may be a
-local directory or a bucket (gs://, s3://, az://: epath's fsspec backends, e.g. gcsfs for gs://); orbax writes
-the checkpoints the same way. `Appender` and `write_text` are the two writes the records need (object stores
-have no append and no rename: there they rewrite the whole object, an appended file at most every few seconds);
-`write_bytes`, `savefig` and `savez` / `load_npz` carry the figures and arrays (JSON: cl_features.jsonio).
-
-`check_creatable(workdir)` stops a main before anything slow when the workdir cannot be made or written.
-`lock(workdir)` holds <workdir>/run.lock ({"host", "pid", ...}) while the run trains: a second start on a held
-workdir stops with one line naming the holder; a lock whose holder process is gone (same host) is taken over. A
-multi-host run is one holder: process 0 takes the lock and every process learns the outcome.
+Files go through `etils.epath`, so a workdir may be local or a bucket (gs://, s3://, az://, through fsspec).
+Object stores have no append and no rename: there `Appender` and `write_text` rewrite whole objects.
+`check_creatable` stops a main early when the workdir cannot be made or written; `lock` holds <workdir>/run.lock
+while a run trains (a second start stops naming the holder; a dead holder's lock on this host is taken over).
 """
 
 from __future__ import annotations
@@ -45,39 +39,29 @@ def absolute(p: str) -> str:
     return str(p) if is_remote(p) else os.path.abspath(p)
 
 
-def write_text(p, text: str) -> None:
-    """Replaces the file's contents whole: locally through a temporary file and a rename (a kill leaves the old
-    or the new file), remotely as one object write."""
-    _replace(p, text, "write_text")
-
-
-def write_bytes(p, data: bytes) -> None:
-    """`write_text` for bytes."""
-    _replace(p, data, "write_bytes")
-
-
-def _replace(p, data, write: str) -> None:
+def write_text(p, data: str | bytes) -> None:
+    """Replaces the file's contents (text or bytes) whole: locally through a temporary file and a rename (a kill
+    leaves the old or the new file), remotely as one object write."""
     p = path(p)
-    if is_remote(p):
-        getattr(p, write)(data)
-        return
-    tmp = p.with_name(p.name + ".tmp")
-    getattr(tmp, write)(data)
-    tmp.replace(p)
+    target = p if is_remote(p) else p.with_name(p.name + ".tmp")
+    with target.open("wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+    if target != p:
+        target.replace(p)
 
 
 def savefig(fig, p, **kwargs) -> None:
     """`fig.savefig(p, **kwargs)` through the path layer (the format from p's suffix)."""
     buf = io.BytesIO()
     fig.savefig(buf, format=path(p).suffix[1:], **kwargs)
-    write_bytes(p, buf.getvalue())
+    write_text(p, buf.getvalue())
 
 
 def savez(p, *, compressed: bool = False, **arrays) -> None:
     """`np.savez(p, **arrays)` (or `np.savez_compressed`) through the path layer."""
     buf = io.BytesIO()
     (np.savez_compressed if compressed else np.savez)(buf, **arrays)
-    write_bytes(p, buf.getvalue())
+    write_text(p, buf.getvalue())
 
 
 def load_npz(p) -> dict:
@@ -87,10 +71,8 @@ def load_npz(p) -> dict:
 
 
 class Appender:
-    """Appends text to one file. Locally each `write` appends to the file. An object store has no append: there
-    the file's text is read once and kept in memory, and the whole object is rewritten on `flush` / `close` and by
-    a `write` that comes `every_s` seconds after the last rewrite, so the rewrites do not grow with the rows (a
-    kill loses what was written since the last rewrite)."""
+    """Appends text to one file. Remotely the text is kept in memory and the object rewritten on `flush` / `close`
+    and at most every `every_s` seconds (a kill loses what came after the last rewrite)."""
 
     def __init__(self, p, every_s: float = 30.0):
         self.path, self.every_s = path(p), every_s
@@ -173,11 +155,9 @@ def _alive(holder: dict) -> bool:
     pid = int(holder.get("pid", -1))
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+    except PermissionError:  # alive, another user's
         pass
-    except (OverflowError, ValueError):
+    except (ProcessLookupError, OverflowError, ValueError):
         return False
     return holder.get("pid_start") in (None, _start_time(pid))
 

@@ -15,11 +15,11 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
-from flax import nnx
+from flax import nnx, traverse_util
 
 from cl_features.jsonio import read_jsonl
 from cl_features.synthetic import arms, task
-from cl_features.train import checkpoint, loop, resumable
+from cl_features.train import checkpoint, config_guard, loop, resumable
 from cl_features.train import mesh as mesh_lib
 from experiments.configs import synthetic as synthetic_config
 
@@ -139,9 +139,11 @@ def test_config_diff_names_fields_and_allows_mutable_ones():
         "checkpoint": {"every": 50},
         "data": {"d": 8, "extra": None},
     }
-    assert checkpoint.config_diff(saved, now) == ["data.extra", "seed", "train.batch_size"]
-    assert checkpoint.config_diff(saved, saved) == []
-    assert checkpoint.describe_diff(saved, now, ["seed", "data.extra"]) == "seed: 0 -> 1; data.extra: (absent) -> null"
+    assert config_guard.config_diff(saved, now) == ["data.extra", "seed", "train.batch_size"]
+    assert config_guard.config_diff(saved, saved) == []
+    assert (
+        config_guard.describe_diff(saved, now, ["seed", "data.extra"]) == "seed: 0 -> 1; data.extra: (absent) -> null"
+    )
 
 
 def test_every_must_be_a_multiple_of_steps_per_call():
@@ -385,12 +387,12 @@ def test_fields_added_later_at_their_old_value_are_no_change():
     from experiments.configs import image_defaults
 
     now = image_defaults.base().to_dict()
-    flat = checkpoint._flat(now)
-    assert {k: flat[k] for k in checkpoint.ADDED_FIELDS} == checkpoint.ADDED_FIELDS
+    flat = traverse_util.flatten_dict(now, sep=".")
+    assert {k: flat[k] for k in config_guard.ADDED_FIELDS} == config_guard.ADDED_FIELDS
     old = {
         **now,
-        "objective": {k: v for k, v in now["objective"].items() if f"objective.{k}" not in checkpoint.ADDED_FIELDS},
+        "objective": {k: v for k, v in now["objective"].items() if f"objective.{k}" not in config_guard.ADDED_FIELDS},
     }
-    assert checkpoint.config_diff(old, now) == [] and checkpoint.config_diff(now, old) == []
+    assert config_guard.config_diff(old, now) == [] and config_guard.config_diff(now, old) == []
     byol = {**now, "objective": {**now["objective"], "name": "byol"}}
-    assert checkpoint.config_diff(old, byol) == ["objective.name"]
+    assert config_guard.config_diff(old, byol) == ["objective.name"]

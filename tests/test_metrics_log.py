@@ -13,7 +13,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cl_features.jsonio import read_jsonl
-from cl_features.train import loop, metrics_log
+from cl_features.train import loop
 from cl_features.train.metrics_log import MetricsLog, log_figures, truncate_jsonl
 
 ROWS = [
@@ -119,7 +119,7 @@ def test_truncate_jsonl_drops_later_and_torn_rows(tmp_path):
 
 
 def test_progress_line(capsys):
-    metrics_log.Progress("arm", 100, start_step=20).update(40, {"loss": 0.123456, "hist": np.arange(3)})
+    loop.Progress("arm", 100, start_step=20).update(40, {"loss": 0.123456, "hist": np.arange(3)})
     out = capsys.readouterr().out
     assert out.startswith("[arm] step 40/100  loss 0.1235  ") and "steps/s  ETA" in out and "hist" not in out
 
@@ -127,7 +127,7 @@ def test_progress_line(capsys):
 def test_progress_rate_leaves_out_the_first_call_and_adds_the_whole_run(capsys):
     """Fake clock: the first call (steps 0-10) takes 10 s, compilation included; then 10 steps/s."""
     now = [0.0]
-    progress = metrics_log.Progress("b", 100, part=(1, 3), clock=lambda: now[0])
+    progress = loop.Progress("b", 100, part=(1, 3), clock=lambda: now[0])
     now[0] = 10.0
     progress.first_call_done(10)
     assert progress.update(10, {"loss": 1.0}) == {}  # no step timed after the first call yet
@@ -140,7 +140,7 @@ def test_progress_rate_leaves_out_the_first_call_and_adds_the_whole_run(capsys):
     assert progress.update(35, {}) == {"steps_per_second": pytest.approx(5.0)}  # since the row before
     # The ETA's rate is the mean since the first call: 25 steps in 3 s.
     assert capsys.readouterr().out == "[b] step 35/100    8.3 steps/s  ETA 8s  run ETA 29s (2 of 3)\n"
-    assert [metrics_log.duration(s) for s in (None, 59.4, 61, 3720)] == ["--", "59s", "1m01s", "1h02m"]
+    assert [loop.duration(s) for s in (None, 59.4, 61, 3720)] == ["--", "59s", "1m01s", "1h02m"]
 
 
 def test_fit_times_steps_after_the_first_call_and_logs_rate_and_throughput(tmp_path, capsys):
@@ -153,7 +153,7 @@ def test_fit_times_steps_after_the_first_call_and_logs_rate_and_throughput(tmp_p
     state = loop.TrainState(jnp.int32(0), {}, {}, {}, jnp.zeros(2, jnp.uint32))
     step_fn = loop.StepFn(fn, 5, learning_rate=lambda s: 0.1 * (s + 1), examples_per_step=8)
     with MetricsLog(str(tmp_path / "metrics.jsonl")) as log:
-        progress = metrics_log.Progress("t", 20, clock=lambda: now[0])
+        progress = loop.Progress("t", 20, clock=lambda: now[0])
         measure = lambda step, st: now.__setitem__(0, now[0] + (30.0 if step == 10 else 0.0)) or {"m": 1.0}
         loop.fit(step_fn, state, mesh=None, total_steps=20, log_every=10, metrics_log=log, progress=progress,
                  on_log=measure)  # fmt: skip

@@ -1,9 +1,8 @@
 """Multi-host start: `initialize_from_flags()` at the top of a main, before any other JAX call.
 
---distributed=off: one process. on: always call `jax.distributed.initialize` (a Cloud TPU VM or pod slice).
-auto (default): call it when a setting is given, by flag or by env (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
-JAX_PROCESS_ID), or when srun or mpirun started more than one task. What is not given, jax fills in itself under
-SLURM, Open MPI and on Cloud TPU; elsewhere all three settings are needed.
+--distributed=off: one process; on: always `jax.distributed.initialize` (Cloud TPU); auto (default): when a
+setting is given (flag or $JAX_COORDINATOR_ADDRESS, $JAX_NUM_PROCESSES, $JAX_PROCESS_ID) or srun / mpirun started
+several tasks. jax fills in the rest under SLURM, Open MPI and Cloud TPU; elsewhere all three are needed.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer("num_processes", None, f"Process count; else ${ENV['num_processes']}.", lower_bound=1, **kw)
     flags.DEFINE_integer("process_id", None, f"This process's id; else ${ENV['process_id']}.", lower_bound=0, **kw)
     flags.DEFINE_list("local_device_ids", None, "Local device ids this process uses, e.g. 0,1 (optional).", **kw)
-    ok = lambda ids: ids is None or all(x.strip().isdigit() for x in ids)  # noqa: E731
+    ok = lambda ids: ids is None or all(x.strip().isdigit() for x in ids)
     flags.register_validator("local_device_ids", ok, "must be a comma-separated list of ints >= 0", **kw)
 
 
@@ -46,11 +45,8 @@ def _int(name: str, text) -> int:
 
 
 def initialize_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> DistributedInfo:
-    """Starts jax.distributed as --distributed says (see the module docstring); a second call does nothing.
-
-    Raises ValueError (one line naming the field) for a bad or partial setting; jax's RuntimeError if another
-    JAX call came first.
-    """
+    """Starts jax.distributed as --distributed says; a second call does nothing. Raises ValueError (one line
+    naming the field) for a bad or partial setting; jax's RuntimeError if another JAX call came first."""
     import jax  # here: defining the flags imports no JAX
 
     mode, env = flag_values["distributed"].value, os.environ
@@ -66,7 +62,7 @@ def initialize_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Distri
             raise ValueError(f"need num_processes >= 1 and 0 <= process_id < num_processes, got {n} and {i}")
         tasks = any(_int(v, env[v]) > 1 for v in TASK_COUNTS if env.get(v))
         missing = [f"{k} (--{k} or ${ENV[k]})" for k, v in given.items() if v is None]
-        if len(missing) < 3 and missing and not tasks:
+        if 0 < len(missing) < 3 and not tasks:
             raise ValueError(f"partial distributed settings: missing {', '.join(missing)}; give all three")
         if mode == "on" or tasks or not missing:
             ids = flag_values["local_device_ids"].value

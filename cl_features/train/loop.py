@@ -1,16 +1,16 @@
-"""One training loop for every experiment: a jitted, sharded step over a TrainState pytree.
+"""One training loop for every experiment: a jitted, sharded multi-step function over a TrainState pytree.
 
-The task supplies the model (Flax NNX), an optax transformation and
-`loss_fn(model, batch, key, step) -> (loss, metrics)`; data either comes from a host iterator of batches
-(images) or is sampled inside the step from the key (synthetic: `batches=None`). Each call of the compiled
-function runs `steps_per_call` steps with `lax.scan` and returns their mean metrics, so the host only
-dispatches once per call. The PRNG key of step s is fold_in(rng, s): the same seed gives the same numbers
-whatever the number of devices or where a run was resumed.
+The task supplies the model (Flax NNX), an optax transformation and `loss_fn(model, batch, key, step) -> (loss,
+metrics)`; batches come from a host iterator or are drawn inside the step. Each call runs `steps_per_call` steps
+(`lax.scan`) and returns their mean metrics. Step s uses key fold_in(rng, s): the same seed gives the same
+numbers whatever the device count or where a run resumed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -22,7 +22,6 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from cl_features.train import mesh as mesh_lib
-from cl_features.train.metrics_log import Progress
 
 LossFn = Callable[[nnx.Module, Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
 
@@ -53,8 +52,8 @@ def merge(graphdef: nnx.GraphDef, state: TrainState) -> nnx.Module:
 
 @dataclasses.dataclass
 class StepFn:
-    """The compiled multi-step function and what it was built for; `fit` logs the learning rate (a number or an
-    optax schedule of the step) and examples_per_step x steps/s to TensorBoard."""
+    """The compiled multi-step function; `fit` logs learning_rate (a number or a schedule of the step) and
+    examples_per_step x steps/s to TensorBoard."""
 
     fn: Callable[[TrainState, Any], tuple[TrainState, dict]]
     steps_per_call: int
@@ -78,17 +77,11 @@ def make_step_fn(
 ) -> StepFn:
     """jit(state, batches) -> (state, mean metrics) running `steps_per_call` steps.
 
-    A step's batch comes from the host (host_batches: `batches` is a pytree whose leaves are [steps_per_call,
-    global_batch, ...], sharded on the batch axis), from `sample_fn(key, step)` on device, or from the loss itself
-    (neither: the loss gets batch=None); otherwise `batches` is None. With sample_fn the batch of step s+1 is drawn
-    while step s runs and waits in the loop carry: XLA then writes it to memory once instead of recomputing the
-    random draws inside each fusion that reads them (XLA:CPU does), and the draw can overlap the step's matmuls.
-    This costs one unused draw per call; the draws are the same, the results equal up to float32 rounding (XLA may
-    contract a multiply-add on one side and not the other). unroll: the steps of a call as straight-line code, with
-    no loop in the program (XLA:CPU runs convolutions inside any while loop, even a one-trip one, about 10x
-    slower); else a rolled `lax.scan`. learning_rate, examples_per_step: recorded in the StepFn for the logs.
-    after_update(model, step): called on the model with the updated parameters after each optimiser step (inside
-    the step), may change its non-Param variables (e.g. BYOL's EMA target); `step` is the step just taken, 0-based.
+    A step's batch comes from the host (host_batches: leaves [steps_per_call, global_batch, ...], sharded on the
+    batch axis), from `sample_fn(key, step)` on device (drawn one step ahead, kept in the loop carry, so XLA
+    materialises it once), or neither (the loss gets batch=None; `batches` is None). unroll: straight-line steps,
+    no while loop (XLA:CPU runs convolutions in loops ~10x slower). after_update(model, step): after each optimiser
+    step, may change non-Param variables (BYOL's EMA target); `step` is the 0-based step just taken.
     """
     if sample_fn is not None and host_batches:
         raise ValueError("make_step_fn: sample_fn and host_batches exclude each other")
@@ -164,14 +157,9 @@ def fit(
 ) -> tuple[TrainState, list[dict]]:
     """Runs the compiled step from `state.step` until `total_steps`, logging every `log_every` steps.
 
-    on_log(step, state) adds measurements (e.g. atom recovery) to the logged row; the event file also gets the
-    learning rate of the row's last step and examples_per_second since the row before (metrics_log.Progress: the
-    first call and the first measurement, which compile, are left out), the progress line the rate and ETA.
-    `checkpointer` (checkpoint.Checkpointer) is offered the state at every call boundary: it saves every
-    `checkpointer.every` steps and at the end, and raises checkpoint.Preempted after saving on a preemption notice.
-    A non-finite loss stops the run with the step number; nothing non-finite is saved, so the last checkpoint stays
-    good.
-    Returns (state, rows logged by this call; a resumed run only logs the steps it ran).
+    on_log(step, state) adds measurements to the logged row; the event file also gets the row's learning rate and
+    examples_per_second. `checkpointer` (checkpoint.Checkpointer) is offered the state at every call boundary. A
+    non-finite loss raises FloatingPointError naming the step. Returns (state, the rows this call logged).
     """
     spc = step_fn.steps_per_call
     history = []
@@ -220,3 +208,50 @@ def fit(
             if saved and metrics_log is not None:  # the rows up to a checkpoint are in the file a resume cuts back
                 metrics_log.flush()
     return state, history
+
+
+def duration(seconds: float | None) -> str:
+    """12s, 3m05s, 2h07m; '--' for None (not known yet)."""
+    if seconds is None or not math.isfinite(seconds):
+        return "--"
+    s = round(seconds)
+    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+class Progress:
+    """Prints `[name] step s/N  loss ...  R steps/s  ETA 3m05s` lines (process 0 only; quiet: none).
+
+    The rate counts from `first_call_done` (compilation left out). part=(k, K): part k of K equal parts of one run
+    (the arms); the line adds the whole run's ETA, each later part costing this part's compilation time too.
+    `update` returns {"steps_per_second": ...} since the previous update. clock: seconds (tests fake it).
+    """
+
+    def __init__(self, name, total_steps, start_step=0, *, part=(0, 1), quiet=False, clock=time.perf_counter):
+        self.name, self.total, self.s0, self.part, self.quiet = name, total_steps, start_step, part, quiet
+        self.clock = clock
+        self.t0, self.first, self.last = clock(), None, None  # first, last: (time, step)
+
+    def first_call_done(self, step: int) -> None:
+        self.first = self.last = (self.clock(), step)
+
+    def leave_out(self, seconds: float) -> None:
+        """Time left out of the rate (the first measurement, which compiles), counted as compilation."""
+        if self.first is not None:
+            self.first, self.last = (self.first[0] + seconds, self.first[1]), (self.last[0] + seconds, self.last[1])
+
+    def update(self, step: int, metrics: dict) -> dict:
+        now = self.clock()
+        first, last, self.last = self.first, self.last, (now, step)
+        rate = (step - first[1]) / max(now - first[0], 1e-9) if first and step > first[1] else None
+        eta = (self.total - step) / rate if rate else None
+        shown = "  ".join(f"{k} {float(v):.4g}" for k, v in metrics.items() if np.ndim(v) == 0)
+        line = f"[{self.name}] step {step}/{self.total}  {shown}  {f'{rate:.1f}' if rate else '--'} steps/s"
+        line += f"  ETA {duration(eta)}"
+        k, parts = self.part
+        if parts > 1:
+            compile_s = max(first[0] - self.t0 - (first[1] - self.s0) / rate, 0.0) if rate else 0.0
+            whole = eta + (parts - 1 - k) * (self.total / rate + compile_s) if rate else None
+            line += f"  run ETA {duration(whole)} ({k + 1} of {parts})"
+        if not self.quiet and jax.process_index() == 0:
+            print(line, flush=True)
+        return {"steps_per_second": (step - last[1]) / max(now - last[0], 1e-9)} if last and step > last[1] else {}

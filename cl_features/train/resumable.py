@@ -1,15 +1,13 @@
 """One training run with resume: checkpoints, the metrics log and progress lines around `loop.fit`.
 
-Every experiment trains through `train`. Given a run directory it restores the newest checkpoint in
-<run_dir>/checkpoints (refusing one saved with a config that changes the run, falling back past a corrupt one),
-cuts <run_dir>/metrics.jsonl back to the restored step, trains until `total_steps` (logging every
-`train.log_every` steps, saving every `checkpoint.every` steps and at the end) and closes everything, also when
-the run stops early (preemption, a non-finite loss). Without a run directory nothing is written or restored.
-`check_fields` states the rules of the config fields it reads.
+`train` restores the newest usable checkpoint in <run_dir>/checkpoints, cuts <run_dir>/metrics.jsonl back to its
+step, trains to `total_steps` and closes everything, also when the run stops early. Without a run directory
+nothing is written or restored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -21,8 +19,8 @@ import jax
 from cl_features import workdir
 from cl_features.config_checks import check
 from cl_features.jsonio import read_jsonl
-from cl_features.train import checkpoint, loop
-from cl_features.train.metrics_log import MetricsLog, Progress, truncate_jsonl
+from cl_features.train import checkpoint, config_guard, loop
+from cl_features.train.metrics_log import MetricsLog, truncate_jsonl
 
 
 class Trained(NamedTuple):
@@ -63,16 +61,15 @@ def _check_steps(start: int, total_steps: int, directory: str) -> None:
 def check_resume(
     run_dir: str | None, config: dict, *, mutable_fields: Iterable[str], total_steps=None
 ) -> tuple[int, dict] | None:
-    """Raises what `train` would raise on resuming <run_dir>/checkpoints with `config` (ConfigMismatch, or a
-    ValueError for a checkpoint past `total_steps`), reading only the checkpoints' configs and writing nothing.
-    A run calls it for each of its run directories before it writes anything into its workdir; it returns the
-    (step, saved config) it checked (None: no checkpoint), which `train(..., checked=)` then does not read again."""
+    """Raises what `train` would on resuming <run_dir> with `config` (ConfigMismatch, or ValueError for a checkpoint
+    past `total_steps`), reading only configs, writing nothing. Returns (step, saved config) for `train(checked=)`,
+    None without a checkpoint."""
     directory = workdir.absolute(os.path.join(run_dir, "checkpoints")) if run_dir else None
     found = checkpoint.saved_config(directory) if directory else None
     if found is not None:
         step, saved = found
         current = json.loads(json.dumps(config))
-        checkpoint.check_config(saved, current, tuple(mutable_fields), os.path.join(directory, str(step)))
+        config_guard.check_config(saved, current, tuple(mutable_fields), os.path.join(directory, str(step)))
         if total_steps is not None:
             _check_steps(step, total_steps, directory)
     return found
@@ -98,27 +95,21 @@ def train(
 ) -> Trained:
     """Trains `state` with `step_fn` to `total_steps`, resuming from <run_dir>/checkpoints.
 
-    config: the run's config as a dict (checkpoints record it; resuming compares it, except `mutable_fields`);
-    its train.log_every, train.schedule and checkpoint.{every, max_to_keep} are read here. batch_iter: host
-    batches (its position is checkpointed). on_log(step, state) adds measurements to each logged row. part: (k, K),
-    this is the k-th of K equal trainings of one run (the progress line adds the whole run's ETA). checked: what
-    `check_resume` returned for this run directory (its config is not read again).
-    Raises checkpoint.Preempted after saving on SIGTERM, checkpoint.ConfigMismatch on a changed config.
+    config: the run's config as a dict (saved; compared on resume except `mutable_fields`); its train.log_every,
+    train.schedule and checkpoint.* are read here. batch_iter: host batches (position checkpointed). part: (k, K),
+    see loop.Progress. checked: `check_resume`'s result. Raises checkpoint.Preempted after saving on SIGTERM,
+    checkpoint.ConfigMismatch on a changed config.
     """
-    ck = config["checkpoint"]
-    ckpt = metrics_path = None
-    if run_dir:
-        metrics_path = os.path.join(run_dir, "metrics.jsonl")
-        ckpt = checkpoint.Checkpointer(
-            os.path.join(run_dir, "checkpoints"),
-            config=config,
-            every=ck["every"],
-            max_to_keep=ck["max_to_keep"],
-            mutable_fields=mutable_fields,
-        )
-    start, log = 0, None
-    try:
-        if ckpt is not None:
+    metrics_path = os.path.join(run_dir, "metrics.jsonl") if run_dir else None
+    start, initial, ckpt = 0, {}, None
+    with contextlib.ExitStack() as stack:  # closes the log, then the checkpointer, also on the way out of a failure
+        if run_dir:
+            ck = config["checkpoint"]
+            directory, keep = os.path.join(run_dir, "checkpoints"), ck["max_to_keep"]
+            ckpt = checkpoint.Checkpointer(
+                directory, config=config, every=ck["every"], max_to_keep=keep, mutable_fields=mutable_fields
+            )
+            stack.enter_context(ckpt)
             restored = ckpt.restore(state, data_iter=batch_iter, saved=checked)
             if restored is not None:
                 state, start = restored.state, restored.step
@@ -131,8 +122,7 @@ def train(
             _check_steps(start, total_steps, ckpt.directory)
             if jax.process_index() == 0:
                 truncate_jsonl(metrics_path, start)
-        log = MetricsLog(metrics_path, tensorboard=tensorboard)
-        initial = {}
+        log = stack.enter_context(MetricsLog(metrics_path, tensorboard=tensorboard))
         if log_initial and start == 0:
             initial = on_log(0, state)
             log.write(0, initial)
@@ -151,14 +141,9 @@ def train(
             batch_iter=batch_iter,
             on_log=on_log,
             metrics_log=log,
-            progress=Progress(name, total_steps, start, part=part) if verbose else None,
+            progress=loop.Progress(name, total_steps, start, part=part) if verbose else None,
             checkpointer=ckpt,
         )
         seconds = time.perf_counter() - t0
-    finally:
-        if log is not None:
-            log.close()
-        if ckpt is not None:
-            ckpt.close()
     last = history[-1] if history else (ckpt.last_log if ckpt is not None else None)
     return Trained(state, history, start, last, initial, seconds)
