@@ -1,11 +1,8 @@
 """What every experiment's main does: flags, validate, start multi-host JAX, run, report in one line.
 
-Bad input of any kind (a mistyped or bad config field, a config that cannot be found, a workdir that cannot be
-made, a resumed config that changes the run, missing data) ends the command with one line `error: ...` on
-stderr and exit status 2, before anything is written; a non-finite loss with one line and status 1; a preemption
-notice saves, prints the command that resumes the run and exits 0. `--config` takes the name of a shipped config
-(`--config=synthetic`, from any directory) or the path of a config file; `--print_config` prints the resolved
-config and exits without running or writing anything.
+Bad input (a config field, config name, workdir, a resume that changes the run, missing data) ends with one line
+`error: ...` on stderr, status 2, before anything is written; a non-finite loss or a held workdir with status 1;
+a preemption saves, prints the command that resumes and exits 0.
 """
 
 from __future__ import annotations
@@ -34,8 +31,7 @@ class UsageError(Exception):
 
 
 def configs_package():
-    """The shipped configs: a checkout's experiments.configs (experiments/ beside this cl_features/, importable),
-    else cl_features.experiments.configs where the package is installed."""
+    """A checkout's experiments.configs (beside this cl_features/), else the installed cl_features.experiments."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     spec = importlib.util.find_spec("experiments")
     if spec is not None and spec.origin and os.path.dirname(os.path.dirname(os.path.abspath(spec.origin))) == root:
@@ -46,7 +42,7 @@ def configs_package():
 
 
 def _is_config(pkg, name: str) -> bool:
-    """Whether the configs package `pkg` has a module `name` with a get_config (reads that one file)."""
+    """Whether `pkg` has a module `name` with a get_config (reads that one file)."""
     try:
         with open(os.path.join(pkg.__path__[0], name + ".py")) as f:
             return "\ndef get_config(" in f.read()
@@ -64,15 +60,14 @@ def load_config(spec: str):
     """`NAME[:ARG]` (a shipped config) or `PATH[:ARG]` (a config file) -> get_config(*ARG)."""
     where, *arg = spec.split(":", 1)
     is_path = os.sep in where or where.endswith(".py")
-    pkg = configs_package()
-    shipped = os.path.realpath(pkg.__path__[0])
-    if is_path and os.path.isfile(where) and os.path.dirname(os.path.realpath(where)) != shipped:
+    pkg, is_file = configs_package(), is_path and os.path.isfile(where)
+    if is_file and os.path.dirname(os.path.realpath(where)) != os.path.realpath(pkg.__path__[0]):
         module_spec = importlib.util.spec_from_file_location("config_" + os.path.basename(where)[:-3], where)
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
     else:
-        name = os.path.basename(where)[:-3] if is_path and os.path.isfile(where) else where
-        if is_path and not os.path.isfile(where) or not _is_config(pkg, name):
+        name = os.path.basename(where)[:-3] if is_file else where
+        if (is_path and not is_file) or not _is_config(pkg, name):
             what = f"config file {where!r} not found (from {os.getcwd()})" if is_path else f"no config {where!r}"
             raise UsageError(
                 f"--config: {what}; give a config file or the name of a shipped config: {', '.join(config_names())}"
@@ -140,12 +135,10 @@ def run(main: Callable) -> None:
 def experiment_main(
     default_config: str, default_workdir: str, workdir_help: str, *, driver: str, done: Callable
 ) -> Callable[[list[str]], int]:
-    """Defines --config (default: the shipped config `default_config`), --workdir, --print_config and the
-    multi-host flags; returns main(argv) for `run`.
-
-    driver: the module with validate(config) -> config and run(config, workdir) -> out, imported once the flags
-    and the workdir are good (it imports JAX: seconds). main: workdir check -> validate -> jax.distributed
-    start-up -> the workdir lock -> out = run(config, workdir) -> prints done(workdir, out).
+    """Defines --config (default: the shipped `default_config`), --workdir, --print_config and the multi-host
+    flags; returns main(argv) for `run`: workdir check -> driver.validate(config) -> jax.distributed -> workdir
+    lock -> out = driver.run(config, workdir) -> prints done(workdir, out). driver: a module name, imported late
+    (it imports JAX).
     """
     config_flags.DEFINE_config_file("config", None, "Config: a shipped config's name, or a config file's path.")
     FLAGS["config"].parser = _ConfigParser()

@@ -1,8 +1,7 @@
 """Config validation: one-line errors `config.<field> must be <allowed>, got <value>`.
 
-ConfigDicts are typed (an override of the wrong type is refused by ml_collections itself), so the rules here are
-ranges, choices and relations between fields. A rule whose test raises TypeError (None, a string where a number
-belongs) counts as broken.
+Ranges, choices and relations between fields (ml_collections refuses wrong types); a rule whose test raises
+TypeError counts as broken.
 """
 
 from __future__ import annotations
@@ -71,12 +70,7 @@ def split_list(c, field: str, allowed=None, *, allow_empty: bool = False) -> lis
     value = get(c, field)
     names = [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else []
     ok = isinstance(value, str) and (allow_empty or names) and len(set(names)) == len(names)
+    ok = ok and all(allowed is None or n in allowed for n in names)
     what = f"names from {tuple(allowed)}" if allowed is not None else "names"
-    empty = "" if allow_empty else "non-empty "
-    require(
-        ok and all(allowed is None or n in allowed for n in names),
-        field,
-        f"a {empty}comma list of distinct {what}",
-        value,
-    )
+    require(ok, field, f"a {'' if allow_empty else 'non-empty '}comma list of distinct {what}", value)
     return names

@@ -1,5 +1,4 @@
-"""Results as JSON files: numpy scalars and arrays become numbers and lists, tuples lists; NaN stays NaN.
-Logs as JSON lines, one object a line."""
+"""Results as JSON files (numpy values become numbers and lists; NaN stays NaN) and logs as JSON lines."""
 
 from __future__ import annotations
 
@@ -11,19 +10,15 @@ import numpy as np
 from cl_features import workdir
 
 
-def default(v: Any) -> Any:
-    """`json.dump(default=...)` for what results hold besides Python types."""
+def _default(v: Any) -> Any:
     if isinstance(v, (np.generic, np.ndarray)):
         return v.tolist()
-    if isinstance(v, tuple):
-        return list(v)
     raise TypeError(f"not JSON serialisable: {type(v).__name__}")
 
 
 def dump(obj: Any, path: str, *, sort_keys: bool = True) -> None:
-    """Writes obj to path (local or remote: cl_features.workdir), indented; replaces the file whole (locally
-    through a temporary file and a rename: `workdir.write_text`)."""
-    workdir.write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys, default=default, allow_nan=True))
+    """Writes obj to path (local or remote), indented, replacing the file whole (`workdir.write_text`)."""
+    workdir.write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys, default=_default, allow_nan=True))
 
 
 def load(path: str) -> Any:

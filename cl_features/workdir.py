@@ -26,8 +26,7 @@ LOCK = "run.lock"
 SCHEMES = ("gs", "s3", "az")  # remote workdirs epath can reach (through fsspec)
 
 
-def path(*parts) -> epath.Path:
-    return epath.Path(*parts)
+path = epath.Path  # path(*parts): a local or remote path
 
 
 def is_remote(p) -> bool:

@@ -36,14 +36,8 @@ class TrainState(NamedTuple):
 
 def init_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int) -> tuple[nnx.GraphDef, TrainState]:
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    state = TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        rest=rest,
-        opt_state=tx.init(params),
-        rng=jax.random.key_data(jax.random.key(seed)),
-    )
-    return graphdef, state
+    rng = jax.random.key_data(jax.random.key(seed))
+    return graphdef, TrainState(jnp.zeros((), jnp.int32), params, rest, tx.init(params), rng)
 
 
 def merge(graphdef: nnx.GraphDef, state: TrainState) -> nnx.Module:
@@ -169,15 +163,14 @@ def fit(
             f"cannot resume at step {step} with train.steps_per_call={spc}: the step must be a multiple of it"
         )
     progress = progress or Progress("", total_steps, step, quiet=True)
-    first, measured = True, False
+    measured = False
     while step < total_steps:
         batches = stack_batches(batch_iter, spc, mesh) if batch_iter is not None else None
         state, metrics = step_fn.fn(state, batches)
         step += spc
-        if first:
+        if progress.first is None:  # the first call, which compiles: not part of the rate
             jax.block_until_ready(metrics)
             progress.first_call_done(step)
-            first = False
         last = step >= total_steps
         logged = None
         if step % log_every == 0 or last:
