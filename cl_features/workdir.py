@@ -161,13 +161,6 @@ def _alive(holder: dict) -> bool:
     return holder.get("pid_start") in (None, _start_time(pid))
 
 
-def _describe(holder: dict, path: str) -> str:
-    return (
-        f"process {holder.get('pid')} on host {holder.get('host')} (since {holder.get('started')}, lock {path}); "
-        f"wait for it to finish, or stop it, or use another workdir"
-    )
-
-
 def _create(lock: str, text: str, token: str) -> bool:
     """Writes the lock file if there is none (False if there is one). Locally an exclusive create; an object
     store has none: the last writer wins, and reading the lock back tells whether that was this one."""
@@ -206,7 +199,10 @@ def _acquire(lock: str) -> dict:
             return me
         holder = _holder(lock)
         if holder is not None and _alive(holder):
-            raise Held(f"the workdir is in use by {_describe(holder, lock)}")
+            raise Held(
+                f"the workdir is in use by process {holder.get('pid')} on host {holder.get('host')} (since "
+                f"{holder.get('started')}, lock {lock}); wait for it to finish, or stop it, or use another workdir"
+            )
         if holder is not None:
             print(f"[workdir] taking over the stale lock of process {holder.get('pid')} ({lock})", flush=True)
             path(lock).unlink(missing_ok=True)

@@ -39,12 +39,8 @@ def check_fields(c) -> None:
     multiple = f"a positive multiple of train.steps_per_call ({spc})"
     check(c, "train.log_every", lambda v: v >= 1 and v % spc == 0, multiple)
     from_epochs = "epochs" in c.train
-    check(
-        c,
-        "train.steps",
-        lambda v: (v is None and from_epochs) or (v >= 1 and v % spc == 0),
-        multiple + (" or None (from train.epochs)" if from_epochs else ""),
-    )
+    steps_ok = lambda v: (v is None and from_epochs) or (v >= 1 and v % spc == 0)
+    check(c, "train.steps", steps_ok, multiple + (" or None (from train.epochs)" if from_epochs else ""))
     every = f"an int >= 0 and a multiple of train.steps_per_call ({spc})"
     check(c, "checkpoint.every", lambda v: v >= 0 and v % spc == 0, every)
     check(c, "checkpoint.max_to_keep", lambda v: v >= 1, "an int >= 1")
