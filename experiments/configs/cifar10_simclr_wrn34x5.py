@@ -4,14 +4,10 @@ r"""The paper's setting (Wen & Li 2021; docs/theory.md section 7): SimCLR on CIF
         --workdir=runs/cifar10_simclr_wrn34x5 --config.data.data_dir=$TFDS_DATA_DIR \
         [--config.augment.set=crop_flip]   # the weaker augmentations of the paper's Fig. 2-4
 
-Data: `tfds build cifar10 --data_dir=$TFDS_DATA_DIR --file_format=array_record` once (docs/images.md).
-What it shows: the encoder whose features the paper inspects (WRN-34-5, feature dim 320), trained with the
-SimCLR recipe of cifar10_simclr_resnet18.py (the paper gives no hyper-parameters: ours). Rerun with
-augment.set = none / crop / crop_flip / crop_flip_color / simclr to get one encoder per augmentation for the
-decoupling measurements; the linear-probe and kNN accuracies fall as augmentation weakens.
-Expected: no published number for this encoder; the ResNet-18 recipe reaches about 91% linear / 88% kNN, and
-a WRN-34-5 (about 3x the FLOPs of ResNet-18 at 32x32) should land near or above it (no run recorded in the repository).
-Time: estimated 3 to 8 hours on one H200 in bfloat16 for 500 epochs.
+Data: as cifar10_simclr_resnet18.py. What it shows: the encoder whose features the paper inspects (WRN-34-5,
+feature dim 320) under the ResNet-18 recipe; one run per augment.set gives the encoders of the decoupling study.
+Expected: near or above the ResNet-18 recipe's 91% linear / 88% kNN (no run recorded here). Time: estimated 3 to
+8 hours on one H200 in bfloat16 for 500 epochs.
 """
 
 from . import cifar10_simclr_resnet18

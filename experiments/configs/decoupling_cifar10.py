@@ -13,15 +13,11 @@ The paper's setting in one launch command (WRN-34-5 encoders trained on TPU VMs 
         --supervised-config=experiments/configs/cifar10_supervised_wrn34x5.py \
         --decoupling-config=experiments/configs/decoupling_cifar10.py -- TPU_VM_OPTIONS
 
-What it shows: the study of decoupling_cifar10_folder.py on the whole of CIFAR-10: every set of the model-free table
-(the named sets and each op alone) on one positive pair per test image (10,000), 3 seeds, 95% bootstrap intervals;
-dictionaries, kNN bank (k = 200) and probe from all 50,000 train images; with checkpoints, per encoder the
-activation density and channel cross-view correlation per layer, dense reliance (R^2 features -> colour
-histogram), kNN and linear-probe accuracy, t-SNE maps (10,000 points) and feature visualisations of stage3.
-Expected time: model-free about an hour on 2 CPU cores (it grows with the measured images: 446 CPU-seconds for
-the 1,017 of decoupling_cifar10_folder.py), far less on an accelerator; per WRN-34-5 checkpoint a few minutes on
-one GPU, t-SNE of 10,000 points on the host CPU (about 1-2 minutes) included. tests/test_full_size.py runs the
-kNN bank, probe, t-SNE and bootstrap at these sizes.
+What it shows: the study of decoupling_cifar10_folder.py on the whole of CIFAR-10 (one positive pair per test
+image, 3 seeds, 95% bootstrap intervals; dictionaries, kNN bank (k = 200) and probe from all 50,000 train images;
+t-SNE of 10,000 points). Expected time: model-free about an hour on 2 CPU cores, far less on an accelerator; a
+few minutes per WRN-34-5 checkpoint on one GPU. tests/test_full_size.py runs the kNN bank, probe, t-SNE and
+bootstrap at these sizes.
 """
 
 from . import decoupling_photos
@@ -30,10 +26,6 @@ from . import decoupling_photos
 def get_config():
     c = decoupling_photos.get_config()
     c.data.source = "tfds"
-    c.data.name = "cifar10"
-    c.data.fit_split = "train"
-    c.data.measure_split = "test"
-    c.data.image_size = 32
     c.data.num_fit_images = None  # all 50,000 train images
     c.data.num_images = None  # all 10,000 test images: one positive pair each
     c.model_free.sets = "none,crop,crop_flip,crop_flip_color,simclr,flip,color_jitter,grayscale,blur"
@@ -41,8 +33,6 @@ def get_config():
     c.models.image_config = "cifar10_simclr_resnet18"
     c.measure.knn_k = 200
     c.measure.batch_size = 500
-    c.tsne.perplexity = 30.0
-    c.vis.layer = "stage3"
     c.vis.channels = 10
     c.vis.steps = 512
     return c

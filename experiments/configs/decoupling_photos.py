@@ -2,12 +2,11 @@ r"""Model-free feature decoupling on real photographs shipped with scikit-image 
 
     python -m experiments.decoupling --config=experiments/configs/decoupling_photos.py --workdir=runs/decoupling_photos
 
-What it shows: for each named augmentation set (none, crop, crop_flip, crop_flip_color, simclr), the cross-view
-correlation over 1024 positive pairs (32x32 crops of the right halves of 8 photographs) of dense image statistics
-(mean colour, colour histogram, low-frequency energy) and of sparse ones (pooled thresholded responses of a
-64-atom whitened 6x6 patch dictionary fitted on crops of the left halves, once on colour patches and once on
-luminance patches). Colour distortion should cut the colour statistics' correlation far more than the luminance
-dictionary's; crop alone should not decouple. See docs/decoupling.md for the measured table.
+What it shows: per named augmentation set, the cross-view correlation over 1024 positive pairs (32x32 crops of
+the right halves of 8 photographs) of dense image statistics (mean colour, colour histogram, low-frequency
+energy) and of sparse ones (pooled thresholded responses of a 64-atom whitened 6x6 patch dictionary, on colour
+and on luminance patches). Colour distortion should cut the colour statistics' correlation far more than the
+luminance dictionary's; crop alone should not decouple (docs/decoupling.md has the table).
 Expected time: about 3 minutes on 2 CPU cores. No model is trained (models.source = 'none').
 """
 

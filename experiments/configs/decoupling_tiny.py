@@ -26,14 +26,12 @@ def get_config():
     c.models.supervised_set = ""
     c.models.train_steps = 10  # past photos_simclr_tiny's 8 warmup steps
     c.models.include_init = True
-    c.models.image_config = "photos_simclr_tiny"
     c.measure.view_sets = "crop_flip_color"  # the model-free set: one augmentation compile for both
     c.measure.batch_size = 96
     c.measure.knn_k = 5
     c.measure.probe_l2 = (1e-2,)
     c.tsne.perplexity = 10.0
     c.tsne.max_iter = 250
-    c.vis.layer = "stage3"
     c.vis.channels = 4
     c.vis.steps = 16
     return c

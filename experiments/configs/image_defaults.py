@@ -52,9 +52,8 @@ def base() -> ml_collections.ConfigDict:
     c.objective.ema_schedule = "cosine"  # byol: constant | cosine (BYOL: m_s = 1 - (1 - m)(cos(pi s / steps) + 1) / 2)
     c.objective.online_probe = True  # linear classifier on stop_gradient(features), trained jointly
 
-    c.augment = image_sets.config_fields(
-        "simclr"
-    )  # set: none | crop | crop_flip | crop_flip_color | simclr (+ overrides)
+    # set: none | crop | crop_flip | crop_flip_color | simclr (+ per-op overrides)
+    c.augment = image_sets.config_fields("simclr")
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 512  # global batch (all devices and processes)
