@@ -13,6 +13,7 @@ from cl_features.measure import correlation as C
 from cl_features.measure import image_stats as S
 from cl_features.measure import model_free as MF
 from cl_features.measure import patch_codes as P
+from cl_features.measure import ridge
 
 # A 6x6 pattern (a plus sign) that no background produces by chance.
 PLUS = np.zeros((6, 6), np.float32)
@@ -122,7 +123,7 @@ def test_ridge_r2_matches_sklearn(n, p, l2):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(n, p)) * rng.uniform(0.1, 10.0, size=p) + 5.0
     y = x @ rng.normal(size=(p, 3)) + rng.normal(size=(n, 3)) * np.array([0.1, 1.0, 10.0])
-    got = C.ridge_r2(x, y, l2=l2, train_frac=0.7, seed=4)
+    got = ridge.heldout_r2(x, y, l2=l2, train_frac=0.7, seed=4)
     perm = np.random.default_rng(4).permutation(n)
     n_train = round(0.7 * n)
     tr, te = perm[:n_train], perm[n_train:]
@@ -135,12 +136,12 @@ def test_ridge_r2_matches_sklearn(n, p, l2):
 def test_ridge_r2_self_is_one_and_noise_is_zero():
     rng = np.random.default_rng(3)
     stat = rng.normal(size=(1000, 6))
-    assert C.ridge_r2(stat, stat) > 0.9999
-    assert C.ridge_r2(stat, stat[:, 0]) > 0.9999
+    assert ridge.heldout_r2(stat, stat) > 0.9999
+    assert ridge.heldout_r2(stat, stat[:, 0]) > 0.9999
     noise = rng.normal(size=(1000, 6))
-    r2 = C.ridge_r2(noise, stat)
+    r2 = ridge.heldout_r2(noise, stat)
     assert -0.05 < r2 < 0.02
-    assert C.ridge_r2(stat, stat, seed=7) == C.ridge_r2(stat, stat, seed=7)
+    assert ridge.heldout_r2(stat, stat, seed=7) == ridge.heldout_r2(stat, stat, seed=7)
 
 
 def test_correlation_bad_arguments():
@@ -152,15 +153,15 @@ def test_correlation_bad_arguments():
     with pytest.raises(ValueError, match="b must be finite"):
         C.cross_view_correlation(a, np.full((10, 3), np.nan))
     with pytest.raises(ValueError, match="features must be"):
-        C.ridge_r2(np.zeros((10, 2, 2)), a)
+        ridge.heldout_r2(np.zeros((10, 2, 2)), a)
     with pytest.raises(ValueError, match="same N"):
-        C.ridge_r2(a, np.zeros((9, 3)))
+        ridge.heldout_r2(a, np.zeros((9, 3)))
     with pytest.raises(ValueError, match="l2"):
-        C.ridge_r2(a, a, l2=-1.0)
+        ridge.heldout_r2(a, a, l2=-1.0)
     with pytest.raises(ValueError, match="train_frac"):
-        C.ridge_r2(a, a, train_frac=1.0)
+        ridge.heldout_r2(a, a, train_frac=1.0)
     with pytest.raises(ValueError, match="train_frac"):
-        C.ridge_r2(a[:3], a[:3], train_frac=0.5)
+        ridge.heldout_r2(a[:3], a[:3], train_frac=0.5)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import pytest
 
 from cl_features.augment import vectors
 from cl_features.data import sparse_coding
-from cl_features.measure import linear_probe, neuron_decoupling, recovery
+from cl_features.measure import linear_probe, neuron_correlation, recovery
 
 D1, D = 128, 16
 
@@ -55,8 +55,8 @@ def test_empirical_decoupling_matches_prediction(name, dictionary):
     params = vectors.AugmentParams(keep_prob=0.5, noise_std=1.0, sigma=0.5)
     # Neurons: exact atoms, a mixture, and random directions.
     w = jnp.concatenate([dictionary.T[:4], jax.random.normal(jax.random.key(5), (4, D1))])
-    emp = neuron_decoupling.empirical(w, _views(name, dictionary, params=params))
-    pred = neuron_decoupling.predicted(w, dictionary, sparsity=0.2, sigma=0.5, augmentation=name, params=params)
+    emp = neuron_correlation.empirical(w, _views(name, dictionary, params=params))
+    pred = neuron_correlation.predicted(w, dictionary, sparsity=0.2, sigma=0.5, augmentation=name, params=params)
     # 20000 samples: the standard error of a correlation is < 0.01.
     np.testing.assert_allclose(emp["dense_corr"], pred["dense_corr"], atol=0.04)
     np.testing.assert_allclose(emp["sparse_corr"], pred["sparse_corr"], atol=0.04)
@@ -64,9 +64,9 @@ def test_empirical_decoupling_matches_prediction(name, dictionary):
 
 def test_decoupling_analytic_values(dictionary):
     w = dictionary.T[:3]
-    comp = neuron_decoupling.predicted(w, dictionary, sparsity=0.2, sigma=0.5, augmentation="complementary_mask")
-    none = neuron_decoupling.predicted(w, dictionary, sparsity=0.2, sigma=0.5, augmentation="none")
-    ind = neuron_decoupling.predicted(
+    comp = neuron_correlation.predicted(w, dictionary, sparsity=0.2, sigma=0.5, augmentation="complementary_mask")
+    none = neuron_correlation.predicted(w, dictionary, sparsity=0.2, sigma=0.5, augmentation="none")
+    ind = neuron_correlation.predicted(
         w,
         dictionary,
         sparsity=0.2,
@@ -89,7 +89,7 @@ def test_decoupling_analytic_values(dictionary):
 
 def test_identity_dictionary_cannot_decouple():
     eye = sparse_coding.make_dictionary(jax.random.key(0), D1, D, "identity")
-    pred = neuron_decoupling.predicted(eye.T[:3], eye, sparsity=0.2, sigma=0.5, augmentation="complementary_mask")
+    pred = neuron_correlation.predicted(eye.T[:3], eye, sparsity=0.2, sigma=0.5, augmentation="complementary_mask")
     np.testing.assert_allclose(pred["sparse_corr"], 0.0, atol=1e-6)
 
 

@@ -9,7 +9,7 @@ import scipy.ndimage
 from flax import nnx
 
 from cl_features.data import photos
-from cl_features.measure import correlation, feature_vis, image_stats, tsne
+from cl_features.measure import correlation, feature_vis, image_stats, ridge, tsne
 from cl_features.measure import representation as R
 from cl_features.models import resnet
 
@@ -111,7 +111,7 @@ def test_channel_correlation_identical_views_one_shuffled_views_near_zero(crops)
     x = crops[0]
     model = ColourNet(W, B)
     out = R.outputs_fn(model)(x)
-    same = R.channel_correlation(out.pooled["stage1"], out.pooled["stage1"])
+    same = correlation.cross_view_correlation(out.pooled["stage1"], out.pooled["stage1"])
     np.testing.assert_allclose(same, 1.0)
     other = R.outputs_fn(model)(x[np.random.default_rng(1).permutation(len(x))])
     table = R.layer_table(out, {"same": (out, out), "shuffled": (out, other)})
@@ -124,9 +124,9 @@ def test_channel_correlation_identical_views_one_shuffled_views_near_zero(crops)
 def test_reliance_of_a_statistic_against_itself_is_one(crops):
     x = crops[0].astype(np.float32) / 255.0
     hist = image_stats.colour_histogram(x)
-    assert R.reliance_r2(hist, hist, l2=1e-8) == pytest.approx(1.0, abs=1e-6)
+    assert ridge.heldout_r2(hist, hist, l2=1e-8) == pytest.approx(1.0, abs=1e-6)
     noise = np.random.default_rng(0).normal(size=(len(x), 4))
-    assert R.reliance_r2(noise, hist) < 0.1
+    assert ridge.heldout_r2(noise, hist, l2=R.L2_GRID) < 0.1
     rel = R.statistic_reliance(hist, {"h": hist, "m": image_stats.mean_colour(x)}, l2=1e-8)
     assert rel["h"] == pytest.approx(1.0, abs=1e-6)
     assert rel["m"] > 0.99  # the mean colour is nearly linear in the soft histogram
@@ -139,10 +139,10 @@ def test_reliance_chooses_l2_on_training_rows_only():
     n, d = 60, 50
     x = rng.normal(size=(n, d))
     y = x[:, :1] + 0.5 * rng.normal(size=(n, 1))
-    small = R.reliance_r2(x, y, l2=1e-6)
-    grid = R.reliance_r2(x, y, l2=(1e-6, 1e-2, 1.0, 100.0))
+    small = ridge.heldout_r2(x, y, l2=1e-6)
+    grid = ridge.heldout_r2(x, y, l2=(1e-6, 1e-2, 1.0, 100.0))
     assert small < 0.2 and grid > small + 0.2
-    best = max(correlation.ridge_r2(x, y, l2=v) for v in (1e-6, 1e-2, 1.0, 100.0))
+    best = max(ridge.heldout_r2(x, y, l2=v) for v in (1e-6, 1e-2, 1.0, 100.0))
     assert grid <= best + 1e-12  # no better than the best held-out choice (it never saw those rows)
     test_rows = np.random.default_rng(0).permutation(n)[int(round(0.7 * n)) :]
     y2 = y.copy()
@@ -150,9 +150,9 @@ def test_reliance_chooses_l2_on_training_rows_only():
     chosen = [
         v
         for v in (1e-6, 1e-2, 1.0, 100.0)
-        if R.reliance_r2(x, y, l2=(1e-6, 1e-2, 1.0, 100.0)) == correlation.ridge_r2(x, y, l2=v)
+        if ridge.heldout_r2(x, y, l2=(1e-6, 1e-2, 1.0, 100.0)) == ridge.heldout_r2(x, y, l2=v)
     ]
-    assert R.reliance_r2(x, y2, l2=(1e-6, 1e-2, 1.0, 100.0)) == correlation.ridge_r2(x, y2, l2=chosen[0])
+    assert ridge.heldout_r2(x, y2, l2=(1e-6, 1e-2, 1.0, 100.0)) == ridge.heldout_r2(x, y2, l2=chosen[0])
 
 
 def test_training_on_a_dense_target_raises_dense_reliance(crops):
@@ -163,7 +163,7 @@ def test_training_on_a_dense_target_raises_dense_reliance(crops):
     enc = resnet.build_encoder("resnet_tiny", rngs=nnx.Rngs(0))
     model = nnx.List([enc, nnx.Linear(enc.feat_dim, target.shape[1], rngs=nnx.Rngs(1))])
     outputs = R.outputs_fn(enc)
-    before = R.reliance_r2(outputs(x).features, image_stats.colour_histogram(x))
+    before = ridge.heldout_r2(outputs(x).features, image_stats.colour_histogram(x), l2=R.L2_GRID)
     opt = nnx.Optimizer(model, optax.adam(3e-3), wrt=nnx.Param)
 
     @nnx.jit
@@ -177,7 +177,7 @@ def test_training_on_a_dense_target_raises_dense_reliance(crops):
     for i in range(25):
         idx = np.random.default_rng(i).choice(len(x), 48, replace=False)
         step(model, opt, xs[idx], target[idx])
-    after = R.reliance_r2(outputs(x).features, image_stats.colour_histogram(x))
+    after = ridge.heldout_r2(outputs(x).features, image_stats.colour_histogram(x), l2=R.L2_GRID)
     print(f"dense reliance {before:.3f} -> {after:.3f}")
     assert after > before + 0.2, (before, after)
 

@@ -8,7 +8,7 @@ the parts separately. Every augmentation here is a per-coordinate random scaling
 
 so its effect on the cross-view correlation of <w, view> is fixed by a few moments (`Moments`):
 mean of s (mu), E[s_1i^2] (k11), E[s_1i s_2i] (k12) and the variance of e (noise_var). These give the analytic
-decoupling prediction in `cl_features.measure.neuron_decoupling`.
+decoupling prediction in `cl_features.measure.neuron_correlation`.
 
 Names: complementary_mask (the paper's: x+ = 2Dx, x++ = 2(I-D)x), independent_mask (keep prob q, rescaled by
 1/q), gaussian_noise (x + N(0, s^2)), none (x+ = x++ = x), dense_mask (oracle: complementary masks on the dense

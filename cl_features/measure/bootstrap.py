@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["resample_counts", "correlation_replicates", "interval"]
-
 
 def resample_counts(n: int, num: int, seed: int) -> np.ndarray:
     """[num, n] float64 counts: each row a multinomial draw of n images out of n (a bootstrap resample)."""

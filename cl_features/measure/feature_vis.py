@@ -35,16 +35,6 @@ from cl_features import workdir
 from cl_features.augment.image_ops import gaussian_blur
 from cl_features.measure.representation import eval_view
 
-__all__ = [
-    "COLOR_CORRELATION_SQRT",
-    "colour_preconditioner",
-    "jitter_image",
-    "blur_image",
-    "VisResult",
-    "visualise_channels",
-    "grid_figure",
-]
-
 # Lucid (tensorflow/lucid, optvis/param/color.py): square root of the colour covariance of ImageNet.
 COLOR_CORRELATION_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
 

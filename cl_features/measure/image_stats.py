@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["mean_colour", "colour_histogram", "low_frequency_energy", "dense_statistics", "DENSE_STATS"]
-
 DENSE_STATS = ("mean_colour", "colour_histogram", "low_frequency_energy")
 # Rec. 601 luma weights.
 _LUMA = np.array([0.299, 0.587, 0.114])

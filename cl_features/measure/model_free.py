@@ -36,17 +36,6 @@ import numpy as np
 from cl_features.augment import image_ops, image_sets
 from cl_features.measure import bootstrap, correlation, image_stats, patch_codes
 
-__all__ = [
-    "DICTIONARY_KINDS",
-    "luminance_images",
-    "fit_dictionaries",
-    "prepare",
-    "make_views",
-    "view_table",
-    "augmentation_tables",
-    "combine_seeds",
-]
-
 DICTIONARY_KINDS = ("rgb", "luminance")
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 

@@ -16,16 +16,6 @@ import numpy as np
 
 from cl_features.measure.image_stats import check_images, check_positive_int, chunks
 
-__all__ = [
-    "PatchDictionary",
-    "extract_patches",
-    "normalise_patches",
-    "spherical_kmeans",
-    "fit_patch_dictionary",
-    "sparse_statistics",
-    "SPARSE_STATS",
-]
-
 SPARSE_STATS = ("patch_codes_max", "patch_codes_mean")
 
 

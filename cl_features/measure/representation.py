@@ -1,25 +1,14 @@
-"""What a trained encoder's layers do on real images: activation density, cross-view correlation, dense reliance.
+"""What a trained encoder's layers do on real images (docs/theory.md, section 7), for any module called as
+`model(x, return_intermediates=True) -> (features [N, d], {layer: [N, h, w, c]})`:
 
-The paper's Fig. 2-3 claim, in numbers (docs/theory.md, section 7): an encoder trained without the right augmentation
-learns dense features, ones that fire on almost every image and track global image statistics. Per layer of an
-encoder (any module called as `model(x, return_intermediates=True) -> (features [N, d], {layer: [N, h, w, c]})`,
-e.g. cl_features.models.resnet), this module measures
+  activation density   a unit (channel, position) fires when its activation exceeds `threshold`; per image the
+                       fraction of units firing, per channel the fraction of (image, position) pairs it fires on
+                       ('dense_units': >= dense_unit, 'dead_units': never).
+  channel correlation  Pearson over positive pairs of each channel's mean-pooled activation in the two views.
+  dense reliance       held-out ridge R^2 from the final features to per-image statistics (`statistic_reliance`).
 
-  activation density   a unit is one channel at one position; it fires when its activation exceeds
-                       `threshold` (0: post-ReLU "on"). Per image, the fraction of the layer's units that fire;
-                       per channel, the fraction of (image, position) pairs on which it fires, i.e. the fraction
-                       of images each unit fires on, averaged over positions. Both have the same mean (the
-                       layer's density); the per-channel spread says whether a few channels fire on every image
-                       ('dense_units': density >= dense_unit) or never ('dead_units').
-  channel correlation  Pearson correlation over positive pairs of each channel's spatially mean-pooled
-                       activation in the two views (the image analogue of the synthetic experiment's per-neuron
-                       cross-view correlation).
-  dense reliance       held-out ridge R^2 from the final features to per-image statistics such as the colour
-                       histogram (`statistic_reliance`); the ridge penalty is chosen on the training rows only
-                       (`reliance_r2`).
-
-All reductions over positions run inside one jitted forward per batch, so only [N, c] arrays per layer reach the
-host. Everything returned is float64 NumPy.
+Reductions over positions run inside the jitted forward, so only [N, c] arrays per layer reach the host;
+everything returned is float64 NumPy.
 """
 
 from __future__ import annotations
@@ -32,20 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cl_features.measure import correlation
-
-__all__ = [
-    "EncoderOutputs",
-    "eval_view",
-    "layer_order",
-    "outputs_fn",
-    "activation_density",
-    "channel_correlation",
-    "L2_GRID",
-    "reliance_r2",
-    "statistic_reliance",
-    "layer_table",
-]
+from cl_features.measure import correlation, ridge
+from cl_features.measure.image_stats import check_positive_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,12 +63,6 @@ def layer_order(names) -> list[str]:
     return sorted(names, key=key)
 
 
-def _check_batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
-    return int(batch_size)
-
-
 def outputs_fn(
     model: nnx.Module,
     *,
@@ -106,7 +77,7 @@ def outputs_fn(
     batches of `batch_size`, the last one padded (one compiled shape per image size); padded rows are dropped.
     The model's arrays are read at each call, so the function follows further training of the same model.
     """
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_positive_int(batch_size, "batch_size")
     if not np.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number; got {threshold}")
     preprocess = preprocess or (lambda v: v)
@@ -175,35 +146,7 @@ def activation_density(active, *, dense_unit: float = 0.9) -> dict[str, float]:
     }
 
 
-def channel_correlation(pooled1, pooled2) -> np.ndarray:
-    """pooled1, pooled2: [N, c] pooled channel activations of the two views -> [c] Pearson over the N pairs
-    (NaN for a channel constant in either view)."""
-    return correlation.cross_view_correlation(pooled1, pooled2)
-
-
 L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
-
-
-def reliance_r2(
-    features, targets, *, l2: float | Sequence[float] = L2_GRID, train_frac: float = 0.7, seed: int = 0
-) -> float:
-    """Held-out ridge R^2 from features: [N, d] to targets: [N, k] (correlation.ridge_r2, rows split by seed).
-
-    With several l2 values, the one used is chosen by the same R^2 on a split of the training rows only
-    (train_frac of them fit, the rest score), so the held-out rows never take part in the choice.
-    """
-    l2s = [float(v) for v in (l2 if isinstance(l2, (list, tuple)) else [l2])]
-    if not l2s:
-        raise ValueError("l2 must be a number or a non-empty list of numbers")
-    best = l2s[0]
-    if len(l2s) > 1:
-        x = np.asarray(features, np.float64)
-        y = np.asarray(targets, np.float64)
-        n_train = int(round(train_frac * x.shape[0]))
-        tr = np.random.default_rng(seed).permutation(x.shape[0])[:n_train]  # ridge_r2's training rows
-        scores = [correlation.ridge_r2(x[tr], y[tr], l2=v, train_frac=train_frac, seed=seed + 1) for v in l2s]
-        best = l2s[int(np.nanargmax(scores))] if np.isfinite(scores).any() else l2s[0]
-    return correlation.ridge_r2(features, targets, l2=best, train_frac=train_frac, seed=seed)
 
 
 def statistic_reliance(
@@ -214,8 +157,10 @@ def statistic_reliance(
     train_frac: float = 0.7,
     seed: int = 0,
 ) -> dict[str, float]:
-    """{name: reliance_r2(features: [N, d], statistics[name]: [N, k])} (same split for all)."""
-    return {name: reliance_r2(features, s, l2=l2, train_frac=train_frac, seed=seed) for name, s in statistics.items()}
+    """{name: ridge.heldout_r2(features: [N, d], statistics[name]: [N, k])} (same split for all)."""
+    return {
+        name: ridge.heldout_r2(features, s, l2=l2, train_frac=train_frac, seed=seed) for name, s in statistics.items()
+    }
 
 
 def layer_table(
@@ -236,7 +181,7 @@ def layer_table(
     for name, (a, b) in views.items():
         for layer in table:
             x1, x2 = (a.features, b.features) if layer == "features" else (a.pooled[layer], b.pooled[layer])
-            s = correlation.summary(channel_correlation(x1, x2))
+            s = correlation.summary(correlation.cross_view_correlation(x1, x2))
             table[layer][f"corr/{name}"] = s["mean"]
             table[layer][f"corr_median/{name}"] = s["median"]
     return table

@@ -11,8 +11,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["summary", "across_seeds"]
-
 
 def summary(values: Sequence[float], level: float = 0.95) -> dict:
     """{'mean', 'sd', 'ci': [low, high] or None, 'values'} of the finite values (NaN ones are left out)."""

@@ -17,8 +17,6 @@ from sklearn.metrics import silhouette_score
 
 from cl_features import workdir
 
-__all__ = ["embed", "separation", "figure"]
-
 
 def embed(
     features, *, perplexity: float = 30.0, seed: int = 0, normalise: bool = True, max_iter: int = 1000

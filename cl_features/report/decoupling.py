@@ -30,16 +30,6 @@ from cl_features.measure.image_stats import DENSE_STATS
 from cl_features.measure.patch_codes import SPARSE_STATS
 from cl_features.report.kinds import Report
 
-__all__ = [
-    "model_free_markdown",
-    "representation_markdown",
-    "model_free_figure",
-    "representation_figure",
-    "write_report",
-    "redraw",
-    "report",
-]
-
 SCORE_COLUMNS = (
     "dense_reliance",
     "reliance/mean_colour",

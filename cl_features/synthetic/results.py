@@ -11,7 +11,7 @@ from flax import nnx
 from cl_features.augment import vectors
 from cl_features.config_checks import at_least, check
 from cl_features.data import sparse_coding
-from cl_features.measure import collapse, linear_probe, neuron_decoupling, recovery
+from cl_features.measure import collapse, linear_probe, neuron_correlation, recovery
 from cl_features.synthetic import task
 
 
@@ -37,8 +37,8 @@ def measure(c: ml_collections.ConfigDict, arm: str, model: nnx.Module, dictionar
     data = sparse_coding.sample(k_data, dictionary, n, c.data.sparsity, c.data.sigma)
     params = task.augment_params(c)
     keys = sparse_coding.example_keys(k_aug, jnp.arange(n, dtype=jnp.uint32))
-    emp = neuron_decoupling.empirical(w, vectors.augment_parts(arm, keys, data.mz, data.xi, params))
-    pred = neuron_decoupling.predicted(
+    emp = neuron_correlation.empirical(w, vectors.augment_parts(arm, keys, data.mz, data.xi, params))
+    pred = neuron_correlation.predicted(
         w, dictionary, sparsity=c.data.sparsity, sigma=c.data.sigma, augmentation=arm, params=params
     )
     # Probe: y_t = sign(<u_t, z>) on clean inputs, features at the final bias; half the samples train it.

@@ -1,4 +1,4 @@
-"""Feature decoupling in the sparse coding model (docs/theory.md, section 5).
+"""Per-neuron cross-view correlation of the sparse and dense parts in the sparse coding model (docs/theory.md, 5).
 
 For neuron w and a pair of views, the pre-activation on view k splits into a sparse part s_k = <w, A_k(Mz)>
 and a dense part n_k = <w, A_k(xi)>. Masking decouples the views when Corr(n_1, n_2) ~ 0 while
