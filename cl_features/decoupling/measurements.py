@@ -228,18 +228,13 @@ def tsne_map(c: ml_collections.ConfigDict, feats: np.ndarray) -> np.ndarray:
 def visualise(c: ml_collections.ConfigDict, enc: Encoder):
     """The first vis.channels channels of vis.layer, by gradient ascent on the input (feature_vis)."""
     v = c.vis
+    fields = ("steps", "learning_rate", "jitter", "blur_every", "blur_sigma", "decorrelate", "init_std")
     return feature_vis.visualise_channels(
         enc.module,
         v.layer,
         list(range(v.channels)),
         key=stream_key(c, VIS_STREAM),
         size=enc.input_size,
-        steps=v.steps,
-        learning_rate=v.learning_rate,
-        jitter=v.jitter,
-        blur_every=v.blur_every,
-        blur_sigma=v.blur_sigma,
-        decorrelate=v.decorrelate,
-        init_std=v.init_std,
         preprocess=enc.preprocess(),
+        **{f: v[f] for f in fields},
     )

@@ -1,23 +1,13 @@
 """Per-channel feature visualisation by activation maximisation (the paper's Fig. 1 and 4, computed).
 
-For channel c of layer L, gradient ascent on an input image x: [H, W, 3] in [0, 1], started from faint noise
-around grey, maximises the channel's spatially averaged activation mean_{h,w} L(x)[h, w, c] (Erhan et al.
-2009; Olah et al. 2017). Regularisers that keep the picture natural rather than adversarial:
-
-  jitter         every step the image is rolled by a random shift of up to `jitter` pixels in each direction
-                 before the forward pass, so a pattern must work at every nearby position;
-  blur           every `blur_every` steps the image is smoothed by a Gaussian of std `blur_sigma` (reflect
-                 padding), damping the high frequencies that gradients favour;
-  decorrelation  the normalised gradient is preconditioned by P = (C C^T)^(1/2), with C the square root of
-                 natural images' colour covariance (Lucid's `color_correlation_svd_sqrt`), scaled so P's top
-                 eigenvalue is 1: as with Lucid's parameterisation x = C z and normalised steps in z, luminance
-                 moves fastest and colour differences move at C's smaller singular values (about 0.28 and
-                 0.13 of it), so colour appears only where the channel really asks for it;
-  range          after each step the image is clipped to [0, 1].
-
-Each step moves x by learning_rate * P g / mean|g| (g the gradient of that image's objective). All channels are
-optimised together as one batch of images (the model runs in inference mode, so images do not interact);
-the whole ascent is one jitted `lax.fori_loop`.
+For channel c of layer L, gradient ascent on an image x: [H, W, 3] in [0, 1], started from faint noise around
+grey, maximises mean_{h,w} L(x)[h, w, c] (Erhan et al. 2009; Olah et al. 2017). Each step moves x by
+learning_rate * P g / mean|g| and clips to [0, 1], with these regularisers:
+  jitter         the image is rolled by up to `jitter` pixels before each forward pass;
+  blur           every `blur_every` steps a Gaussian blur of std `blur_sigma` (reflect padding);
+  decorrelation  P = (C C^T)^(1/2) scaled to top eigenvalue 1, C Lucid's square root of the ImageNet colour
+                 covariance, so luminance moves fastest (P = I without).
+All channels are one batch of images through the model in inference mode; the ascent is one jitted fori_loop.
 """
 
 from __future__ import annotations

@@ -1,11 +1,5 @@
-"""Dense statistics of images: mean colour, colour histogram, low-frequency DCT magnitudes of the luminance.
-
-The dense, global content of an image (overall colour, smooth shading) that augmentation should decouple
-between the two views (docs/theory.md, section 7). `cl_features.measure.patch_codes` gives the sparse, local
-content; `cl_features.measure.model_free` measures how well each survives an augmentation.
-
-Images are [N, H, W, 3] float in [0, 1] (NumPy or JAX). Everything runs in NumPy on the CPU, in chunks of
-`chunk_size` images, so thousands of 32x32 images need well under a minute per statistic.
+"""Dense, global statistics of images (docs/theory.md, section 7): mean colour, colour histogram, low-frequency DCT
+magnitudes of the luminance. Images are [N, H, W, 3] float in [0, 1], processed in NumPy in chunks of `chunk_size`.
 """
 
 from __future__ import annotations
@@ -44,10 +38,6 @@ def chunks(n: int, chunk_size: int):
         yield slice(start, min(start + chunk_size, n))
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Dense statistics.
-
-
 def mean_colour(images) -> np.ndarray:
     """images: [N, H, W, 3] -> [N, 3] float64, the mean of each channel over all pixels."""
     x = check_images(images)
@@ -55,13 +45,10 @@ def mean_colour(images) -> np.ndarray:
 
 
 def colour_histogram(images, bins: int = 8, *, chunk_size: int = 256) -> np.ndarray:
-    """images: [N, H, W, 3] -> [N, 3 * bins] float64, per-channel soft histograms, each summing to 1.
+    """images: [N, H, W, 3] -> [N, 3 * bins] float64 ([R bins, G bins, B bins]), soft histograms summing to 1.
 
-    Layout: [R bins, G bins, B bins]. Bin j of `bins` has centre c_j = (j + 0.5) / bins. Binning is
-    triangular (linear interpolation): a value v between centres c_j and c_{j+1} puts weight
-    1 - (v - c_j) * bins in bin j and the rest in bin j + 1; values below c_0 or above c_{bins-1} go wholly
-    to the edge bin. So a value at a bin centre is counted as in a hard histogram, and for values in
-    [c_0, c_{bins-1}] the histogram's mean sum_j h_j c_j equals the channel mean.
+    Bin j has centre c_j = (j + 0.5) / bins; a value between c_j and c_{j+1} splits linearly between the two
+    bins (values beyond the edge centres go to the edge bin), so the histogram's mean equals the channel mean.
     """
     x = check_images(images)
     bins = check_positive_int(bins, "bins", minimum=2)
@@ -86,12 +73,8 @@ def _dct_matrix(size: int) -> np.ndarray:
 
 
 def low_frequency_energy(images, k: int = 4, *, chunk_size: int = 256) -> np.ndarray:
-    """images: [N, H, W, 3] -> [N, k * k] float64, |DCT coefficients| (u, v < k) of the luminance.
-
-    Luminance Y = 0.299 R + 0.587 G + 0.114 B; coefficients of the orthonormal 2D DCT-II
-    (scipy.fft.dctn(Y, norm='ortho')), row-major over (u, v). The DC term (u = v = 0, equal to
-    sqrt(H * W) * mean luminance) is included: it is the densest statistic of all.
-    """
+    """images: [N, H, W, 3] -> [N, k * k] float64, |scipy.fft.dctn(Y, norm='ortho')[u, v]| for u, v < k (row-major)
+    of the luminance Y = 0.299 R + 0.587 G + 0.114 B, the DC term included."""
     x = check_images(images)
     k = check_positive_int(k, "k")
     chunk_size = check_positive_int(chunk_size, "chunk_size")

@@ -95,21 +95,10 @@ def knn_predict(
     return np.asarray(preds[:n_test])
 
 
-def knn_accuracy(
-    train_features,
-    train_labels,
-    test_features,
-    test_labels,
-    num_classes: int,
-    *,
-    k: int = 200,
-    temperature: float = 0.1,
-    chunk: int = 256,
-) -> float:
-    """Fraction of test examples whose weighted-kNN vote (see module docstring) is their label."""
-    preds = knn_predict(
-        train_features, train_labels, test_features, num_classes, k=k, temperature=temperature, chunk=chunk
-    )
+def knn_accuracy(train_features, train_labels, test_features, test_labels, num_classes: int, **kwargs) -> float:
+    """Fraction of test examples whose weighted-kNN vote is their label (kwargs: `knn_predict`'s k, temperature,
+    chunk)."""
+    preds = knn_predict(train_features, train_labels, test_features, num_classes, **kwargs)
     test_labels = np.asarray(test_labels)
     if test_labels.shape != preds.shape:
         raise ValueError(f"test_labels must be [{preds.shape[0]}], got {test_labels.shape}")

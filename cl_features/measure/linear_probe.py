@@ -1,13 +1,12 @@
-"""Linear probes on frozen features: multinomial logistic regression (L-BFGS) or ridge (closed form), and
+"""Linear probes on frozen features: multinomial logistic regression (L-BFGS) or ridge to one-hot targets, and
 ridge probes of +-1 labels per task (`ridge_binary_accuracy`, the synthetic experiment's probe).
 
-Features are standardised with the mean and std of the fitting split. The penalty is on the weights only:
-  logistic: minimise mean_n CE(softmax(x_n W + b), y_n) + (l2 / 2) ||W||^2  (sklearn's LogisticRegression with
-            C = 1 / (n l2)), solved in float32 with optax.lbfgs until the gradient norm is below `tol` or
-            `max_iter` iterations;
-  ridge:    minimise (1 / n) ||onehot(y) - X W - b||^2 + l2 ||W||^2 in float64 NumPy, predicted class = argmax.
-With several l2 values, `val_fraction` of the train split (a seeded random subset) chooses the one with the
-best held-out accuracy, then the probe is refit on the whole train split with it.
+Features are standardised on the fitting split; the penalty is on the weights only:
+  logistic: mean_n CE(softmax(x_n W + b), y_n) + (l2 / 2) ||W||^2 (sklearn's C = 1 / (n l2)), float32 optax.lbfgs
+            until the gradient norm is below `tol` or `max_iter` iterations;
+  ridge:    `ridge.fit` to onehot(y), predicted class = argmax.
+With several l2 values, a seeded `val_fraction` of the train split chooses the one of best held-out accuracy, then
+the probe is refit on the whole train split.
 """
 
 from __future__ import annotations

@@ -1,27 +1,15 @@
 """Model-free feature decoupling per augmentation set: which image statistics survive the two views.
 
-For each augmentation set (image_sets.VIEW_SETS: the named sets and each op alone) the two views of N images are drawn
-on device (`augment.image_ops.two_views`), and the cross-view Pearson correlation over the N positive pairs is
-measured for
+For each augmentation set (image_sets.VIEW_SETS) the two views of N images are drawn on device, and the
+cross-view Pearson correlation over the N positive pairs is measured for the dense statistics
+(`image_stats.dense_statistics`) and the sparse ones (`patch_codes.sparse_statistics`) of one or both
+dictionaries: 'rgb' (fitted to and applied on colour patches) or 'luminance' (on Y = 0.299 R + 0.587 G + 0.114 B
+in all three channels: shape, not colour).
 
-  dense statistics   mean colour, colour histogram, low-frequency DCT magnitudes of the luminance
-                     (`image_stats.dense_statistics`);
-  sparse statistics  max- and mean-pooled thresholded responses of a fixed patch dictionary
-                     (`patch_codes.sparse_statistics`), with one or both of two dictionaries:
-                       'rgb'        fitted to, and applied on, the colour patches;
-                       'luminance'  fitted to, and applied on, the luminance (Y = 0.299 R + 0.587 G + 0.114 B,
-                                    repeated in the three channels), so it sees shape, not colour.
-
-The RGB dictionary's atoms carry colour, so colour jitter lowers its codes' correlation too; the luminance
-dictionary separates "the local pattern is still there" from "its colour changed" (docs/theory.md, section 7).
-
-Tables: {set_name: {'stats': {row: {'corr_mean', 'corr_median', 'n_dims'}}, 'dense_mean': float,
-'sparse_mean': {kind: float}, 'ratio': {kind: dense_mean / sparse_mean}, 'num_images': N}}, where row is a dense
-statistic name or '<sparse statistic>/<kind>' (e.g. 'patch_codes_max/luminance'). With bootstrap resamples
-(`counts`, measure.bootstrap) each row also has 'corr_mean_ci', the table 'dense_mean_ci' and 'sparse_mean_ci'
-({kind: [low, high]}) and 'replicates' ({row, 'dense_mean', 'sparse_mean/<kind>': [B]}).
-`combine_seeds` averages the tables of several seeds (views and dictionaries redrawn, the same images and
-resamples) into one such table, with each seed's numbers and their spread under 'seeds'.
+Tables: {set_name: {'stats': {row: {'corr_mean', 'corr_median', 'n_dims'}}, 'dense_mean', 'sparse_mean': {kind},
+'ratio': {kind: dense_mean / sparse_mean}, 'num_images'}}, row a dense statistic or '<sparse statistic>/<kind>'.
+With bootstrap resamples (`counts`) also 'corr_mean_ci' per row, 'dense_mean_ci', 'sparse_mean_ci' {kind: [low,
+high]} and 'replicates' {row, 'dense_mean', 'sparse_mean/<kind>': [B]}.
 """
 
 from __future__ import annotations
@@ -35,6 +23,7 @@ import numpy as np
 
 from cl_features.augment import image_ops, image_sets
 from cl_features.measure import bootstrap, correlation, image_stats, patch_codes
+from cl_features.measure.image_stats import check_positive_int
 
 DICTIONARY_KINDS = ("rgb", "luminance")
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -94,11 +83,8 @@ def make_views(
     """
     if set_name not in image_sets.VIEW_SETS:
         raise ValueError(f"augmentation set must be one of {image_sets.VIEW_SETS}, got {set_name!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
-    if isinstance(out_size, bool) or not isinstance(out_size, (int, np.integer)) or out_size < 1:
-        raise ValueError(f"out_size must be an int >= 1; got {out_size!r}")
-    fn = _views_fn(set_name, int(out_size), None if color_strength is None else float(color_strength))
+    batch_size, out_size = check_positive_int(batch_size, "batch_size"), check_positive_int(out_size, "out_size")
+    fn = _views_fn(set_name, out_size, None if color_strength is None else float(color_strength))
     x = np.asarray(images)
     n = x.shape[0]
     v1 = np.empty((n, out_size, out_size, 3), np.float32)
@@ -163,15 +149,21 @@ def view_table(
     groups = {"dense_mean": list(image_stats.DENSE_STATS)}
     groups.update({f"sparse_mean/{kd}": [f"{n}/{kd}" for n in patch_codes.SPARSE_STATS] for kd in kinds})
     means = {g: float(np.mean([stats[r]["corr_mean"] for r in rows])) for g, rows in groups.items()}
-    dense_mean, sparse_mean = means["dense_mean"], {kd: means[f"sparse_mean/{kd}"] for kd in kinds}
-    ratio = {kd: dense_mean / s if s != 0 else float("nan") for kd, s in sparse_mean.items()}
-    table = {"stats": stats, "dense_mean": dense_mean, "sparse_mean": sparse_mean, "ratio": ratio}
-    table["num_images"] = int(v1.shape[0])
-    if counts is not None:
-        reps.update({g: np.mean([reps[r] for r in rows], axis=0) for g, rows in groups.items()})
+    if counts is None:
+        return _table(stats, means, int(v1.shape[0]), None)
+    reps.update({g: np.mean([reps[r] for r in rows], axis=0) for g, rows in groups.items()})
+    return dict(_table(stats, means, int(v1.shape[0]), reps), replicates=reps)
+
+
+def _table(stats: dict, means: dict, num_images: int, reps: dict | None) -> dict:
+    """A table (module docstring) of `stats` and means {'dense_mean', 'sparse_mean/<kind>'}; intervals from reps."""
+    kinds = [g.split("/", 1)[1] for g in means if g != "dense_mean"]
+    dense, sparse = means["dense_mean"], {k: means[f"sparse_mean/{k}"] for k in kinds}
+    ratio = {k: dense / s if s != 0 else float("nan") for k, s in sparse.items()}
+    table = {"stats": stats, "dense_mean": dense, "sparse_mean": sparse, "ratio": ratio, "num_images": num_images}
+    if reps is not None:
         table["dense_mean_ci"] = bootstrap.interval(reps["dense_mean"])
-        table["sparse_mean_ci"] = {kd: bootstrap.interval(reps[f"sparse_mean/{kd}"]) for kd in kinds}
-        table["replicates"] = reps
+        table["sparse_mean_ci"] = {k: bootstrap.interval(reps[f"sparse_mean/{k}"]) for k in kinds}
     return table
 
 
@@ -207,46 +199,27 @@ def augmentation_tables(
     return out
 
 
-def _sd(values) -> float:
-    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
 def combine_seeds(tables: Sequence[Mapping], seeds: Sequence[int]) -> dict:
     """The per-seed tables of one augmentation set (same images, same bootstrap resamples) -> one table.
 
-    Every number is the mean over seeds; intervals come from the seed-averaged replicates (so they are the
-    bootstrap interval over images of the seed-averaged number). 'seeds' holds the seeds, each seed's
-    dense_mean and sparse_mean, and their standard deviation across seeds (ddof=1). Replicates are dropped.
+    Every number is the mean over seeds, intervals those of the seed-averaged replicates (which are dropped);
+    'seeds' holds the seeds, each seed's dense_mean and sparse_mean and their sd across seeds (ddof=1).
     """
     if len(tables) != len(seeds) or not tables:
         raise ValueError(f"need one table per seed; got {len(tables)} tables for seeds {list(seeds)}")
     first = tables[0]
-    kinds = list(first["sparse_mean"])
-    mean = lambda key: float(np.mean([t[key] for t in tables]))  # noqa: E731
     stats = {}
     for row, r in first["stats"].items():
         stats[row] = {k: float(np.mean([t["stats"][row][k] for t in tables])) for k in ("corr_mean", "corr_median")}
         stats[row]["n_dims"] = r["n_dims"]
-    dense = mean("dense_mean")
-    sparse = {k: float(np.mean([t["sparse_mean"][k] for t in tables])) for k in kinds}
-    out = {
-        "stats": stats,
-        "dense_mean": dense,
-        "sparse_mean": sparse,
-        "ratio": {k: dense / v if v != 0 else float("nan") for k, v in sparse.items()},
-        "num_images": first["num_images"],
-    }
+    per_seed = {"dense_mean": [t["dense_mean"] for t in tables]}
+    per_seed.update({f"sparse_mean/{k}": [t["sparse_mean"][k] for t in tables] for k in first["sparse_mean"]})
+    reps = None
     if "replicates" in first:
         reps = {g: np.mean([t["replicates"][g] for t in tables], axis=0) for g in first["replicates"]}
         for row in stats:
             stats[row]["corr_mean_ci"] = bootstrap.interval(reps[row])
-        out["dense_mean_ci"] = bootstrap.interval(reps["dense_mean"])
-        out["sparse_mean_ci"] = {k: bootstrap.interval(reps[f"sparse_mean/{k}"]) for k in kinds}
-    per_seed = {"dense_mean": [t["dense_mean"] for t in tables]}
-    per_seed.update({f"sparse_mean/{k}": [t["sparse_mean"][k] for t in tables] for k in kinds})
-    out["seeds"] = {
-        "seeds": [int(s) for s in seeds],
-        "values": per_seed,
-        "sd": {g: _sd(v) for g, v in per_seed.items()},
-    }
+    out = _table(stats, {g: float(np.mean(v)) for g, v in per_seed.items()}, first["num_images"], reps)
+    sd = {g: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for g, v in per_seed.items()}
+    out["seeds"] = {"seeds": [int(s) for s in seeds], "values": per_seed, "sd": sd}
     return out

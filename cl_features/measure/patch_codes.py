@@ -1,11 +1,6 @@
-"""Sparse local statistics of images: a fixed patch dictionary (Coates & Ng 2011) and its thresholded responses.
-
-Edges and other small patterns that a patch dictionary picks out are the sparse, local content of an image that
-augmentation should leave shared between the two views (docs/theory.md, section 7). The dictionary is learnt by
-spherical k-means on contrast-normalised, ZCA-whitened patches; an image's statistics are its soft-thresholded
-responses, pooled over positions (`sparse_statistics`).
-
-Images are [N, H, W, 3] float in [0, 1] (NumPy or JAX), processed in NumPy in chunks of `chunk_size` images.
+"""Sparse local statistics of images (docs/theory.md, section 7): a fixed patch dictionary (Coates & Ng 2011),
+learnt by spherical k-means on contrast-normalised, ZCA-whitened patches, and its soft-thresholded responses pooled
+over positions. Images are [N, H, W, 3] float in [0, 1], processed in NumPy in chunks of `chunk_size` images.
 """
 
 from __future__ import annotations
@@ -38,22 +33,18 @@ class PatchDictionary:
     contrast_eps: float = 10.0 / 255.0**2
 
     def __post_init__(self):
-        p = check_positive_int(self.patch_size, "patch_size")
-        d = 3 * p * p
-        mean = np.asarray(self.mean, dtype=np.float64)
-        whitening = np.asarray(self.whitening, dtype=np.float64)
-        atoms = np.asarray(self.atoms, dtype=np.float64)
-        if mean.shape != (d,):
-            raise ValueError(f"mean must be [patch_dim={d}]; got shape {mean.shape}")
-        if whitening.shape != (d, d):
-            raise ValueError(f"whitening must be [{d}, {d}]; got shape {whitening.shape}")
+        d = 3 * check_positive_int(self.patch_size, "patch_size") ** 2
+        arrays = {k: np.asarray(getattr(self, k), dtype=np.float64) for k in ("mean", "whitening", "atoms")}
+        for name, shape in (("mean", (d,)), ("whitening", (d, d))):
+            if arrays[name].shape != shape:
+                raise ValueError(f"{name} must be {list(shape)} (patch_dim={d}); got shape {arrays[name].shape}")
+        atoms = arrays["atoms"]
         if atoms.ndim != 2 or atoms.shape[1] != d or atoms.shape[0] < 1:
             raise ValueError(f"atoms must be [n_atoms >= 1, patch_dim={d}]; got shape {atoms.shape}")
         if not self.contrast_eps > 0:
             raise ValueError(f"contrast_eps must be > 0; got {self.contrast_eps}")
-        object.__setattr__(self, "mean", mean)
-        object.__setattr__(self, "whitening", whitening)
-        object.__setattr__(self, "atoms", atoms)
+        for name, value in arrays.items():
+            object.__setattr__(self, name, value)
 
     @property
     def n_atoms(self) -> int:
@@ -102,17 +93,12 @@ def _sample_patches(x: np.ndarray, patch_size: int, n_patches: int, rng: np.rand
 
 
 def spherical_kmeans(data, n_atoms: int, *, iters: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Spherical k-means (Dhillon & Modha 2001; the dictionary step of Coates & Ng 2011/2012).
+    """Spherical k-means (Dhillon & Modha 2001): unit atoms D: [n_atoms, d] maximising sum_i max_j <D_j, x_i>.
 
-    data: [n, d]. Finds unit atoms D: [n_atoms, d] maximising sum_i max_j <D_j, x_i>: each point is
-    assigned to the atom with the largest projection <D_j, x> (signed, not its absolute value, so an atom and
-    its negative are different atoms), and each atom is set to the normalised sum of its points, which
-    maximises that cluster's sum. Initialised by greedy spherical k-means++ (as sklearn's k-means++, with the
-    squared distance to the nearest atom ray). An atom left with no points moves to the worst-explained
-    point. Neither step increases the loss, so it is non-increasing.
-
-    Returns (atoms: [n_atoms, d], loss: [iters + 1]) with loss = mean_i (||x_i|| - max_j <D_j, x_i>), the
-    first entry after initialisation.
+    data: [n, d]. Points go to the atom of largest signed projection, atoms to the normalised sum of their
+    points; greedy spherical k-means++ init (as sklearn's); an empty atom moves to the worst-explained point.
+    Returns (atoms, loss: [iters + 1]), loss = mean_i (||x_i|| - max_j <D_j, x_i>) (non-increasing), the first
+    entry after initialisation.
     """
     x = np.asarray(data, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 1:
@@ -125,9 +111,8 @@ def spherical_kmeans(data, n_atoms: int, *, iters: int = 30, seed: int = 0) -> t
     rng = np.random.default_rng(seed)
     unit = x / np.where(norms > 0, norms, 1.0)[:, None]
 
-    # Greedy k-means++ (as in sklearn): D(x)^2 = ||x||^2 - max(0, max_j <D_j, x>)^2 is the squared distance
-    # to the nearest atom ray; of `trials` points sampled with probability ~ D^2, keep the one that most
-    # lowers sum D^2.
+    # Greedy k-means++: of `trials` points drawn ~ D^2 (squared distance to the nearest atom ray), keep the one
+    # that most lowers sum D^2.
     def dist2(best):  # best: [n, ...] -> [n, ...]
         sq = norms.reshape((-1,) + (1,) * (best.ndim - 1)) ** 2
         return np.maximum(sq - np.maximum(best, 0.0) ** 2, 0.0)
@@ -179,12 +164,9 @@ def fit_patch_dictionary(
     zca_eps: float = 0.1,
     contrast_eps: float = 10.0 / 255.0**2,
 ) -> PatchDictionary:
-    """Learns a PatchDictionary from `n_patches` random patches of images: [N, H, W, 3] (Coates & Ng 2011).
-
-    Patches are contrast-normalised (`contrast_eps`: Coates & Ng's +10 on 0..255 pixel variances, rescaled
-    to [0, 1] pixels), ZCA-whitened with W = U diag(1 / sqrt(s + zca_eps)) U^T from the patch covariance
-    U diag(s) U^T, then clustered by `spherical_kmeans` for `iters` iterations. Same seed, same dictionary.
-    """
+    """A PatchDictionary from `n_patches` random patches of images: [N, H, W, 3]: contrast-normalised
+    (`contrast_eps`: Coates & Ng's +10 on 0..255 variances), ZCA-whitened with U diag(1 / sqrt(s + zca_eps)) U^T
+    of the patch covariance U diag(s) U^T, clustered by `spherical_kmeans`. Same seed, same dictionary."""
     x = check_images(images)
     patch_size = check_positive_int(patch_size, "patch_size")
     n_atoms = check_positive_int(n_atoms, "n_atoms")
@@ -211,49 +193,35 @@ def fit_patch_dictionary(
     )
 
 
-def _pooled_codes(
-    x: np.ndarray, dictionary: PatchDictionary, threshold: float, stride: int, chunk_size: int
-) -> dict[str, np.ndarray]:
-    """x: [N, H, W, 3] (checked) -> {'max': [N, n_atoms], 'mean': [N, n_atoms]} pooled soft-thresholded codes."""
-    d = dictionary
-    if d.patch_size > min(x.shape[1], x.shape[2]):
-        raise ValueError(f"dictionary.patch_size={d.patch_size} exceeds the image size {x.shape[1:3]}")
-    # <atom, W (p - mean)> = p @ proj - offset, with proj = (atoms W)^T: [patch_dim, n_atoms].
-    proj = (d.atoms @ d.whitening).T
-    offset = d.mean @ proj
-    proj32, offset32 = proj.astype(np.float32), offset.astype(np.float32)
-    n = x.shape[0]
-    out = {"max": np.empty((n, d.n_atoms)), "mean": np.empty((n, d.n_atoms))}
-    for sl in chunks(n, chunk_size):
-        patches = normalise_patches(
-            extract_patches(x[sl].astype(np.float32), d.patch_size, stride), np.float32(d.contrast_eps)
-        )
-        codes = np.maximum(patches @ proj32 - offset32 - np.float32(threshold), 0.0)  # [n, n_pos, n_atoms]
-        out["max"][sl] = codes.max(axis=1)
-        out["mean"][sl] = codes.mean(axis=1, dtype=np.float64)
-    return out
-
-
-def check_code_args(dictionary, threshold, stride, chunk_size) -> tuple[float, int, int]:
-    if not isinstance(dictionary, PatchDictionary):
-        raise ValueError(f"dictionary must be a PatchDictionary; got {type(dictionary).__name__}")
-    if not (np.isfinite(threshold) and threshold >= 0):
-        raise ValueError(f"threshold must be a finite number >= 0; got {threshold}")
-    return float(threshold), check_positive_int(stride, "stride"), check_positive_int(chunk_size, "chunk_size")
-
-
 def sparse_statistics(
     images, dictionary: PatchDictionary, *, threshold: float = 1.0, stride: int = 1, chunk_size: int = 128
 ) -> dict[str, np.ndarray]:
     """images: [N, H, W, 3] -> {'patch_codes_max': [N, n_atoms], 'patch_codes_mean': [N, n_atoms]} float64.
 
     Every patch on a `stride` grid is contrast-normalised and whitened as in `PatchDictionary`; its code is
-    the soft-thresholded response max(0, <atom_j, z> - threshold) (Coates & Ng 2011's "natural encoder"
-    with alpha = threshold; one polarity, as the atoms are directions), so most entries are 0. Codes are
-    max- and mean-pooled over all positions. The default threshold of 1.0 leaves about 8% of per-position
-    responses non-zero for a 64-atom dictionary fitted to 32x32 crops of natural photographs.
+    max(0, <atom_j, z> - threshold) (Coates & Ng 2011's "natural encoder", one polarity), max- and mean-pooled
+    over positions. threshold 1.0 leaves about 8% of responses non-zero for 64 atoms on 32x32 photo crops.
     """
     x = check_images(images)
-    threshold, stride, chunk_size = check_code_args(dictionary, threshold, stride, chunk_size)
-    codes = _pooled_codes(x, dictionary, threshold, stride, chunk_size)
-    return {"patch_codes_max": codes["max"], "patch_codes_mean": codes["mean"]}
+    d = dictionary
+    if not isinstance(d, PatchDictionary):
+        raise ValueError(f"dictionary must be a PatchDictionary; got {type(d).__name__}")
+    if not (np.isfinite(threshold) and threshold >= 0):
+        raise ValueError(f"threshold must be a finite number >= 0; got {threshold}")
+    stride, chunk_size = check_positive_int(stride, "stride"), check_positive_int(chunk_size, "chunk_size")
+    if d.patch_size > min(x.shape[1], x.shape[2]):
+        raise ValueError(f"dictionary.patch_size={d.patch_size} exceeds the image size {x.shape[1:3]}")
+    # <atom, W (p - mean)> = p @ proj - offset, with proj = (atoms W)^T: [patch_dim, n_atoms].
+    proj = (d.atoms @ d.whitening).T
+    offset = d.mean @ proj
+    proj32, offset32, threshold32 = proj.astype(np.float32), offset.astype(np.float32), np.float32(float(threshold))
+    n = x.shape[0]
+    out = {"patch_codes_max": np.empty((n, d.n_atoms)), "patch_codes_mean": np.empty((n, d.n_atoms))}
+    for sl in chunks(n, chunk_size):
+        patches = normalise_patches(
+            extract_patches(x[sl].astype(np.float32), d.patch_size, stride), np.float32(d.contrast_eps)
+        )
+        codes = np.maximum(patches @ proj32 - offset32 - threshold32, 0.0)  # [n, n_pos, n_atoms]
+        out["patch_codes_max"][sl] = codes.max(axis=1)
+        out["patch_codes_mean"][sl] = codes.mean(axis=1, dtype=np.float64)
+    return out

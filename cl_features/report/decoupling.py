@@ -1,17 +1,10 @@
-"""The feature-decoupling report: tables (markdown + JSON) and figures (PNG); what they show is in docs/decoupling.md.
+"""The feature-decoupling report folder (docs/decoupling.md lists its files): tables (markdown + JSON), figures (PNG).
 
 Inputs are the plain dicts the measurements return:
   model_free  {set_name: cl_features.measure.model_free.view_table(...)}
   models      {model_name: {'train_set': str, 'scores': {name: float}, 'layers': representation.layer_table(...)}}
-`write_report` lays out one folder:
-
-  summary.md                 the notes, every table, links to the figures and the list of files
-  model_free.json / .md      cross-view correlation of each dense and sparse statistic per augmentation set
-  representation.json / .md  per model: scores (dense reliance, kNN, linear probe, t-SNE separation) and per
-                             layer density and channel correlation: means over seeds, intervals across seeds
-  representation_seeds.json  the same per model and seed
-  figures/model_free.png, figures/representation.png, figures/tsne.png, figures/feature_vis.png
-  pictures.npz, report_inputs.json   what the figures are drawn from; `redraw(outdir)` rewrites the folder
+`write_report` keeps what the figures are drawn from (pictures.npz, report_inputs.json), so `redraw(outdir)`
+rewrites the folder without measuring.
 """
 
 from __future__ import annotations
@@ -70,13 +63,9 @@ def _kinds(model_free: Mapping) -> list[str]:
     return list(next(iter(model_free.values()))["sparse_mean"]) if model_free else []
 
 
-# --------------------------------------------------------------------------------------------------- tables
-
-
 def model_free_markdown(model_free: Mapping[str, Mapping]) -> str:
     """One row per augmentation set: each statistic's mean cross-view correlation, the dense and sparse means
-    (with their 95% bootstrap interval over images, where measured) and their ratio per dictionary; with several
-    seeds, the dense and sparse means' standard deviation across seeds."""
+    [95% bootstrap interval] and their ratio per dictionary; with several seeds, their sd across seeds."""
     kinds = _kinds(model_free)
     multi = any(len(t.get("seeds", {}).get("seeds", ())) > 1 for t in model_free.values())
     header = ["augmentation", "images", *DENSE_STATS, "dense mean"]
@@ -106,70 +95,49 @@ def representation_markdown(models: Mapping[str, Mapping]) -> str:
         return ""
     score_cols = [c for c in SCORE_COLUMNS if any(c in m["scores"] for m in models.values())]
     score_cols += sorted({c for m in models.values() for c in m["scores"]} - set(score_cols))
-
-    def cell(m, c):
-        return _ci(m["scores"].get(c), m.get("scores_ci", {}).get(c))
-
     seeds = any("seeds" in m for m in models.values())
     scores = _table(
         ["model", "trained with", *(["seeds"] if seeds else []), *score_cols],
         [
-            [name, m["train_set"], *([len(m.get("seeds", ()))] if seeds else []), *(cell(m, c) for c in score_cols)]
+            [name, m["train_set"], *([len(m.get("seeds", ()))] if seeds else [])]
+            + [_ci(m["scores"].get(c), m.get("scores_ci", {}).get(c)) for c in score_cols]
             for name, m in models.items()
         ],
     )
     layer_cols = ["channels", "density", "dense_units", "dead_units"]
-    corr_cols = sorted(
-        {c for m in models.values() for row in m["layers"].values() for c in row if c.startswith("corr/")}
-    )
-    rows = []
-    for name, m in models.items():
-        for layer, row in m["layers"].items():
-            rows.append([name, layer, *(row.get(c) for c in layer_cols + corr_cols)])
+    corr_cols = sorted({c for m in models.values() for row in m["layers"].values() for c in row if c[:5] == "corr/"})
+    rows = [
+        [name, layer, *(row.get(c) for c in layer_cols + corr_cols)]
+        for name, m in models.items()
+        for layer, row in m["layers"].items()
+    ]
     layers = _table(["model", "layer", *layer_cols, *(c.replace("corr/", "channel corr ") for c in corr_cols)], rows)
-    return (
-        "Scores (dense_reliance: held-out ridge R^2 from the representation to the colour histogram; "
-        "reliance/X: the same for statistic X"
-        + ("; mean over seeds [95% t-interval across seeds]" if seeds else "")
-        + "):\n\n"
-        + scores
-        + "\nPer layer (density: fraction of units "
-        "firing, on clean images; channel corr S: mean over channels of the cross-view correlation of "
-        "pooled activations, views from augmentation set S):\n\n" + layers
-    )
+    over_seeds = " (mean over seeds [95% t-interval across seeds])" if seeds else ""
+    return f"Scores{over_seeds}:\n\n{scores}\nPer layer:\n\n{layers}"
 
 
-# -------------------------------------------------------------------------------------------------- figures
+def _errors(vals, cis) -> np.ndarray:
+    """[2, n] error bar lengths below and above each value from its [low, high] interval (0 where none)."""
+    return np.array([[v - c[0], c[1] - v] if c else [0.0, 0.0] for v, c in zip(vals, cis)]).T.clip(0)
 
 
 def model_free_figure(model_free: Mapping[str, Mapping], path: str) -> Figure:
     """Grouped bars: per augmentation set, each dense statistic's and each dictionary's sparse mean correlation."""
-    sets = list(model_free)
-    kinds = _kinds(model_free)
-    series = [
-        (
-            s,
-            [model_free[a]["stats"][s]["corr_mean"] for a in sets],
-            [model_free[a]["stats"][s].get("corr_mean_ci") for a in sets],
-            c,
-        )
+    sets, ts = list(model_free), list(model_free.values())
+    series = [  # (label, values, intervals, colour)
+        (s, [t["stats"][s]["corr_mean"] for t in ts], [t["stats"][s].get("corr_mean_ci") for t in ts], c)
         for s, c in zip(DENSE_STATS, ("tab:red", "tab:orange", "tab:brown"))
     ]
     series += [
-        (
-            f"sparse ({k})",
-            [model_free[a]["sparse_mean"][k] for a in sets],
-            [model_free[a].get("sparse_mean_ci", {}).get(k) for a in sets],
-            c,
-        )
-        for k, c in zip(kinds, ("tab:blue", "tab:cyan"))
+        (f"sparse ({k})", [t["sparse_mean"][k] for t in ts], [t.get("sparse_mean_ci", {}).get(k) for t in ts], c)
+        for k, c in zip(_kinds(model_free), ("tab:blue", "tab:cyan"))
     ]
     x = np.arange(len(sets))
     w = 0.8 / len(series)
     fig = Figure(figsize=(1.7 * len(sets) + 3.5, 3.8))
     ax = fig.subplots()
     for i, (label, vals, cis, color) in enumerate(series):
-        err = np.array([[v - c[0], c[1] - v] if c else [0.0, 0.0] for v, c in zip(vals, cis)]).T.clip(0)
+        err = _errors(vals, cis)
         ax.bar(
             x - 0.4 + w * (i + 0.5), vals, w, label=label, color=color, yerr=err if np.any(err) else None, capsize=1.5
         )
@@ -190,8 +158,7 @@ def _bars(ax, models: Mapping[str, Mapping], key: str, color: str, title: str, y
     """One bar per model of scores[key], with its interval across seeds where there is one."""
     names = list(models)
     vals = np.array([models[n]["scores"].get(key, np.nan) for n in names], float)
-    cis = [models[n].get("scores_ci", {}).get(key) for n in names]
-    err = np.array([[v - c[0], c[1] - v] if c else [0.0, 0.0] for v, c in zip(vals, cis)]).T.clip(0)
+    err = _errors(vals, [models[n].get("scores_ci", {}).get(key) for n in names])
     ax.bar(np.arange(len(names)), vals, color=color, yerr=err if np.any(err) else None, capsize=3)
     ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right", fontsize=8)
     low = np.nanmin(vals - err[0]) if np.isfinite(vals).any() else 0
@@ -202,13 +169,12 @@ def _bars(ax, models: Mapping[str, Mapping], key: str, color: str, title: str, y
 def representation_figure(models: Mapping[str, Mapping], path: str) -> Figure:
     """Four panels: density per layer, channel correlation per layer (last view set), dense reliance and kNN
     accuracy per model (error bars: 95% interval across seeds, where there are several)."""
-    names = list(models)
     layer_names = [l for l in next(iter(models.values()))["layers"] if l != "features"]
     corr_keys = sorted({c for m in models.values() for c in m["layers"].get("features", {}) if c.startswith("corr/")})
     fig = Figure(figsize=(17, 4.0), layout="constrained")
     axes = fig.subplots(1, 4)
-    for name in names:
-        layers = models[name]["layers"]
+    for name, m in models.items():
+        layers = m["layers"]
         axes[0].plot(layer_names, [layers[l].get("density", np.nan) for l in layer_names], marker="o", label=name)
         if corr_keys:
             ks = layer_names + ["features"]
@@ -226,10 +192,6 @@ def representation_figure(models: Mapping[str, Mapping], path: str) -> Figure:
     return fig
 
 
-def _dump(obj, path: str) -> None:
-    jsonio.dump(obj, path, sort_keys=False)  # keep the tables' order
-
-
 def write_report(
     outdir: str,
     *,
@@ -245,17 +207,22 @@ def write_report(
     config: Mapping | None = None,
     notes: Sequence[str] = (),
 ) -> dict[str, str]:
-    """Writes the report folder (see the module docstring) and returns {artefact: path} of what it wrote.
-
-    Everything it is drawn from is kept (JSON tables, pictures.npz with the t-SNE maps and the visualisations,
-    report_inputs.json with the rest), so `redraw(outdir)` makes the same folder again.
-    """
+    """Writes the report folder and returns {artefact: path} of what it wrote."""
     workdir_lib.path(outdir, "figures").mkdir(parents=True, exist_ok=True)
     paths: dict[str, str] = {}
+
+    def dump(name: str, obj) -> None:
+        paths[name] = os.path.join(outdir, name)
+        jsonio.dump(obj, paths[name], sort_keys=False)  # keep the tables' order
+
+    def figure(name: str) -> str:
+        paths[name] = os.path.join(outdir, "figures", name)
+        return paths[name]
+
     sections = ["# Feature decoupling report\n"]
     if notes:
         sections.append("\n".join(f"- {n}" for n in notes) + "\n")
-    for name, table, to_markdown, figure, title in (
+    tables = (
         (
             "model_free",
             model_free,
@@ -264,44 +231,30 @@ def write_report(
             "Model-free: cross-view correlation per augmentation set",
         ),
         ("representation", models, representation_markdown, representation_figure, "Representations"),
-    ):
+    )
+    for name, table, to_markdown, draw, title in tables:
         if not table:
             continue
         md = to_markdown(table)
-        for ext in ("json", "md"):
-            paths[f"{name}.{ext}"] = os.path.join(outdir, f"{name}.{ext}")
-        paths[f"{name}.png"] = os.path.join(outdir, "figures", f"{name}.png")
-        _dump(table, paths[f"{name}.json"])
+        dump(f"{name}.json", table)
+        paths[f"{name}.md"] = os.path.join(outdir, f"{name}.md")
         workdir_lib.write_text(paths[f"{name}.md"], md)
-        figure(table, paths[f"{name}.png"])
+        draw(table, figure(f"{name}.png"))
         sections += [f"## {title}\n", md, f"![{name.replace('_', '-')}](figures/{name}.png)\n"]
     if model_seeds:
-        paths["representation_seeds.json"] = os.path.join(outdir, "representation_seeds.json")
-        _dump(model_seeds, paths["representation_seeds.json"])
+        dump("representation_seeds.json", model_seeds)
     arrays = {}
     if tsne_maps:
-        paths["tsne.png"] = os.path.join(outdir, "figures", "tsne.png")
-        tsne.figure(
-            tsne_maps,
-            tsne_labels,
-            paths["tsne.png"],
-            class_names=class_names,
-            title="t-SNE of the representation, coloured by class",
-        )
+        title = "t-SNE of the representation, coloured by class"
+        tsne.figure(tsne_maps, tsne_labels, figure("tsne.png"), class_names=class_names, title=title)
         sections.append("![t-SNE](figures/tsne.png)\n")
         arrays.update({f"tsne/{k}": np.asarray(v) for k, v in tsne_maps.items()})
         arrays["tsne_labels"] = np.asarray(tsne_labels)
     if vis:
-        paths["feature_vis.png"] = os.path.join(outdir, "figures", "feature_vis.png")
         values = {n: m["vis_activation"] for n, m in (models or {}).items() if "vis_activation" in m}
+        title = f"activation maximisation, layer {vis_layer} (number: mean activation reached)" if vis_layer else None
         feature_vis.grid_figure(
-            vis,
-            paths["feature_vis.png"],
-            channels=vis_channels,
-            values=values or None,
-            title=(f"activation maximisation, layer {vis_layer} (number: mean activation reached)")
-            if vis_layer
-            else None,
+            vis, figure("feature_vis.png"), channels=vis_channels, values=values or None, title=title
         )
         sections.append("![feature visualisation](figures/feature_vis.png)\n")
         arrays.update({f"vis/{k}": np.asarray(v) for k, v in vis.items()})
@@ -309,17 +262,15 @@ def write_report(
         paths["pictures.npz"] = os.path.join(outdir, "pictures.npz")
         workdir_lib.savez(paths["pictures.npz"], compressed=True, **arrays)
     if config is not None:
-        paths["config.json"] = os.path.join(outdir, "config.json")
-        _dump(config, paths["config.json"])
-    paths["report_inputs.json"] = os.path.join(outdir, "report_inputs.json")
-    _dump(
+        dump("config.json", config)
+    dump(
+        "report_inputs.json",
         {
             "class_names": None if class_names is None else list(class_names),
             "vis_channels": None if vis_channels is None else [int(v) for v in vis_channels],
             "vis_layer": vis_layer,
             "notes": list(notes),
         },
-        paths["report_inputs.json"],
     )
     paths["summary.md"] = os.path.join(outdir, "summary.md")
     sections.append("## Files\n\n" + "".join(f"- {os.path.relpath(p, outdir)}\n" for p in paths.values()))

@@ -39,13 +39,9 @@ def cells(sweep: dict, metric: str) -> dict:
     return out
 
 
-def _title(panel: tuple[str, str], sweep: dict) -> str:
-    return panel[0] if len({p["objective"] for p in sweep["panels"]}) == 1 else f"{panel[0]} / {panel[1]}"
-
-
-def _column_title(panel: tuple[str, str], sweep: dict) -> str:
-    """The augmentation, and under it the objective where the panels differ in it (one line each: long names)."""
-    return panel[0] if len({p["objective"] for p in sweep["panels"]}) == 1 else f"{panel[0]}\n{panel[1]}"
+def _title(panel: tuple[str, str], sweep: dict, sep: str = " / ") -> str:
+    """The augmentation, then the objective where the panels differ in it."""
+    return panel[0] if len({p["objective"] for p in sweep["panels"]}) == 1 else f"{panel[0]}{sep}{panel[1]}"
 
 
 def _figure(sweep: dict, path: str) -> Figure:
@@ -75,7 +71,7 @@ def _figure(sweep: dict, path: str) -> Figure:
             if col == 0:
                 ax.set_ylabel(y["field"] if y else "", fontsize=8)
             if row == 0:
-                ax.set_title(_column_title(panel, sweep), fontsize=9)
+                ax.set_title(_title(panel, sweep, "\n"), fontsize=9)
         bar = fig.colorbar(im, ax=list(axes[row]), fraction=0.05, pad=0.02)
         bar.set_label(metric, fontsize=8)
         bar.ax.tick_params(labelsize=7)
