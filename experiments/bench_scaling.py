@@ -3,16 +3,12 @@ r"""Scaling and checkpoint costs of the training loop, on CPU.
     python -m experiments.bench_scaling [--seconds=5] [--overhead_steps=1000] [--every=0,500,100,50]
 
 Prints three markdown tables:
-1. Step throughput of the synthetic train step (complementary masking, d=64, d1=256, width 128, global batch
-   512, 50 steps per call) on 1, 2 and 4 forced CPU devices, each in its own subprocess
-   (XLA_FLAGS=--xla_force_host_platform_device_count=N). The forced devices share this machine's cores, so more
-   devices add no compute: the ratio to one device is the price of partitioning the step (the [N, N] logits
-   over the global batch need an all-gather of the second view's features and all-reduces of the gradient).
-2. Checkpoint save and restore time of the TrainState (weights + Adam's two moments) as the model grows: the
-   save call's blocking part (finiteness check and device-to-host copy), the time until it is written, and a
-   restore into a new Checkpointer (config check and read).
-3. The overhead of checkpointing every N steps against none, for a run of --overhead_steps steps of the same
-   step as in (1) (checkpoints written asynchronously into a temporary directory).
+1. Steps/s of the synthetic train step (complementary masking, d=64, d1=256, width 128, global batch 512, 50 steps
+   per call) on 1, 2 and 4 forced CPU devices, each in its own subprocess. The forced devices share this machine's
+   cores: the ratio to one device is the price (or gain) of partitioning the step, not more compute.
+2. Checkpoint save and restore time of the TrainState (weights + Adam's two moments) as the model grows: the save
+   call's blocking part, the time until it is written, and a restore into a new Checkpointer.
+3. The overhead of checkpointing every N steps against none, over --overhead_steps steps of the step of (1).
 Timings on a shared machine are noisy: compare the ratios within one run.
 """
 
@@ -20,12 +16,15 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 from absl import app, flags
+
+from . import bench_common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float("seconds", 5.0, "Timing budget per throughput measurement.")
@@ -56,9 +55,7 @@ def make_config(**over):
     from .configs import synthetic as synthetic_config
 
     c = synthetic_config.get_config()
-    for dotted, value in {**BASE, **over}.items():
-        group, _, name = dotted.rpartition(".")
-        (c[group] if group else c)[name] = value
+    c.update_from_flattened_dict({**BASE, **over})
     return arms.validate(c)
 
 
@@ -76,24 +73,16 @@ def _setup(c, num_devices: int):
 
 def throughput_worker(num_devices: int, seconds: float) -> dict:
     """Steps/s of the jitted multi-step call on `num_devices` devices (after a compile call)."""
-    import jax
-
-    c = make_config()
-    _, step, state = _setup(c, num_devices)
-    state, m = step.fn(state, None)
-    jax.block_until_ready(m)
+    _, step, state = _setup(make_config(), num_devices)
+    call = bench_common.stepper(step.fn, state)  # one call in flight: a deep queue of collectives can starve 2 cores
+    call()
     calls, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds or calls < 3:
-        state, m = step.fn(state, None)
-        jax.block_until_ready(m)  # one call in flight: a deep queue of collectives can starve 2 cores
+        call()
         calls += 1
     dt = time.perf_counter() - t0
-    return {
-        "devices": num_devices,
-        "steps_per_s": calls * step.steps_per_call / dt,
-        "seconds": dt,
-        "steps": calls * step.steps_per_call,
-    }
+    steps = calls * step.steps_per_call
+    return {"devices": num_devices, "steps_per_s": steps / dt, "seconds": dt, "steps": steps}
 
 
 def throughput_table(seconds: float) -> list[str]:
@@ -112,18 +101,11 @@ def throughput_table(seconds: float) -> list[str]:
             raise SystemExit(f"error: throughput worker on {n} devices failed:\n{proc.stderr[-2000:]}")
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     base = results[0]["steps_per_s"]
-    lines = ["| forced CPU devices | steps/s | examples/s | ratio to 1 device |", "|---:|---:|---:|---:|"]
-    for r in results:
-        lines.append(
-            f"| {r['devices']} | {r['steps_per_s']:.1f} | {r['steps_per_s'] * 512:.0f} | "
-            f"{r['steps_per_s'] / base:.2f} |"
-        )
-    return lines
-
-
-def _median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2]
+    rows = [
+        (r["devices"], f"{r['steps_per_s']:.1f}", f"{r['steps_per_s'] * 512:.0f}", f"{r['steps_per_s'] / base:.2f}")
+        for r in results
+    ]
+    return bench_common.table(("forced CPU devices", "steps/s", "examples/s", "ratio to 1 device"), rows, right_from=0)
 
 
 def checkpoint_table(sizes: list[str], repeats: int = 3) -> list[str]:
@@ -131,10 +113,7 @@ def checkpoint_table(sizes: list[str], repeats: int = 3) -> list[str]:
 
     from cl_features.train import checkpoint
 
-    lines = [
-        "| d1 x width | parameters | state MB | save: blocking s | save: written s | restore s |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
+    rows = []
     for size in sizes:
         d1, width = (int(v) for v in size.split("x"))
         c = make_config(**{"data.d1": d1, "model.width": width, "train.optimizer": "adam"})
@@ -152,16 +131,13 @@ def checkpoint_table(sizes: list[str], repeats: int = 3) -> list[str]:
                 ck.close()
                 ck = checkpoint.Checkpointer(tmp, config=c.to_dict())
                 t0 = time.perf_counter()
-                restored = ck.restore(state)
-                jax.block_until_ready(restored.state)
+                jax.block_until_ready(ck.restore(state).state)
                 restore.append(time.perf_counter() - t0)
                 ck.close()
-        params = d1 * width
-        lines.append(
-            f"| {d1} x {width} | {params:,} | {nbytes / 2**20:.1f} | {_median(block):.3f} | "
-            f"{_median(written):.3f} | {_median(restore):.3f} |"
-        )
-    return lines
+        times = [f"{statistics.median(ts):.3f}" for ts in (block, written, restore)]
+        rows.append([f"{d1} x {width}", f"{d1 * width:,}", f"{nbytes / 2**20:.1f}", *times])
+    header = ("d1 x width", "parameters", "state MB", "save: blocking s", "save: written s", "restore s")
+    return bench_common.table(header, rows, right_from=1)
 
 
 def overhead_table(steps: int, intervals: list[int], repeats: int = 3) -> list[str]:
@@ -190,12 +166,13 @@ def overhead_table(steps: int, intervals: list[int], repeats: int = 3) -> list[s
                 jax.block_until_ready(state)
                 times[every] = min(times[every], time.perf_counter() - t0)
     base = times.get(0, min(times.values()))
-    lines = ["| checkpoint every | saves | seconds | steps/s | overhead vs none |", "|---|---:|---:|---:|---:|"]
+    rows = []
     for every, t in times.items():
         saves = 0 if every == 0 else -(-steps // every)  # every N steps, the last step included
         label = "none" if every == 0 else f"{every} steps"
-        lines.append(f"| {label} | {saves} | {t:.2f} | {steps / t:.0f} | {100 * (t / base - 1):+.1f}% |")
-    return lines
+        rows.append((label, saves, f"{t:.2f}", f"{steps / t:.0f}", f"{100 * (t / base - 1):+.1f}%"))
+    header = ("checkpoint every", "saves", "seconds", "steps/s", "overhead vs none")
+    return bench_common.table(header, rows, right_from=1)
 
 
 def main(argv):

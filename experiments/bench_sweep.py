@@ -3,39 +3,35 @@ r"""Runs per hour of a sweep as one compiled program (vmapped over runs) against
     python -m experiments.bench_sweep [--sizes=default,small] [--rounds=5] [--host_devices=2] [--runs=N]
     python -m experiments.bench_sweep --profile [--sizes=small]
 
-Each size is the synthetic config (experiments/configs/synthetic.py, complementary masking, info_nce) at its
-default size or at `small` (data.d1=64, data.d=16, train.batch_size=128); the runs of a size differ in data.sigma
-(one compiled group, as in experiments/configs/sweep_sigma.py). Every program is `cl_features.sweep.batched.build`,
-the sweep's own code path:
-- sequential: each run alone (a group of one run on one device), one after another. The first --alone runs are
-  built and compiled alone; every run has the same shapes and program, so N runs one after another take N times
-  their mean time per run.
-- vmapped: the N runs in one program (`sweep.vmap_runs` runs side by side per device, 0: all of them, the rest in
-  turn inside the program), on 1 device or with the runs sharded over --host_devices forced CPU devices
-  (XLA_FLAGS=--xla_force_host_platform_device_count, set by this script before JAX starts; the forced devices
-  share this machine's cores).
+Each size is the synthetic config (complementary masking, info_nce) at its default size or at `small` (data.d1=64,
+data.d=16, train.batch_size=128); its runs differ in data.sigma (one compiled group, as in sweep_sigma.py). Every
+program is `cl_features.sweep.batched.build`, the sweep's own code path:
+- sequential: each run alone (a group of one run on one device); the first --alone runs are timed, and N runs one
+  after another take N times their mean.
+- vmapped: the N runs in one program (`sweep.vmap_runs` side by side per device, 0: all, the rest in turn), on 1
+  device or sharded over --host_devices forced CPU devices (XLA_FLAGS, set before JAX starts; they share the cores).
+The programs are timed in alternation, one block of about --block seconds each per round; a ratio is the median
+of the per-round ratios. Compilation is excluded: runs/hour is 3600 / (train.steps x the steady-state seconds per
+run-step); the compile column (compile + first call) is what each program adds once. "CPU" is this process's CPU
+time (all threads).
 
-The programs are timed in alternation, one block of calls (train.steps_per_call steps each; about --block
-seconds) of each per round, so that load from other jobs hits them alike; a ratio is the median of the per-round
-ratios. Compilation is excluded: runs/hour is 3600 / (train.steps x the steady-state seconds per run-step),
-extrapolated from these short timings, train.steps being the config's 12000; the compile column (compile + first
-call) is what each program adds once. "CPU" is this process's CPU time (all threads),
-which load from other jobs moves less than the wall clock.
-
---profile traces calls of the sequential program and of the best vmapped one under jax.profiler and sums the time
-of XLA:CPU's operations by kind (from the compiled HLO): matmuls, random draws (the sampler's threefry bits and
-normals), other element-wise fusions, cross-device waits; and the share of the traced time that no operation
-covers (per-op and loop overhead).
+--profile traces the sequential program and the last vmapped one of a size under jax.profiler and sums the time of
+XLA:CPU's operations by kind (from the compiled HLO), with the share of the traced time no operation covers.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import statistics
 import sys
+import tempfile
 import time
 
 from absl import app, flags
+
+from . import bench_common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["default", "small"], "Sizes to time: default, small.")
@@ -80,7 +76,7 @@ def make_config(size: str, runs: int):
 
 
 class Timed:
-    """A built program, its state and its timings per call."""
+    """A built program, its state, its compile time and the calls that fill a timed block."""
 
     def __init__(self, c, group, traced: list, devices: int, side_by_side: int, block: float = 0.0):
         import jax
@@ -96,7 +92,6 @@ class Timed:
         t0 = time.perf_counter()
         self.call()
         self.reps = max(1, round(block / max(time.perf_counter() - t0, 1e-6)))  # calls per timed block
-        self.wall, self.cpu = [], []  # seconds per call
 
     def call(self):
         import jax
@@ -104,18 +99,10 @@ class Timed:
         self.state, metrics = self.program.step_fn.fn(self.state, None)
         jax.block_until_ready(metrics)
 
-    def timed_call(self):
-        t0, c0 = time.perf_counter(), time.process_time()
-        for _ in range(self.reps):
-            self.call()
-        self.wall.append((time.perf_counter() - t0) / self.reps)
-        self.cpu.append((time.process_time() - c0) / self.reps)
-
 
 def measure(size: str, rounds: int, host_devices: int, alone: int, block: float, runs: int = 0) -> dict:
     """{"config", "runs", "sequential": {...}, "vmapped": [{...}]} with seconds per run-step per round."""
     c, group = make_config(size, runs or RUNS[size])
-    n = len(group.traced)
     seq = [Timed(c, group, [t], 1, 0, block) for t in group.traced[:alone]]
     variants = [
         (label.replace("D devices", f"{host_devices} devices"), host_devices if d == "D" else d, k)
@@ -123,23 +110,24 @@ def measure(size: str, rounds: int, host_devices: int, alone: int, block: float,
         if d != "D" or host_devices > 1
     ]
     vm = [Timed(c, group, group.traced, d, k, block) for _, d, k in variants]
-    for _ in range(rounds):
-        for p in seq:
-            p.timed_call()
-        for p in vm:
-            p.timed_call()
-    per = lambda t, p: [x / (p.steps * p.runs) for x in t]  # noqa: E731
-    seq_wall = [statistics.mean(ws) for ws in zip(*[per(p.wall, p) for p in seq])]
-    seq_cpu = [statistics.mean(cs) for cs in zip(*[per(p.cpu, p) for p in seq])]
+    programs = seq + vm
+    calls, reps = dict(enumerate(p.call for p in programs)), dict(enumerate(p.reps for p in programs))
+    wall, cpu = bench_common.interleaved(calls, rounds, reps)
+    wall = [[x / (p.steps * p.runs) for x in wall[i]] for i, p in enumerate(programs)]  # s per run-step per round
+    cpu = [[x / (p.steps * p.runs) for x in cpu[i]] for i, p in enumerate(programs)]
+    n = len(seq)
     return {
         "config": {"d1": c.data.d1, "d": c.data.d, "m": c.model.width, "batch": c.train.batch_size},
         "train_steps": c.train.steps,
-        "runs": n,
-        "sequential": {"wall": seq_wall, "cpu": seq_cpu, "compile_s": statistics.mean(p.compile_s for p in seq)},
+        "runs": len(group.traced),
+        "sequential": {
+            "wall": [statistics.mean(xs) for xs in zip(*wall[:n])],
+            "cpu": [statistics.mean(xs) for xs in zip(*cpu[:n])],
+            "compile_s": statistics.mean(p.compile_s for p in seq),
+        },
         "vmapped": [
-            {"label": label, "devices": d, "side_by_side": k, "wall": per(p.wall, p), "cpu": per(p.cpu, p)}
-            | {"compile_s": p.compile_s}
-            for (label, d, k), p in zip(variants, vm, strict=True)
+            {"label": label, "devices": d, "side_by_side": k, "wall": w, "cpu": u, "compile_s": p.compile_s}
+            for (label, d, k), p, w, u in zip(variants, vm, wall[n:], cpu[n:], strict=True)
         ],
     }
 
@@ -152,49 +140,51 @@ def runs_per_hour(seconds_per_run_step: float, train_steps: int) -> float:
     return 3600.0 / (train_steps * seconds_per_run_step)
 
 
+PROGRAMS = "size|program|compile s|ms per run-step|CPU ms per run-step|runs/h|vs sequential|CPU vs seq"
+SUMMARY = (
+    "size|d1|d|m|batch|runs|sequential runs/h|vmapped runs/h|vmapped program|CPU time: sequential/vmapped|"
+    "vmapped/sequential"
+)
+
+
 def tables(results: dict) -> str:
     """Markdown: every program of every size, then one row per size (its fastest vmapped program)."""
-    head = (
-        "| size | program | compile s | ms per run-step | CPU ms per run-step | runs/h | vs sequential | CPU vs seq |"
-    )
-    lines = [head, "|---" * 8 + "|"]
-    summary = [
-        "| size | d1 | d | m | batch | runs | sequential runs/h | vmapped runs/h | vmapped program | "
-        "CPU time: sequential/vmapped | vmapped/sequential |",
-        "|---" * 11 + "|",
-    ]
+    med = statistics.median
+    programs, summary = [], []
     for size, r in results.items():
-        seq, steps = r["sequential"], r["train_steps"]
-        med = lambda xs: statistics.median(xs)  # noqa: E731
-        lines.append(
-            f"| {size} | sequential (each run alone, 1 device) | {seq['compile_s']:.1f} per run | "
-            f"{1e3 * med(seq['wall']):.3f} | {1e3 * med(seq['cpu']):.3f} | {runs_per_hour(med(seq['wall']), steps):.0f}"
-            " | 1.00x | 1.00x |"
+        seq, steps, cfg = r["sequential"], r["train_steps"], r["config"]
+        seq_rate = runs_per_hour(med(seq["wall"]), steps)
+        programs.append(
+            [size, "sequential (each run alone, 1 device)", f"{seq['compile_s']:.1f} per run"]
+            + [f"{1e3 * med(seq['wall']):.3f}", f"{1e3 * med(seq['cpu']):.3f}", f"{seq_rate:.0f}", "1.00x", "1.00x"]
         )
         best = None
         for v in r["vmapped"]:
             speed, cpu = _median_ratio(seq["wall"], v["wall"]), _median_ratio(seq["cpu"], v["cpu"])
-            wall, cpu_ms, rate = 1e3 * med(v["wall"]), 1e3 * med(v["cpu"]), runs_per_hour(med(v["wall"]), steps)
-            lines.append(
-                f"| {size} | vmapped {r['runs']} runs, {v['label']} | {v['compile_s']:.1f} | {wall:.3f} | {cpu_ms:.3f}"
-                f" | {rate:.0f} | {speed:.2f}x | {cpu:.2f}x |"
+            rate = runs_per_hour(med(v["wall"]), steps)
+            programs.append(
+                [
+                    size,
+                    f"vmapped {r['runs']} runs, {v['label']}",
+                    f"{v['compile_s']:.1f}",
+                    f"{1e3 * med(v['wall']):.3f}",
+                ]
+                + [f"{1e3 * med(v['cpu']):.3f}", f"{rate:.0f}", f"{speed:.2f}x", f"{cpu:.2f}x"]
             )
             if best is None or speed > best[0]:
-                best = (speed, cpu, v)
-        speed, cpu, v = best
-        cfg = r["config"]
+                best = (speed, cpu, rate, v["label"])
+        speed, cpu, rate, label = best
         summary.append(
-            f"| {size} | {cfg['d1']} | {cfg['d']} | {cfg['m']} | {cfg['batch']} | {r['runs']} | "
-            f"{runs_per_hour(med(seq['wall']), steps):.0f} | {runs_per_hour(med(v['wall']), steps):.0f} | "
-            f"{v['label']} | {cpu:.2f}x | {speed:.2f}x |"
+            [size, cfg["d1"], cfg["d"], cfg["m"], cfg["batch"], r["runs"], f"{seq_rate:.0f}", f"{rate:.0f}", label]
+            + [f"{cpu:.2f}x", f"{speed:.2f}x"]
         )
-    return "\n".join(lines + [""] + summary)
+    return "\n".join(
+        bench_common.table(PROGRAMS.split("|"), programs) + [""] + bench_common.table(SUMMARY.split("|"), summary)
+    )
 
 
 def classify(hlo_text: str) -> dict:
     """{instruction name: kind} for the instructions of a compiled HLO module that the CPU runtime times."""
-    import re
-
     bodies, current = {}, None
     for line in hlo_text.splitlines():
         m = re.match(r"^(?:ENTRY )?%(\S+) ", line)
@@ -256,56 +246,56 @@ def profile_shares(events: list[tuple[str, str, int]], kinds: dict, wall_ns: flo
     return {"ms": {k: v / 1e6 for k, v in by.items()}, "uncovered": 1.0 - covered / (wall_ns * threads)}
 
 
-def profile(size: str, host_devices: int) -> str:
-    import glob
-    import tempfile
-
+def _trace(p: Timed, calls: int) -> tuple[float, list]:
+    """Wall seconds of `calls` calls of p under jax.profiler; the (thread, op, start, end) events of XLA:CPU."""
     import jax
 
+    with tempfile.TemporaryDirectory() as tmp:
+        jax.profiler.start_trace(tmp)
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            p.call()
+        wall = time.perf_counter() - t0
+        jax.profiler.stop_trace()
+        with open(glob.glob(f"{tmp}/**/*.xplane.pb", recursive=True)[0], "rb") as f:
+            data = jax.profiler.ProfileData.from_serialized_xspace(f.read())
+    events = [
+        (line.name, ev.name, ev.start_ns, ev.end_ns)
+        for plane in data.planes
+        for line in plane.lines
+        if line.name.startswith("tf_XLAEigen")
+        for ev in line.events
+        if ev.duration_ns > 0 and not ev.name.startswith(SKIP_EVENTS)
+    ]
+    return wall, events
+
+
+def profile(size: str, host_devices: int) -> list[list]:
+    """Rows of the profile table: the sequential program and the size's last vmapped one."""
     c, group = make_config(size, RUNS[size])
     label, d, k = VARIANTS[size][-1]
-    programs = [
-        ("sequential (one run alone)", Timed(c, group, group.traced[:1], 1, 0)),
-        (f"vmapped {len(group.traced)} runs, {label.replace('D devices', f'{host_devices} devices')}", None),
-    ]
-    programs[1] = (programs[1][0], Timed(c, group, group.traced, host_devices if d == "D" else d, k))
+    label = label.replace("D devices", f"{host_devices} devices")
+    programs = {
+        "sequential (one run alone)": Timed(c, group, group.traced[:1], 1, 0),
+        f"vmapped {len(group.traced)} runs, {label}": Timed(c, group, group.traced, host_devices if d == "D" else d, k),
+    }
     rows = []
-    for name, p in programs:
-        cells = dict(zip(p.program.step_fn.fn.__code__.co_freevars, p.program.step_fn.fn.__closure__, strict=True))
-        compiled = cells["program"].cell_contents.lower(
-            cells["values"].cell_contents, cells["dictionaries"].cell_contents, p.state
-        )
+    for name, p in programs.items():
+        fn = p.program.step_fn.fn
+        cells = {v: cell.cell_contents for v, cell in zip(fn.__code__.co_freevars, fn.__closure__, strict=True)}
+        compiled = cells["program"].lower(cells["values"], cells["dictionaries"], p.state)
         kinds = classify(compiled.compile().as_text())
         calls = max(2, int(2.0 / min(p.compile_s, 2.0)))
-        with tempfile.TemporaryDirectory() as tmp:
-            jax.profiler.start_trace(tmp)
-            t0 = time.perf_counter()
-            for _ in range(calls):
-                p.call()
-            wall = time.perf_counter() - t0
-            jax.profiler.stop_trace()
-            path = glob.glob(f"{tmp}/**/*.xplane.pb", recursive=True)[0]
-            with open(path, "rb") as f:
-                data = jax.profiler.ProfileData.from_serialized_xspace(f.read())
-        events = [
-            (line.name, ev.name, ev.start_ns, ev.end_ns)
-            for plane in data.planes
-            for line in plane.lines
-            if line.name.startswith("tf_XLAEigen")
-            for ev in line.events
-            if ev.duration_ns > 0 and not ev.name.startswith(SKIP_EVENTS)
-        ]
+        wall, events = _trace(p, calls)
         n_threads = min(len({e[0] for e in events}), os.cpu_count() or 1)
         shares = profile_shares(leaf_events(events), kinds, wall * 1e9, n_threads)
-        run_steps = calls * p.steps * p.runs
         total = sum(shares["ms"].values())
         rows.append(
-            f"| {size} | {name} | {1e3 * wall / run_steps:.3f} | "
-            + " | ".join(f"{100 * shares['ms'][kd] / total:.0f}%" for kd in KINDS)
-            + f" | {100 * shares['uncovered']:.0f}% of {n_threads} threads |"
+            [size, name, f"{1e3 * wall / (calls * p.steps * p.runs):.3f}"]
+            + [f"{100 * shares['ms'][kind] / total:.0f}%" for kind in KINDS]
+            + [f"{100 * shares['uncovered']:.0f}% of {n_threads} threads"]
         )
-    head = "| size | program | traced ms per run-step | " + " | ".join(KINDS) + " | not in an operation |"
-    return "\n".join([head, "|---" * (4 + len(KINDS)) + "|"] + rows)
+    return rows
 
 
 def main(argv):
@@ -313,16 +303,13 @@ def main(argv):
     if FLAGS.host_devices > 1 and "jax" not in sys.modules:
         flag = f"--xla_force_host_platform_device_count={FLAGS.host_devices}"
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
-    import jax
-
-    for size in FLAGS.sizes:
-        if size not in SIZES:
-            raise SystemExit(f"error: --sizes entries must be in {sorted(SIZES)}, got {size!r}")
-    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{jax.device_count()}, {os.cpu_count()} cores")
+    bench_common.check_sizes(FLAGS.sizes, SIZES)
+    print(f"{bench_common.platform()}, {os.cpu_count()} cores")
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     if FLAGS.profile:
-        tables_ = [profile(size, FLAGS.host_devices).split("\n") for size in FLAGS.sizes]
-        print("\n".join(tables_[0] + [row for t in tables_[1:] for row in t[2:]]))
+        rows = [row for size in FLAGS.sizes for row in profile(size, FLAGS.host_devices)]
+        header = ["size", "program", "traced ms per run-step", *KINDS, "not in an operation"]
+        print("\n".join(bench_common.table(header, rows)))
     else:
         results = {
             size: measure(size, FLAGS.rounds, FLAGS.host_devices, FLAGS.alone, FLAGS.block, FLAGS.runs)

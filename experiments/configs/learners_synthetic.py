@@ -8,7 +8,7 @@ minutes on 2 CPU cores (706 s wall measured, load 2). One panel per objective; d
 and its reading (and the shorter --config.train.steps=4000 --config.model.bias_ramp_steps=1000 comparison).
 """
 
-from experiments.configs import sweep_sigma
+from . import sweep_sigma
 
 
 def get_config():
