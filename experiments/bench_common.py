@@ -33,6 +33,17 @@ def check_sizes(sizes: list[str], known: dict) -> None:
             raise SystemExit(f"error: --sizes entries must be in {sorted(known)}, got {size!r}")
 
 
+def synthetic_config(**over):
+    """experiments/configs/synthetic.py with the dotted fields `over` set, validated."""
+    from cl_features.synthetic import arms
+
+    from .configs import synthetic
+
+    c = synthetic.get_config()
+    c.update_from_flattened_dict(over)
+    return arms.validate(c)
+
+
 def stepper(fn, state, batches=None):
     """A callable running `state, metrics = fn(state, batches)` once, keeping the state; returns the metrics."""
     import jax

@@ -50,13 +50,7 @@ BASE = {
 
 
 def make_config(**over):
-    from cl_features.synthetic import arms
-
-    from .configs import synthetic as synthetic_config
-
-    c = synthetic_config.get_config()
-    c.update_from_flattened_dict({**BASE, **over})
-    return arms.validate(c)
+    return bench_common.synthetic_config(**{**BASE, **over})
 
 
 def _setup(c, num_devices: int):
@@ -90,13 +84,8 @@ def throughput_table(seconds: float) -> list[str]:
     for n in (1, 2, 4):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
         env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={n} {PATIENT_COLLECTIVES}")
-        proc = subprocess.run(
-            [sys.executable, "-m", "experiments.bench_scaling", f"--worker_devices={n}", f"--seconds={seconds}"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        cmd = [sys.executable, "-m", "experiments.bench_scaling", f"--worker_devices={n}", f"--seconds={seconds}"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if proc.returncode:
             raise SystemExit(f"error: throughput worker on {n} devices failed:\n{proc.stderr[-2000:]}")
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))

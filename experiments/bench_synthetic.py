@@ -26,12 +26,11 @@ import numpy as np
 from absl import app, flags
 
 from cl_features import objectives, prng
-from cl_features.synthetic import arms, task
+from cl_features.synthetic import task
 from cl_features.train import loop, optim
 from cl_features.train import mesh as mesh_lib
 
 from . import bench_common
-from .configs import synthetic as synthetic_config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["default", "large"], "Sizes to time: default, large.")
@@ -45,9 +44,7 @@ SIZES = {"default": {}, "large": {"data.d1": 1024, "data.d": 256, "model.width":
 
 
 def make_config(size: str):
-    c = synthetic_config.get_config()
-    c.update_from_flattened_dict(SIZES[size])
-    return arms.validate(c)
+    return bench_common.synthetic_config(**SIZES[size])
 
 
 def step_matmul_flops(c) -> float:
