@@ -37,12 +37,8 @@ def check_fields(c: ml_collections.ConfigDict) -> None:
         check(c, "models.checkpoint_subdir", bool, "a directory name inside each image-experiment workdir")
     if s.source == "train":
         split_list(c, "models.train_sets", image_sets.NAMED_SETS, allow_empty=bool(s.supervised_set))
-        check(
-            c,
-            "models.supervised_set",
-            lambda v: v in ("", *image_sets.NAMED_SETS),
-            f"'' or one of {image_sets.NAMED_SETS}",
-        )
+        allowed = ("", *image_sets.NAMED_SETS)
+        check(c, "models.supervised_set", lambda v: v in allowed, f"'' or one of {image_sets.NAMED_SETS}")
         if s.supervised_set:
             check(c, "models.supervised_image_config", str.isidentifier, _CONFIG_NAME)
         if s.train_steps is not None:

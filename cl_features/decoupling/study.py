@@ -125,14 +125,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
         if tables:
             m = c.model_free
             notes.append(
-                f"model-free: one positive pair per measured image, {m.seeds} seed(s) from {c.seed} (views and "
-                f"dictionaries redrawn), 95% intervals from {m.resamples} bootstrap resamples of the images"
+                f"model-free: {m.seeds} seed(s) from {c.seed}, {m.resamples} bootstrap resamples of the images"
             )
         if entries:
-            notes.append(
-                f"models: {c.models.seeds} seed(s) each from {c.seed}; scores are means over seeds, "
-                "[95% t-interval across seeds]; t-SNE and feature visualisation of the first seed"
-            )
+            notes.append(f"models: {c.models.seeds} seed(s) each from {c.seed}; pictures of the first seed")
         out["paths"] = report.write_report(
             workdir,
             model_free=tables,

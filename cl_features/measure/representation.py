@@ -52,13 +52,9 @@ def layer_order(names) -> list[str]:
     """'stem', then 'stage1', 'stage2', ... (numerically), then 'final', then any other name alphabetically."""
 
     def key(name: str):
-        if name == "stem":
-            return (0, 0, name)
         if name.startswith("stage") and name[5:].isdigit():
             return (1, int(name[5:]), name)
-        if name == "final":
-            return (2, 0, name)
-        return (3, 0, name)
+        return ({"stem": 0, "final": 2}.get(name, 3), 0, name)
 
     return sorted(names, key=key)
 

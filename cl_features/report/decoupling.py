@@ -299,12 +299,9 @@ def redraw(outdir: str) -> dict[str, str]:
         model_seeds=load("representation_seeds.json"),
         tsne_maps=maps or None,
         tsne_labels=pictures.get("tsne_labels"),
-        class_names=inputs["class_names"],
         vis=vis or None,
-        vis_channels=inputs["vis_channels"],
-        vis_layer=inputs["vis_layer"],
         config=load("config.json"),
-        notes=inputs["notes"],
+        **inputs,  # class_names, vis_channels, vis_layer, notes
     )
 
 

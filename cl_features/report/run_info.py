@@ -1,13 +1,6 @@
-"""What made a run, recorded in its workdir as run_info.json: kind, config, code version, machine, command.
-
-    {"kind": "synthetic", "config": {...}, "package_version": "0.1.0", "git_commit": "c5b3216..." | "unknown",
-     "git_dirty": false | null, "jax_version": "0.10.2", "backend": "cpu", "devices": ["TFRT_CPU_0", ...],
-     "device_count": 1, "process_count": 1, "python": "3.12.3", "command": ["experiments/synthetic.py", ...],
-     "started": "2025-01-01T12:00:00+00:00", "previous_starts": [...]}
-
-`kind` says which report draws the run (experiments/report.py). A resumed run (same command, same workdir)
-rewrites the top-level fields and keeps the earlier starts' environment in `previous_starts`, so a run that
-spans two commits says so. Only process 0 writes.
+"""What made a run, recorded in its workdir as run_info.json: kind (which report draws it, experiments/report.py),
+config and the START_FIELDS (code version, JAX and devices, command, start time). A resumed run rewrites them and
+keeps each earlier start's START_FIELDS in `previous_starts`. Only process 0 writes.
 """
 
 from __future__ import annotations
@@ -61,12 +54,8 @@ def _git(args: list[str], cwd: str) -> str | None:
 
 
 def git_state(package_dir: str = _PACKAGE_DIR) -> tuple[str, bool | None]:
-    """(commit, dirty) of the checkout the package was imported from; ('unknown', None) outside one.
-
-    The package counts as a checkout only if its __init__.py is tracked by the enclosing repository, so a
-    copy installed into a virtualenv that happens to sit inside some git repository reads 'unknown'.
-    `dirty`: tracked files differ from the commit.
-    """
+    """(commit, dirty: tracked files differ from it) of the checkout the package was imported from, where its
+    __init__.py is tracked there (not a copy installed in some repository's virtualenv); else ('unknown', None)."""
     top = _git(["rev-parse", "--show-toplevel"], package_dir)
     if not top:
         return "unknown", None
