@@ -28,10 +28,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.fit_split = "train"  # dictionaries, kNN bank, probe and encoder training images
     c.data.measure_split = "test"  # the measured images (positive pairs, t-SNE, density, kNN / probe test)
     c.data.image_size = 32
-    c.data.num_fit_images = placeholder(int)  # None: the whole split
-    c.data.num_fit_images = 512
-    c.data.num_images = placeholder(int)  # None: the whole split; one positive pair per image
-    c.data.num_images = 1024
+    c.data.num_fit_images = ml_collections.FieldReference(512, int)  # None: the whole split
+    c.data.num_images = ml_collections.FieldReference(1024, int)  # None: the whole split; one positive pair per image
     c.data.photos_max_zoom = 4.0  # source=photos: crop sides up to this x image_size before resizing
 
     c.model_free = ml_collections.ConfigDict()
