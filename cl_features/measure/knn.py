@@ -83,15 +83,8 @@ def knn_predict(
     chunk = min(chunk, n_test)
     padded = -(-n_test // chunk) * chunk
     test_features = jnp.pad(test_features, ((0, padded - n_test), (0, 0)))
-    preds, _ = _predict(
-        train_features,
-        train_labels,
-        test_features,
-        jnp.float32(temperature),
-        num_classes=int(num_classes),
-        k=int(min(k, train_features.shape[0])),
-        chunk=int(chunk),
-    )
+    static = dict(num_classes=int(num_classes), k=int(min(k, train_features.shape[0])), chunk=int(chunk))
+    preds, _ = _predict(train_features, train_labels, test_features, jnp.float32(temperature), **static)
     return np.asarray(preds[:n_test])
 
 

@@ -59,14 +59,8 @@ def fit_logistic(x, y, num_classes: int, l2: float, *, max_iter: int = 500, tol:
     """Multinomial logistic regression on standardised x: [n, dim], y: int [n] (see module docstring) -> logits map."""
     mean, std = ridge.standardiser(x, _EPS)
     xs = jnp.asarray((np.asarray(x, np.float64) - mean) / std, jnp.float32)
-    w, b, _ = _lbfgs(
-        xs,
-        jnp.asarray(y, jnp.int32),
-        jnp.float32(l2),
-        jnp.float32(tol),
-        num_classes=int(num_classes),
-        max_iter=int(max_iter),
-    )
+    args = (xs, jnp.asarray(y, jnp.int32), jnp.float32(l2), jnp.float32(tol))
+    w, b, _ = _lbfgs(*args, num_classes=int(num_classes), max_iter=int(max_iter))
     return ridge.Linear(mean, std, np.asarray(w), np.asarray(b))
 
 

@@ -222,14 +222,9 @@ def write_report(
     sections = ["# Feature decoupling report\n"]
     if notes:
         sections.append("\n".join(f"- {n}" for n in notes) + "\n")
+    mf_title = "Model-free: cross-view correlation per augmentation set"
     tables = (
-        (
-            "model_free",
-            model_free,
-            model_free_markdown,
-            model_free_figure,
-            "Model-free: cross-view correlation per augmentation set",
-        ),
+        ("model_free", model_free, model_free_markdown, model_free_figure, mf_title),
         ("representation", models, representation_markdown, representation_figure, "Representations"),
     )
     for name, table, to_markdown, draw, title in tables:
