@@ -1,4 +1,5 @@
-"""What the benchmarks share: the platform line, the torch check, interleaved timing and markdown tables.
+"""What the benchmarks share: the platform line, the torch check, the synthetic config, interleaved timing and
+markdown tables.
 
 JAX is imported inside the functions: bench_sweep sets XLA_FLAGS before JAX starts.
 """

@@ -56,8 +56,8 @@ def _flops(compiled) -> float:
 def _step(c, tx, loss_fn, batch, mesh):
     """(blocking callable of one step on `batch`, XLA FLOPs per call) of the model of `c`."""
     graphdef, state = loop.init_state(network.make_model(c, 10), tx, 0)
-    kw = {"mesh": mesh, "steps_per_call": 1, "host_batches": True, "unroll": network.unroll(c)}
-    step = loop.make_step_fn(graphdef, tx, loss_fn, **kw)
+    unroll = network.unroll(c)
+    step = loop.make_step_fn(graphdef, tx, loss_fn, mesh=mesh, steps_per_call=1, host_batches=True, unroll=unroll)
     batches = loop.stack_batches(iter([batch]), 1, mesh)
     state = loop.place_state(state, mesh)
     return bench_common.stepper(step.fn, state, batches), _flops(step.fn.lower(state, batches).compile())
