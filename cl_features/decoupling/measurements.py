@@ -53,7 +53,7 @@ def check_fields(c: ml_collections.ConfigDict) -> None:
     if d.source == "tfds":
         check(c, "data.name", bool, "a non-empty string")
     if d.source == "folder":
-        for f in {"train": "folder_train", "test": "folder_test"}.values():
+        for f in ("folder_train", "folder_test"):
             check(c, f"data.{f}", lambda v: isinstance(v, str) and os.path.isdir(v), "a directory of class folders")
     split_list(c, "model_free.sets", image_sets.VIEW_SETS)
     at_least(c, 1, "model_free.seeds")

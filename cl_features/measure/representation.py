@@ -14,7 +14,7 @@ everything returned is float64 NumPy.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -108,11 +108,9 @@ def outputs_fn(
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - m, axis=0)])
             out = jax.device_get(forward(state, jnp.asarray(chunk)))
             parts.append(jax.tree.map(lambda a, m=m: np.asarray(a, np.float64)[:m], out))
-        feats = np.concatenate([p[0] for p in parts])
-        layers = layer_order(parts[0][1])
-        pooled = {k: np.concatenate([p[1][k] for p in parts]) for k in layers}
-        active = {k: np.concatenate([p[2][k] for p in parts]) for k in layers}
-        return EncoderOutputs(features=feats, pooled=pooled, active=active)
+        feats, pooled, active = jax.tree.map(lambda *a: np.concatenate(a), *parts)
+        layers = layer_order(pooled)
+        return EncoderOutputs(feats, {k: pooled[k] for k in layers}, {k: active[k] for k in layers})
 
     return run
 
@@ -145,18 +143,10 @@ def activation_density(active, *, dense_unit: float = 0.9) -> dict[str, float]:
 L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
-def statistic_reliance(
-    features,
-    statistics: Mapping[str, np.ndarray],
-    *,
-    l2: float | Sequence[float] = L2_GRID,
-    train_frac: float = 0.7,
-    seed: int = 0,
-) -> dict[str, float]:
-    """{name: ridge.heldout_r2(features: [N, d], statistics[name]: [N, k])} (same split for all)."""
-    return {
-        name: ridge.heldout_r2(features, s, l2=l2, train_frac=train_frac, seed=seed) for name, s in statistics.items()
-    }
+def statistic_reliance(features, statistics: Mapping[str, np.ndarray], *, l2=L2_GRID, **split) -> dict[str, float]:
+    """{name: ridge.heldout_r2(features: [N, d], statistics[name]: [N, k], l2=l2, **split)}, split (train_frac,
+    seed) the same for every statistic."""
+    return {name: ridge.heldout_r2(features, s, l2=l2, **split) for name, s in statistics.items()}
 
 
 def layer_table(
