@@ -119,7 +119,7 @@ def test_constant_columns_are_nan_and_summary_skips_them():
 
 
 @pytest.mark.parametrize("n,p,l2", [(300, 10, 1e-3), (300, 10, 0.5), (300, 10, 0.0), (40, 100, 1e-2)])
-def test_ridge_r2_matches_sklearn(n, p, l2):
+def test_heldout_r2_matches_sklearn(n, p, l2):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(n, p)) * rng.uniform(0.1, 10.0, size=p) + 5.0
     y = x @ rng.normal(size=(p, 3)) + rng.normal(size=(n, 3)) * np.array([0.1, 1.0, 10.0])
@@ -133,7 +133,7 @@ def test_ridge_r2_matches_sklearn(n, p, l2):
     assert got == pytest.approx(want, abs=1e-8)
 
 
-def test_ridge_r2_self_is_one_and_noise_is_zero():
+def test_heldout_r2_self_is_one_and_noise_is_zero():
     rng = np.random.default_rng(3)
     stat = rng.normal(size=(1000, 6))
     assert ridge.heldout_r2(stat, stat) > 0.9999
