@@ -1,11 +1,9 @@
-"""The encoders the decoupling study measures (config.models): initial, trained here, or from image workdirs.
+"""The encoders the decoupling study measures (config.models), once per seed of models.seeds (seed, seed + 1, ...).
 
-models.source = none | init (the encoder of models.image_config at its seeded initialisation) | train (one SimCLR
-encoder per set of models.train_sets, and a supervised one, trained in this process: each in
-<workdir>/models/<name>/seed<s>, resumed from there, so a finished one is not trained again) | checkpoints (the
-newest checkpoint of each image-experiment workdir in models.checkpoints); models.include_init adds the initial one.
-Initial and trained encoders come once per seed of models.seeds (seed, seed + 1, ...); the image config of each
-reads the study's images (data.source and its fields, fit_split as its train split, measure_split as its test).
+models.source: none | init (models.image_config at its seeded initialisation) | train (one SimCLR encoder per
+models.train_sets entry and a supervised one, in <workdir>/models/<name>/seed<s>, resumed from there) | checkpoints
+(the newest of each workdir in models.checkpoints); models.include_init adds the initial one. Image configs read
+the study's images (fit_split as their train split, measure_split as their test split).
 """
 
 from __future__ import annotations

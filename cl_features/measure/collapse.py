@@ -1,10 +1,6 @@
-"""Collapse of a representation h: [batch, m] over a batch: its singular-value spectrum and effective rank.
-
-The spectrum is that of the centred batch (h minus its mean row), so a constant representation (complete
-collapse) has no spectrum at all and one on a line (rank one) has a single non-zero value. The effective rank
-is exp of the entropy of the normalised singular values (Roy & Vetterli 2007): k for k equal values, 1 for
-rank one, 0 (by definition here) for a constant representation. A representation counts as collapsed when its
-effective rank is below `COLLAPSED_BELOW`.
+"""Collapse of a representation h: [batch, m]: the singular values of the centred batch and their effective rank
+exp(entropy of s / sum s) (Roy & Vetterli 2007; k for k equal values, 0 for a constant h). Collapsed: effective
+rank below `COLLAPSED_BELOW`.
 """
 
 from __future__ import annotations

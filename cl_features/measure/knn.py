@@ -1,10 +1,7 @@
-"""Weighted k-nearest-neighbour classification on frozen features (the InstDisc / SimCLR monitor).
+"""Weighted k-nearest-neighbour classification on frozen features (Wu et al. 2018; the InstDisc / SimCLR monitor).
 
-Features are L2-normalised; for each query the k train features of largest cosine similarity s_i vote for
-their labels with weight exp(s_i / temperature), and the class with the largest summed weight wins
-(Wu et al. 2018, "Unsupervised Feature Learning via Non-Parametric Instance Discrimination": k = 200,
-temperature 0.1). Runs jitted in chunks of queries, so memory is [chunk, num_train], never
-[num_test, num_train].
+On L2-normalised features, the k train features of largest cosine similarity s_i vote for their labels with weight
+exp(s_i / temperature); jitted in chunks of queries, so memory is [chunk, num_train].
 """
 
 from __future__ import annotations

@@ -178,13 +178,10 @@ def augmentation_tables(
     color_strength: float | None = None,
     **table_kwargs,
 ) -> dict:
-    """{set_name: view_table(two views of images under that set)}, every set drawing with the same `key`.
+    """{set_name: view_table(two views of images: [N, H, W, 3] under that set, **table_kwargs)}.
 
-    The augmentation pipeline feeds each op from fixed random slots, so with one key the sets share their
-    draws: 'crop' and 'crop_flip_color' crop the same boxes, and differences between sets are paired.
-
-    images: [N, H, W, 3] uint8 or float in [0, 1]; table_kwargs go to `view_table` (bins, k, threshold,
-    stride, chunk_size).
+    Every set draws with the same `key`, so the sets share their random slots ('crop' and 'crop_flip_color' crop
+    the same boxes) and differences between sets are paired.
     """
     names = list(set_names)
     for name in names:
