@@ -37,10 +37,6 @@ SCORE_COLUMNS = (
 def _fmt(v) -> str:
     if v is None:
         return "-"
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
     if isinstance(v, (float, np.floating)):
         return "nan" if math.isnan(v) else f"{v:.3f}"
     return str(v)
