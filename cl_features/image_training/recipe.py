@@ -74,15 +74,22 @@ def decay_mask(params) -> Any:
     return jax.tree_util.tree_map_with_path(is_kernel, params)
 
 
+def lr_schedule(c: ml_collections.ConfigDict, schedule: Schedule):
+    """The learning rate as a function of the step (train.schedule, warmup, peak)."""
+    return optim.schedule(
+        learning_rate=schedule.learning_rate,
+        kind=c.train.schedule,
+        steps=schedule.steps,
+        warmup_steps=schedule.warmup_steps,
+    )
+
+
 def make_optimizer(c: ml_collections.ConfigDict, schedule: Schedule):
     t = c.train
-    lr = optim.schedule(
-        learning_rate=schedule.learning_rate, kind=t.schedule, steps=schedule.steps, warmup_steps=schedule.warmup_steps
-    )
     mask = None if t.decay_bn_and_bias else decay_mask
     return optim.make_optimizer(
         name=t.optimizer,
-        learning_rate=lr,
+        learning_rate=lr_schedule(c, schedule),
         momentum=t.momentum,
         weight_decay=t.weight_decay,
         weight_decay_mask=mask,

@@ -22,8 +22,9 @@ from cl_features.image_training.inputs import ImageData
 from cl_features.image_training.network import ImageModel
 from cl_features.measure import collapse
 from cl_features.report import run_info
-from cl_features.train import checkpoint, loop, optim, resumable
+from cl_features.train import checkpoint, loop, resumable
 from cl_features.train import mesh as mesh_lib
+from cl_features.train.distributed import log_once
 from cl_features.train.metrics_log import MetricsLog
 
 SUMMARY_KEYS = (
@@ -76,12 +77,7 @@ def make_step_fn(c: ml_collections.ConfigDict, graphdef, tx, schedule: recipe.Sc
         steps_per_call=c.train.steps_per_call,
         host_batches=True,
         unroll=network.unroll(c),
-        learning_rate=optim.schedule(  # the schedule inside recipe.make_optimizer
-            learning_rate=schedule.learning_rate,
-            kind=c.train.schedule,
-            steps=schedule.steps,
-            warmup_steps=schedule.warmup_steps,
-        ),
+        learning_rate=recipe.lr_schedule(c, schedule),
         examples_per_step=c.train.batch_size,
         after_update=network.make_after_update(c, schedule.steps),  # BYOL's EMA target, after the optimiser step
     )
@@ -144,7 +140,7 @@ def train(
         batch_iter=iter(batches),  # its position is checkpointed with the state
         on_log=on_log if monitor else None,
         log_initial=monitor and c.eval.at_init,
-        name=c.task if c.objective.name == "nt_xent" else f"{c.task}/{c.objective.name}",
+        name=_label(c),
         verbose=verbose,
         checked=checked,
     )
@@ -201,8 +197,7 @@ def run(
     summary, _ = train(c, workdir, data=data, verbose=verbose, checked=checked)
     summary["config"] = c.to_dict()
     if verbose:
-        label = c.task if c.objective.name == "nt_xent" else f"{c.task}/{c.objective.name}"
-        _print(f"[{label}] " + "  ".join(f"{k}={summary[k]:.4g}" for k in SUMMARY_KEYS if k in summary))
+        log_once(f"[{_label(c)}] " + "  ".join(f"{k}={summary[k]:.4g}" for k in SUMMARY_KEYS if k in summary))
     if workdir and jax.process_index() == 0:
         workdir_lib.path(workdir).mkdir(parents=True, exist_ok=True)
         jsonio.dump(summary, os.path.join(workdir, "summary.json"))
@@ -244,6 +239,6 @@ def restore(workdir: str, subdir: str = "checkpoints") -> tuple[ml_collections.C
     return c, loop.merge(graphdef, restored.state), restored.step, summary
 
 
-def _print(msg: str) -> None:
-    if jax.process_index() == 0:
-        print(msg, flush=True)
+def _label(c: ml_collections.ConfigDict) -> str:
+    """The run's name in logs: the task, with the objective unless it is SimCLR's nt_xent."""
+    return c.task if c.objective.name == "nt_xent" else f"{c.task}/{c.objective.name}"
