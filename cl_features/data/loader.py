@@ -1,15 +1,8 @@
 """A checkpointable grain loader over any image source (`cl_features.data.image_sources`).
 
-`make_loader(source, ...)` yields `{'image': uint8 [per_process_batch, H, W, 3], 'label': int32 [...]}`.
-
-Sharding: every process walks the same globally shuffled index stream and takes every `process_count`-th
-element starting at `process_index`. Hence, with `worker_count=0`, row `j` of process `p`'s batch `b` is row
-`j * process_count + p` of the single-process global batch `b`: the data a step sees does not depend on how many
-processes share it.
-
-Checkpointing the iterator (grain 0.2.x): `state = it.get_state()` (JSON bytes); a loader built with the same
-arguments continues with exactly the batches that would have followed after `iter(loader).set_state(state)`.
-`cl_features.train.checkpoint` saves it next to the model (grain's orbax handler).
+Every process walks the same globally shuffled index stream and takes every `process_count`-th element, so with
+`worker_count=0` row j of process p's batch is row `j * process_count + p` of the single-process global batch.
+The iterator's `get_state()` / `set_state()` are checkpointed next to the model (`cl_features.train.checkpoint`).
 """
 
 from __future__ import annotations

@@ -1,19 +1,9 @@
-"""The image model and its training loss (config.task, model, objective, augment).
+"""The image model and its training loss (config.task, model, objective, augment); docs/images.md.
 
-SimCLR (one `jax.jit` step): example i of the global batch draws its views from fold_in(step_key, i), i its
-position in the single-process global batch (`global_example_ids`), so the views do not depend on the device or
-process count; one encoder call on both views concatenated (BatchNorm statistics over 2 x the global batch: under
-jit with a sharded batch the mean is over the global array); NT-Xent over both views, every other example of the
-global batch a negative; an online linear classifier on stop_gradient(features), its cross-entropy added to the
-loss (no gradient reaches the encoder). Supervised: one augmented view, cross-entropy through the same encoder.
-
-objective.name picks the task=simclr loss on the projections z of the two views: nt_xent (SimCLR), simsiam
-(Chen & He 2021: a predictor p on z, symmetric negative cosine of p against the stop-gradient z of the other view)
-or byol (Grill et al. 2020: the same predictor against an EMA target encoder + projection head, stop-gradient,
-2 - 2 cos both ways). BYOL's target lives in the model as `EMATarget` variables (the TrainState's `rest`, so
-checkpoints keep it) and is moved inside the jitted step right after the optimiser update (`make_after_update`):
-target_{s+1} = m_s target_s + (1 - m_s) online_{s+1}, m_s constant or BYOL's cosine increase to 1. Every objective
-logs `repr_std` (a collapse measure, `representation_std`).
+SimCLR: example i of the global batch draws its views from fold_in(step_key, i) (`global_example_ids`); one
+encoder call on both views; objective.name picks nt_xent, simsiam or byol on the projections z, plus an online
+probe on stop_gradient(h). Supervised: one augmented view, cross-entropy. BYOL's EMA target lives in the model
+(`EMATarget` variables, checkpointed) and moves inside the step after the optimiser update (`make_after_update`).
 """
 
 from __future__ import annotations

@@ -180,12 +180,9 @@ def run(
 ) -> dict:
     """Trains, monitors and probes one image model; writes the workdir (process 0); returns the summary.
 
-    With a workdir the run checkpoints (TrainState and the grain iterator of every process) into
-    <workdir>/checkpoints every checkpoint.every steps and at the end; started again in the same workdir it
-    resumes from the newest checkpoint (the metrics log is cut back to it) and continues with exactly the
-    batches and numbers an uninterrupted run would have had. SIGTERM saves at the next step boundary and raises
-    checkpoint.Preempted; a changed config raises checkpoint.ConfigMismatch (a ValueError) naming the fields.
-    `data`: the sources from `inputs.open_data(config)` if the caller opened them already.
+    With a workdir the run checkpoints every checkpoint.every steps and resumes from the newest checkpoint with
+    the numbers an uninterrupted run would have had (docs/images.md); SIGTERM raises checkpoint.Preempted, a
+    changed config checkpoint.ConfigMismatch. `data`: the sources of `inputs.open_data(config)`, if opened.
     """
     c = validate(config)
     data = data or inputs.open_data(c)  # missing data stops the run before anything is written
