@@ -1,21 +1,11 @@
-"""SimCLR image augmentations in JAX, run on device inside the jitted step (their config: `image_sets`).
+"""SimCLR image augmentations in JAX, on device inside the jitted step (their config: `image_sets`).
 
-Every op is a pure function of one image `img: [H, W, 3]` float32 in [0, 1] and explicit
-parameters (`resized_crop(img, box, out)`, `gaussian_blur(img, sigma, k)`, `jitter_colors`); the
-random parameters come from uniforms drawn with the example's key (`crop_box`, `sample_jitter`). The per-example
-pipeline `augment_image` composes them and `augment_images` vmaps it over the batch.
-Shapes are static throughout (the crop is a pair of interpolation matrices, not a dynamic slice),
-there is no Python loop over examples and no host round trip.
-
-Pipeline (SimCLR `data_util.preprocess_for_train` + `batch_random_blur`), each stage off via `enabled`:
-  random resized crop -> horizontal flip -> colour jitter (p) -> grayscale (p) -> blur (p)
-  -> solarize (p) -> clip to [0, 1].
-The crop samples boxes like torchvision's RandomResizedCrop (area fraction uniform in `scale`,
-aspect ratio w/h log-uniform in `ratio`, 10 attempts, centre-crop fallback); colour jitter is SimCLR
-v2's `color_jitter_rand` (random order, clip after every op; see `color.py` for the op definitions).
-
-Randomness: one `jax.random.uniform` call per example feeds every op from fixed slots (cheap to
-compile and run; turning one op on or off does not change the draws of the others).
+Ops are pure functions of one image `img: [H, W, 3]` float32 in [0, 1] and explicit parameters, with static
+shapes (the crop is a pair of interpolation matrices); `augment_image` composes them for one example and
+`augment_images` / `two_views` vmap it. Pipeline (SimCLR's `preprocess_for_train` + blur): random resized crop
+(torchvision's RandomResizedCrop) -> flip -> colour jitter (SimCLR v2, random order) -> grayscale -> blur ->
+solarize -> clip. One `jax.random.uniform` per example feeds every op from fixed slots, so switching one op
+does not change the others' draws.
 """
 
 import math
@@ -39,12 +29,10 @@ CROP_UNIFORMS = 2 * CROP_ATTEMPTS + 2  # area and ratio per attempt, then top an
 
 
 def crop_box(u, height: int, width: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
-    """A crop box in a `height x width` image from u: [CROP_UNIFORMS] uniforms in [0, 1); int32 (top, left, h, w).
+    """u: [CROP_UNIFORMS] uniforms in [0, 1) -> int32 (top, left, h, w) in a `height x width` image.
 
-    RandomResizedCrop semantics: target area = U(scale) * H * W, aspect ratio w/h log-uniform in
-    `ratio`, w = round(sqrt(area * ratio)), h = round(sqrt(area / ratio)); the first of
-    CROP_ATTEMPTS draws that fits is kept, with a uniform position. If none fits: the largest centred
-    box whose aspect ratio is clamped into `ratio`.
+    Area U(scale) * H * W, aspect w/h log-uniform in `ratio`; the first of CROP_ATTEMPTS that fits, at a uniform
+    position; else the largest centred box with its aspect clamped into `ratio`.
     """
     n = CROP_ATTEMPTS
     area = height * width * (scale[0] + (scale[1] - scale[0]) * u[:n])
@@ -76,12 +64,8 @@ def crop_box(u, height: int, width: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
 
 
 def _resize_matrix(start, length, in_size: int, out_size: int, antialias: bool):
-    """[out_size, in_size] linear-interpolation weights resampling pixels [start, start+length).
-
-    Half-pixel centres (align_corners=False); only pixels inside the span get weight, so the edges
-    clamp to the span (crop first, then resize). With antialias the triangle kernel widens by the
-    downscale factor (as jax.image.resize(..., antialias=True)).
-    """
+    """[out_size, in_size] triangle-filter weights resampling pixels [start, start + length) (half-pixel centres;
+    antialias widens the kernel by the downscale factor, as jax.image.resize)."""
     length = jnp.asarray(length, jnp.float32)
     step = length / out_size
     centres = jnp.asarray(start, jnp.float32) + (jnp.arange(out_size, dtype=jnp.float32) + 0.5) * step
@@ -95,11 +79,7 @@ def _resize_matrix(start, length, in_size: int, out_size: int, antialias: bool):
 
 
 def resized_crop(img, box, out_size: int, antialias: bool = True):
-    """img: [H, W, C]; box: (top, left, h, w) ints (may be traced) -> [out_size, out_size, C].
-
-    Crops the box and resizes it bilinearly (triangle filter, antialiased when shrinking if
-    `antialias`). An integer box of size out_size x out_size gives the exact slice.
-    """
+    """img: [H, W, C]; box: (top, left, h, w) ints (may be traced) -> bilinear resize [out_size, out_size, C]."""
     top, left, h, w = box
     height, width = img.shape[-3], img.shape[-2]
     rows = _resize_matrix(top, h, height, out_size, antialias)  # [out, H]
@@ -121,11 +101,8 @@ def blur_kernel_size(kernel_frac: float, image_size: int) -> int:
 
 
 def gaussian_blur(img, sigma, kernel_size: int, padding: str = "constant"):
-    """img: [H, W, C]; separable Gaussian blur, `kernel_size` taps (radius kernel_size // 2).
-
-    padding: 'constant' (zeros, SimCLR's SAME convolution) or 'reflect' (mirror without repeating
-    the edge, torchvision's). `sigma` may be traced; `kernel_size` is static.
-    """
+    """img: [H, W, C] -> separable Gaussian blur of `kernel_size` (static) taps; padding 'constant' (SimCLR) or
+    'reflect' (torchvision)."""
     if padding not in BLUR_PADDINGS:
         raise ValueError(f"padding must be one of {BLUR_PADDINGS}, got {padding!r}")
     radius = kernel_size // 2
@@ -145,15 +122,10 @@ def gaussian_blur(img, sigma, kernel_size: int, padding: str = "constant"):
 
 
 def jitter_colors(img, params, order, ops=(0, 1, 2, 3)):
-    """Applies colour ops in a given order, clipping to [0, 1] after each (SimCLR color_jitter_rand).
+    """img: [H, W, 3]; params: [4] (brightness, contrast, saturation factors, hue delta); ops: static slots in
+    use (indices into JITTER_OPS); order: [len(ops)], step i applies ops[order[i]], clipping after each.
 
-    img: [H, W, 3]; params: [4] (brightness factor, contrast factor, saturation factor, hue delta);
-    ops: static tuple of the slots in use (indices into JITTER_OPS); order: [len(ops)] ints, a
-    permutation of range(len(ops)): step i applies ops[order[i]].
-
-    The ops of `color.py`'s table (brightness, contrast, saturation, hue) one after the other, but
-    fused for vmap (where the op of a step differs between examples, so every candidate is computed):
-    brightness and contrast are one affine map x * a + b, saturation and hue one HSV round trip.
+    Fused for vmap: brightness/contrast are one affine map, saturation/hue one HSV round trip.
     """
     slots = jnp.asarray(ops, jnp.int32)
     affine = any(j in (0, 1) for j in ops)
@@ -181,12 +153,10 @@ JITTER_UNIFORMS = 8  # 4 parameters, then 4 order keys
 
 
 def sample_jitter(u, brightness, contrast, saturation, hue, random_order=True):
-    """SimCLR's jitter parameters from u: [JITTER_UNIFORMS] uniforms in [0, 1), for magnitudes already scaled by
-    strength.
+    """u: [JITTER_UNIFORMS] uniforms -> (params [4], order [n], ops) for magnitudes already times strength.
 
-    Returns (params [4], order [n], ops): factors U[max(0, 1-b), 1+b], U[1-c, 1+c], U[1-s, 1+s],
-    hue delta U[-h, h]; ops with zero magnitude are left out statically; order is a uniformly random
-    permutation of range(n) (or the identity without random_order).
+    Factors U[max(0, 1-b), 1+b], U[1-c, 1+c], U[1-s, 1+s], hue delta U[-h, h]; zero magnitudes are left out of
+    `ops`; order is a uniform permutation (identity without random_order).
     """
     mags = (brightness, contrast, saturation, hue)
     ops = tuple(j for j in range(4) if mags[j] > 0)
@@ -203,8 +173,7 @@ def sample_jitter(u, brightness, contrast, saturation, hue, random_order=True):
 # --------------------------------------------------------------------------- pipeline
 
 
-# One uniform draw per example feeds every op, in fixed slots (so switching an op on or off does
-# not change the others' draws): name -> number of uniforms.
+# op -> number of uniforms in its fixed slot
 _SLOTS = (
     ("crop", CROP_UNIFORMS),
     ("flip", 1),
@@ -233,10 +202,7 @@ def _maybe(u, prob: float, fn, img):
 
 
 def augment_image(key, img, cfg: dict, out_size: int):
-    """One example: key, img: [H, W, 3] float in [0, 1] -> [out_size, out_size, 3] in [0, 1].
-
-    cfg: the plain dict returned by `validate`.
-    """
+    """key, img: [H, W, 3] in [0, 1] -> [out_size, out_size, 3]; cfg: the plain dict from `validate`."""
     u = _split_uniforms(key)
     height, width = img.shape[0], img.shape[1]
     c = cfg["crop"]
@@ -278,13 +244,15 @@ def augment_image(key, img, cfg: dict, out_size: int):
     return jnp.clip(img, 0.0, 1.0)
 
 
-def _check_batch(images, out_size):
+def _checked(cfg, images, out_size) -> dict:
+    """validate(cfg) as a plain dict, after checking the batch and out_size."""
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"images must be [batch, H, W, 3], got shape {images.shape}")
     if not (images.dtype == jnp.uint8 or jnp.issubdtype(images.dtype, jnp.floating)):
         raise ValueError(f"images must be uint8 (0..255) or float (0..1), got dtype {images.dtype}")
     if not (isinstance(out_size, (int, np.integer)) and out_size > 0):
         raise ValueError(f"out_size must be a positive int, got {out_size!r}")
+    return validate(cfg)
 
 
 def _to_unit(img):
@@ -292,14 +260,8 @@ def _to_unit(img):
 
 
 def augment_images(keys, images, cfg: Any, out_size: int):
-    """keys: [B] PRNG keys (one per example); images: [B, H, W, 3] uint8 or float in [0, 1].
-
-    Returns [B, out_size, out_size, 3] float32 in [0, 1]. cfg: a ConfigDict as from `named_set`.
-    Derive keys from global example indices (fold_in(step_key, index)) to make views independent of
-    how the batch is sharded.
-    """
-    d = validate(cfg)
-    _check_batch(images, out_size)
+    """keys: [B]; images: [B, H, W, 3] uint8 or float in [0, 1] -> [B, out_size, out_size, 3] float32."""
+    d = _checked(cfg, images, out_size)
     return jax.vmap(lambda k, x: augment_image(k, _to_unit(x), d, out_size))(keys, images)
 
 
@@ -308,8 +270,7 @@ def two_views(key, images, cfg: Any, out_size: int, example_ids=None):
 
     Example i uses fold_in(key, example_ids[i]) (default ids: arange(B)), split into one key per view.
     """
-    d = validate(cfg)
-    _check_batch(images, out_size)
+    d = _checked(cfg, images, out_size)
     if example_ids is None:
         example_ids = jnp.arange(images.shape[0])
     example_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(example_ids)

@@ -1,13 +1,5 @@
-"""Heads on top of an encoder's pooled representation `h: [batch, in_dim]`.
-
-- `ProjectionHead`: the SimCLR MLP g(h) used by the contrastive loss (Chen et al. 2020):
-  (Linear -> BN -> ReLU) x (num_layers - 1) -> Linear. With `use_bn` the hidden Linears have no bias
-  (the BN shift replaces it, as in google-research/simclr); the last Linear has a bias, no BN and no
-  ReLU. BN is `nnx.BatchNorm` in train mode at construction; switch with `model.train()/eval()`.
-- `LinearClassifier`: one Linear layer, for supervised heads and linear probes.
-- `ema_copy` / `ema_update`: a BYOL target network, a copy of a module whose parameters are `EMATarget` variables
-  (not `nnx.Param`: the optimiser neither sees nor decays them; they live with the other non-Param state, so
-  checkpoints keep them), moved towards the online module's parameters by an exponential moving average.
+"""Heads on an encoder's representation `h: [batch, in_dim]`: the SimCLR projection MLP, a linear classifier,
+and a BYOL target copy (`EMATarget` variables: not Params, so the optimiser skips them and checkpoints keep them).
 """
 
 from __future__ import annotations
@@ -22,14 +14,10 @@ Dtype = Any
 
 
 class ProjectionHead(nnx.Module):
-    """SimCLR projection MLP: [batch, in_dim] -> [batch, out_dim].
+    """(Linear -> BN -> ReLU) x (num_layers - 1) -> Linear: [batch, in_dim] -> [batch, out_dim].
 
-    Args:
-        in_dim, hidden_dim, out_dim: widths (SimCLR on CIFAR: feat_dim -> 2048 -> 128, or 512 -> 512 -> 128).
-        num_layers: number of Linear layers, >= 1 (2 = SimCLR v1, 3 = SimCLR v2); 1 = a linear projection.
-        use_bn: BatchNorm after each hidden Linear.
-        bn_momentum: running-average decay of those BNs (0.9 = PyTorch's 0.1).
-        dtype: compute dtype; param_dtype: parameter dtype.
+    num_layers >= 1 (2 = SimCLR v1, 3 = v2). With `use_bn` the hidden Linears have no bias (as in SimCLR); BN is
+    built in train mode.
     """
 
     def __init__(
@@ -82,11 +70,7 @@ class ProjectionHead(nnx.Module):
 
 
 class LinearClassifier(nnx.Module):
-    """logits = h @ W + b: [batch, in_dim] -> [batch, num_classes].
-
-    `zero_init=True` (default) starts W and b at 0, so a linear probe starts from uniform predictions
-    and its (convex) training does not depend on an init seed.
-    """
+    """logits = h @ W + b: [batch, in_dim] -> [batch, num_classes]; `zero_init` starts W at 0 (seed-free probe)."""
 
     def __init__(
         self,

@@ -1,32 +1,12 @@
 """Image encoders in Flax NNX: ResNet-18/34/50 (v1.5) and the Wide-ResNet of Zagoruyko & Komodakis.
 
-Every encoder maps images `x: [batch, height, width, channels]` (float) to the globally average-pooled
-representation `[batch, feat_dim]` (no classifier; see `heads.py`). With `return_intermediates=True` it
-also returns a dict `name -> activation [batch, h, w, c]` for the stem and each stage (eager calls keep
-call order; a dict returned through `jax.jit` has sorted keys), for activation-density measurements.
-
-Conventions (those of torchvision / the CIFAR ResNet of kuangliu, so parameter counts match theirs):
-  * convolutions have no bias, kernels are Kaiming-normal with fan_out (std = sqrt(2 / (k*k*c_out))),
-    padding is symmetric k // 2 (as PyTorch; not 'SAME', which pads stride-2 convs asymmetrically);
-  * ResNet v1.5: a Bottleneck strides on its 3x3 conv, not the first 1x1; projection shortcuts are
-    1x1 conv + BN, used where the shape changes;
-  * stems: 'cifar' = 3x3 conv stride 1, no max-pool; 'imagenet' = 7x7 conv stride 2 + 3x3 max-pool
-    stride 2 (so the 'imagenet' stem downsamples by 4 before stage 1).
-
-BatchNorm: `nnx.BatchNorm`, built in train mode (`use_running_average=False`, passed explicitly since
-newer flax releases drop that default); switch with `model.train()` / `model.eval()` (or
-`nnx.view(model, use_running_average=...)`). In train mode it normalises with the batch mean and the
-biased batch variance and moves the running stats by `running <- momentum * running + (1 - momentum) *
-batch` (momentum 0.9 = PyTorch's 0.1; PyTorch keeps the unbiased variance in its running var, flax the
-biased one). In eval mode it uses the running stats, so each example's output is independent of the
-rest of the batch. Under `jax.jit` with the batch sharded over a `jax.sharding.Mesh`, the batch
-statistics are the global ones: the mean over the batch axis is an ordinary `jnp.mean` of a global array
-and the compiler inserts the cross-device reduction itself, so no `axis_name` is needed (that argument
-is only for `shard_map`/`pmap`). Per-device ("ghost") BN would need an explicit shard_map.
-
-Dtypes: `dtype` is the compute dtype (e.g. `jnp.bfloat16` on accelerators): activations and the
-returned representation have it; `param_dtype` (float32 by default) is the storage dtype of parameters,
-and BatchNorm statistics are computed and stored in at least float32.
+Every encoder maps `x: [batch, height, width, channels]` (float) to the average-pooled `[batch, feat_dim]`;
+`return_intermediates=True` also returns `name -> activation [batch, h, w, c]` for the stem and each stage.
+Conventions of torchvision / kuangliu's CIFAR ResNet (parameter counts match): bias-free convs, Kaiming-normal
+fan_out kernels, symmetric k // 2 padding; v1.5 Bottleneck strides on its 3x3; 1x1 conv + BN projection shortcuts
+where the shape changes; stems 'cifar' (3x3 stride 1) or 'imagenet' (7x7 stride 2 + 3x3 max-pool stride 2).
+BatchNorm is built in train mode (`model.train()` / `model.eval()` switch); under jit with a sharded batch its
+statistics are the global ones. `dtype` is the compute dtype, `param_dtype` the storage dtype.
 """
 
 from __future__ import annotations
@@ -90,13 +70,8 @@ def _check_images(x: jax.Array, in_channels: int) -> None:
         raise ValueError(f"x must be a float array (convert uint8 images first), got dtype {x.dtype}")
 
 
-def _global_avg_pool(x: jax.Array) -> jax.Array:
-    """x: [batch, h, w, c] -> [batch, c]."""
-    return jnp.mean(x, axis=(1, 2))
-
-
 class _Projection(nnx.Module):
-    """Projection shortcut of a post-activation block: 1x1 conv (stride) + BN."""
+    """1x1 conv (stride) + BN shortcut."""
 
     def __init__(self, c_in: int, c_out: int, stride: int, *, layers: _Layers, rngs: nnx.Rngs):
         self.conv = layers.conv(c_in, c_out, 1, stride, rngs=rngs)
@@ -162,19 +137,9 @@ _BLOCK_CLASSES = {"basic": BasicBlock, "bottleneck": Bottleneck}
 class ResNet(nnx.Module):
     """ResNet encoder: stem, stages of residual blocks (widths width * 2**i), global average pool.
 
-    Args:
-        block: 'basic' (ResNet-18/34) or 'bottleneck' (ResNet-50+).
-        stage_sizes: blocks per stage, e.g. (2, 2, 2, 2); stage i > 0 starts with a stride-2 block.
-        width: channels of the stem and of stage 1 (64 in the published models).
-        stem: 'cifar' (3x3 stride 1, no max-pool) or 'imagenet' (7x7 stride 2 + 3x3 max-pool stride 2).
-        zero_init_residual: start the last BN scale (gamma) of each block at 0, so each block starts as
-            its shortcut (Goyal et al. 2017).
-        bn_momentum, bn_epsilon: BatchNorm running-average decay and epsilon.
-        dtype: compute dtype; param_dtype: parameter dtype.
-
-    Call: `model(x: [batch, h, w, in_channels], *, return_intermediates=False)` -> `[batch, feat_dim]`,
-    or `(features, {'stem': ..., 'stage1': ..., ...})`; every intermediate is post-ReLU ('stem' is taken
-    after the max-pool for the 'imagenet' stem).
+    block: 'basic' (ResNet-18/34) or 'bottleneck' (50+); stage_sizes: blocks per stage (stage i > 0 starts with
+    stride 2); width: channels of stem and stage 1; zero_init_residual: each block's last BN scale starts at 0.
+    Intermediates are post-ReLU ('stem' after the 'imagenet' max-pool).
     """
 
     def __init__(
@@ -228,16 +193,13 @@ class ResNet(nnx.Module):
             for blk in stage:
                 h = blk(h)
             intermediates[f"stage{i + 1}"] = h
-        features = _global_avg_pool(h)
+        features = jnp.mean(h, axis=(1, 2))
         return (features, intermediates) if return_intermediates else features
 
 
 class WideBlock(nnx.Module):
-    """Pre-activation WRN block: BN-ReLU-conv3x3(stride)-BN-ReLU-[dropout]-conv3x3, plus shortcut.
-
-    Where the shape changes the shortcut is a 1x1 conv (stride) of the pre-activated input
-    relu(bn1(x)), as in the authors' code; otherwise it is the identity on x. No ReLU after the sum.
-    """
+    """BN-ReLU-conv3x3(stride)-BN-ReLU-[dropout]-conv3x3 + shortcut (1x1 conv of relu(bn1(x)) where the shape
+    changes, else x); no ReLU after the sum."""
 
     def __init__(self, c_in: int, c_out: int, stride: int, *, dropout: float, layers: _Layers, rngs: nnx.Rngs):
         self.bn1 = layers.bn(c_in, rngs=rngs)
@@ -258,18 +220,11 @@ class WideBlock(nnx.Module):
 
 
 class WideResNet(nnx.Module):
-    """Wide-ResNet WRN-depth-widen (Zagoruyko & Komodakis 2016), pre-activation, CIFAR layout.
+    """Wide-ResNet WRN-depth-widen, pre-activation, CIFAR layout: depth = 6n + 4, feat_dim = 64 * widen.
 
-    depth = 6n + 4: a 3x3 conv stem (3 -> 16 channels), three groups of n `WideBlock`s with widths
-    16k, 32k, 64k and strides 1, 2, 2, then BN + ReLU and global average pool; feat_dim = 64k.
-    WRN-34-5: n = 5, feat_dim = 320. No zero-init-residual option: zeroing bn2's gamma would leave
-    conv2 with input relu(0) = 0 and no gradient to its gamma, so the block would never start.
-
-    Call: `model(x, *, return_intermediates=False, dropout_key=None)`. Intermediates: 'stem' (conv
-    output), 'stage1'..'stage3' (group outputs: residual sums, pre-activation, not post-ReLU) and
-    'final' (post BN-ReLU map whose spatial mean is the representation). Dropout (if `dropout > 0`)
-    acts in train mode only; it draws from `dropout_key` (folded in per block) when given, otherwise
-    from the model's own RNG stream.
+    3x3 stem (16 channels), three groups of n `WideBlock`s (widths 16k, 32k, 64k; strides 1, 2, 2), BN + ReLU,
+    average pool. Intermediates: 'stem', 'stage1'..'stage3' (residual sums, pre-activation) and 'final' (post
+    BN-ReLU). Dropout (train mode only) draws from `dropout_key` folded in per block, else the model's RNG stream.
     """
 
     def __init__(
@@ -321,7 +276,7 @@ class WideResNet(nnx.Module):
             intermediates[f"stage{i + 1}"] = h
         h = nnx.relu(self.final_bn(h))
         intermediates["final"] = h
-        features = _global_avg_pool(h)
+        features = jnp.mean(h, axis=(1, 2))
         return (features, intermediates) if return_intermediates else features
 
 
