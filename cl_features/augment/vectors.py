@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from cl_features import prng
-from cl_features.data.sparse_coding import fair_bits, fair_words, unpack_bits  # noqa: F401  (fair_bits: re-export)
+from cl_features.data.sparse_coding import fair_words, unpack_bits
 
 AUGMENTATIONS = ("complementary_mask", "independent_mask", "gaussian_noise", "none", "dense_mask")
 
@@ -64,12 +64,6 @@ class AugmentParams:
     keep_prob: float = 0.5  # independent_mask: P(keep a coordinate), views rescaled by 1/keep_prob
     noise_std: float = 1.0  # gaussian_noise: std of the added noise, in units of data.sigma
     sigma: float = 1.0  # data.sigma (the noise std above is noise_std * sigma)
-
-    def validate(self) -> None:
-        if not 0.0 < self.keep_prob <= 1.0:
-            raise ValueError(f"augment.keep_prob must be in (0, 1], got {self.keep_prob}")
-        if self.noise_std < 0:
-            raise ValueError(f"augment.noise_std must be >= 0, got {self.noise_std}")
 
 
 # Each augmentation is a pair: draw(key, d1, params) -> its random numbers for one example, and
@@ -154,16 +148,6 @@ def augment_parts(
 ) -> Views:
     """Two views of a batch. keys: [batch] (one per example); sparse, dense: [batch, d1]."""
     return apply(name, draw(name, keys, sparse.shape[-1], params), sparse, dense, params)
-
-
-def two_views(
-    name: str, keys: jax.Array, x: jax.Array, params: AugmentParams = AugmentParams()
-) -> tuple[jax.Array, jax.Array]:
-    """Two views of plain vectors x: [batch, d1] (x treated as its own dense part)."""
-    if name == "dense_mask":
-        raise ValueError("augmentation 'dense_mask' needs the parts of x: use augment_parts")
-    views = augment_parts(name, keys, jnp.zeros_like(x), x, params)
-    return views.view1, views.view2
 
 
 def moments(name: str, params: AugmentParams = AugmentParams()) -> dict[str, Moments]:
