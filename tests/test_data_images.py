@@ -129,9 +129,9 @@ def test_unknown_dataset_is_a_value_error(tmp_path):
 
 def test_prepared_array_record_dataset_reads_without_tensorflow(tiny_dir):
     info = image_sources.dataset_info("cl_features_tiny_grey", tiny_dir)
-    assert info.num_classes == 3
-    assert info.image_shape == (8, 8, 1)
-    assert info.split_sizes == {"train": 10, "test": 4}
+    assert info.features["label"].num_classes == 3
+    assert info.features["image"].shape == (8, 8, 1)
+    assert {k: v.num_examples for k, v in info.splits.items()} == {"train": 10, "test": 4}
     source = image_sources.open_source("cl_features_tiny_grey", "test", tiny_dir)
     assert len(source) == 4
     assert len(image_sources.open_source("cl_features_tiny_grey", "train[:50%]", tiny_dir)) == 5

@@ -1,14 +1,7 @@
-"""Colour operations on one image `img: [H, W, 3]` float32 in [0, 1] (brightness to hue: `image_ops.jitter_colors`).
+"""Colour operations on one image `img: [H, W, 3]` float32 in [0, 1], SimCLR's maths (the TF image ops).
 
-The maths follows SimCLR (google-research/simclr `data_util.py`, i.e. the TF image ops it calls):
-  brightness  x * factor                                  (SimCLR v2 multiplicative form)
-  contrast    (x - mean_c) * factor + mean_c              (mean per channel over H, W; tf.image.adjust_contrast)
-  saturation  HSV: s <- clip(s * factor, 0, 1)            (tf.image.adjust_saturation)
-  hue         HSV: h <- (h + delta) mod 1                 (tf.image.adjust_hue)
-  grayscale   ITU-R 601-2 luma 0.299 R + 0.587 G + 0.114 B, kept as 3 channels (PIL convert('L'))
-  solarize    x if x < threshold else 1 - x
-None of these clip to [0, 1] except where the definition does (saturation); the jitter clips between ops.
-Every function is elementwise or a per-image reduction, so it jits and vmaps as is.
+brightness x * f; contrast (x - mean_c) * f + mean_c; saturation s <- clip(s * f, 0, 1) and hue h <- (h + d) mod 1
+in HSV (fused in `image_ops.jitter_colors`); grayscale: ITU-R 601-2 luma on 3 channels; solarize.
 """
 
 import jax.numpy as jnp

@@ -95,21 +95,21 @@ def _pair(x, low_ok, high_ok=lambda hi: True) -> bool:
     )
 
 
+def _exactly(what: str, kind: str, allowed, got) -> None:
+    missing, unknown = [k for k in allowed if k not in got], [k for k in got if k not in allowed]
+    if missing or unknown:
+        raise ValueError(f"{what} must have exactly the {kind} {tuple(allowed)}; missing {missing}, unknown {unknown}")
+
+
 def validate(cfg) -> dict:
     """Checks an augmentation config (ConfigDict or plain dict); returns it as a plain nested dict.
 
     Raises ValueError naming the first bad field (`config.augment.<op>.<field>`) and what is allowed.
     """
     d = cfg.to_dict() if hasattr(cfg, "to_dict") else {k: dict(v) for k, v in dict(cfg).items()}
-    missing, unknown = [k for k in DEFAULTS if k not in d], [k for k in d if k not in DEFAULTS]
-    if missing or unknown:
-        raise ValueError(f"augment must have exactly the ops {tuple(DEFAULTS)}; missing {missing}, unknown {unknown}")
+    _exactly("augment", "ops", DEFAULTS, d)
     for op, defaults in DEFAULTS.items():
-        missing, unknown = [f for f in defaults if f not in d[op]], [f for f in d[op] if f not in defaults]
-        if missing or unknown:
-            raise ValueError(
-                f"augment.{op} must have exactly the fields {tuple(defaults)}; missing {missing}, unknown {unknown}"
-            )
+        _exactly(f"augment.{op}", "fields", defaults, d[op])
         for field, default in defaults.items():
             if isinstance(default, bool):
                 require(isinstance(d[op][field], bool), f"augment.{op}.{field}", "a bool", d[op][field])

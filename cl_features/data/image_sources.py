@@ -10,7 +10,6 @@ Sources (anything with `__len__` and `__getitem__(i) -> {'image', 'label'}`):
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import pathlib
@@ -23,11 +22,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 def to_rgb(image: Any) -> np.ndarray:
-    """Image in any common layout -> uint8 [H, W, 3].
-
-    Accepts encoded bytes (PNG/JPEG), uint8 [H, W], [H, W, 1] (grey, repeated to 3 channels),
-    [H, W, 3], or [H, W, 4] (alpha dropped).
-    """
+    """Encoded PNG/JPEG bytes or uint8 [H, W], [H, W, 1|3|4] -> uint8 [H, W, 3] (grey repeated, alpha dropped)."""
     if isinstance(image, (bytes, np.bytes_)):
         with Image.open(io.BytesIO(bytes(image))) as pil:
             return np.asarray(pil.convert("RGB"))
@@ -44,20 +39,12 @@ def to_rgb(image: Any) -> np.ndarray:
 
 
 def fit_image(image: Any, size: int | None) -> np.ndarray:
-    """Image -> uint8 [size, size, 3]: the largest centred square, resized (bilinear, antialiased).
-
-    `size=None` only fixes the channels (`to_rgb`). An image already [size, size] is returned
-    unresampled.
-    """
+    """Image -> uint8 [size, size, 3]: the largest centred square, resized bilinearly (None: `to_rgb` only)."""
     rgb = to_rgb(image)
     if size is None or rgb.shape[:2] == (size, size):
         return rgb
     pil = Image.fromarray(np.ascontiguousarray(rgb))
     return np.asarray(ImageOps.fit(pil, (size, size), method=Image.Resampling.BILINEAR))
-
-
-# --------------------------------------------------------------------------------------------
-# TFDS sources
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> str:
@@ -91,21 +78,17 @@ def _builder(name: str, data_dir: str):
 
 
 def open_source(name: str, split: str, data_dir: str | os.PathLike | None = None):
-    """TFDS dataset `name` -> random-access source of its `split` (ArrayRecord, no TensorFlow).
+    """TFDS dataset `name` -> random-access source of `split` (ArrayRecord records of NumPy values).
 
-    Records are dicts of NumPy values (for image datasets: 'image' uint8 [H, W, C], 'label').
-    Nothing is downloaded: a dataset that is not prepared raises FileNotFoundError naming the
-    directory searched and the `tfds build` command that prepares it.
+    Nothing is downloaded: an unprepared dataset raises FileNotFoundError naming the directory and `tfds build`.
     """
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
     data_dir = resolve_data_dir(data_dir)
     try:
         return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    except tfds.core.registered.DatasetNotFoundError:
-        raise ValueError(f"name={name!r} is not a registered TFDS dataset (see tfds.list_builders())") from None
     except Exception:
-        builder = _builder(name, data_dir)
+        builder = _builder(name, data_dir)  # an unregistered name: ValueError
         if not builder.is_prepared():
             raise _not_prepared_error(name, data_dir) from None
         formats = {f.value for f in builder.info.available_file_formats()}
@@ -114,42 +97,19 @@ def open_source(name: str, split: str, data_dir: str | os.PathLike | None = None
         raise
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageDatasetInfo:
-    """Metadata of a prepared TFDS image dataset (read from its dataset_info.json)."""
-
-    name: str
-    num_classes: int
-    image_shape: tuple[int | None, ...]  # [H, W, C]; None where sizes vary
-    split_sizes: dict[str, int]
-    class_names: tuple[str, ...] = ()
-
-
-def dataset_info(name: str, data_dir: str | os.PathLike | None = None) -> ImageDatasetInfo:
-    """Classes, image shape and split sizes of prepared dataset `name` (no records are read)."""
+def dataset_info(name: str, data_dir: str | os.PathLike | None = None):
+    """`tfds.core.DatasetInfo` (features, splits) of prepared dataset `name`; no records are read."""
     data_dir = resolve_data_dir(data_dir)
     builder = _builder(name, data_dir)
     if not builder.is_prepared():
         raise _not_prepared_error(name, data_dir)
-    info = builder.info
-    return ImageDatasetInfo(
-        name=name,
-        num_classes=int(info.features["label"].num_classes),
-        image_shape=tuple(info.features["image"].shape),
-        split_sizes={k: int(v.num_examples) for k, v in info.splits.items()},
-        class_names=tuple(str(n) for n in info.features["label"].names),
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Image folders
+    return builder.info
 
 
 class ImageFolderSource:
-    """`root/<class_name>/*.{png,jpg,jpeg}` -> records {'image': uint8 [S, S, 3], 'label': int}.
+    """`root/<class_name>/*.{png,jpg,jpeg}` -> {'image': uint8 [image_size, image_size, 3], 'label': int}.
 
-    Classes are the sorted sub-directory names (label = position); files are sorted within a
-    class. Every image is centre-cropped and resized to `image_size` so that batches stack.
+    Labels are positions in the sorted class directory names; files are sorted within a class.
     """
 
     def __init__(self, root: str | os.PathLike, image_size: int):

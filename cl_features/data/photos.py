@@ -1,8 +1,6 @@
-"""A tiny real-photo dataset: random crops of the colour photographs inside scikit-image's wheel.
+"""A tiny real-photo dataset: random crops of the colour photographs shipped in scikit-image's wheel.
 
-Each photo is one class. Train crops come from the left half of a photo, test crops from the
-right half, so no test pixel is ever seen in training. Nothing is downloaded: every photo used
-here ships in the scikit-image wheel (checked for 0.26 with pooch absent).
+Each photo is one class; train crops come from its left half, test crops from its right half.
 """
 
 from __future__ import annotations
@@ -52,11 +50,8 @@ def split_columns(width: int, split: str) -> tuple[int, int]:
 def photo_crop_boxes(
     *, size: int = 32, crops_per_image: int = 64, split: str = "train", seed: int = 0, max_zoom: float = 4.0
 ) -> dict[str, np.ndarray]:
-    """Photo name -> crop boxes int64 [crops_per_image, 3] as (top, left, side).
-
-    Sides are uniform in [size, min(max_zoom * size, region height, region width)], positions
-    uniform inside the split's half. Photo k draws from `default_rng((seed, k, split index))`.
-    """
+    """Photo name -> crop boxes int64 [crops_per_image, 3] (top, left, side), drawn from
+    `default_rng((seed, k, split index))`: sides uniform in [size, min(max_zoom * size, half)], uniform positions."""
     boxes = {}
     for k, name in enumerate(PHOTO_NAMES):
         height, width = load_photo(name).shape[:2]
@@ -84,11 +79,7 @@ def crop_and_resize(photo: np.ndarray, box: np.ndarray, size: int) -> np.ndarray
 def load_photo_crops(
     *, size: int = 32, crops_per_image: int = 64, split: str = "train", seed: int = 0, max_zoom: float = 4.0
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Random crops of every photo -> (images uint8 [N, size, size, 3], labels int32 [N], names).
-
-    N = len(PHOTO_NAMES) * crops_per_image, grouped by class (label = index in `names`).
-    Same arguments -> same crops; see `photo_crop_boxes` for how crops are drawn.
-    """
+    """Crops of every photo -> (images uint8 [N, size, size, 3], labels int32 [N], names), grouped by class."""
     boxes = photo_crop_boxes(size=size, crops_per_image=crops_per_image, split=split, seed=seed, max_zoom=max_zoom)
     images = np.stack([crop_and_resize(load_photo(name), box, size) for name in PHOTO_NAMES for box in boxes[name]])
     labels = np.repeat(np.arange(len(PHOTO_NAMES), dtype=np.int32), crops_per_image)

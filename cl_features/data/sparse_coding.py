@@ -5,9 +5,8 @@
 - z: [d] in {-1, 0, +1}, coordinates independent, P(z_j != 0) = sparsity, sign symmetric (sparse features).
 - xi: [d1] ~ N(0, sigma^2 I) (dense features).
 
-Sampling is keyed per example (`key_i = fold_in(step_key, global_index)`), so a batch is the same whatever
-the number of devices or processes that compute its shards. Draws go through `cl_features.prng` (jax.random's
-threefry numbers bit for bit, cheaper on CPU).
+Example i draws from fold_in(step_key, global index i) through `cl_features.prng`, so a batch does not depend
+on the device or process count.
 """
 
 from __future__ import annotations

@@ -54,8 +54,7 @@ class Subset:
 
 
 def eval_preprocess(images: jax.Array, c: ml_collections.ConfigDict) -> jax.Array:
-    """uint8 [B, S, S, 3] -> float [B, input_size, input_size, 3]: centre crop (eval.crop_fraction), resize,
-    normalise."""
+    """uint8 [B, S, S, 3] -> normalised float [B, input_size, input_size, 3], centre crop eval.crop_fraction."""
     x = images.astype(jnp.float32) / 255.0
     s, out = x.shape[1], c.model.input_size
     side = max(1, int(round(c.eval.crop_fraction * s)))
@@ -68,9 +67,7 @@ def eval_preprocess(images: jax.Array, c: ml_collections.ConfigDict) -> jax.Arra
 class Evaluator:
     """Frozen features (BatchNorm in inference mode) of the kNN bank and the test split, and the scores.
 
-    Eval batches are read once per process (its grain shard; a process-count remainder is dropped) and, with
-    eval.cache, kept in host memory. The feature function returns replicated arrays, so every process gets all
-    features (and they are in the same order for features and labels).
+    Each process reads its grain shard (kept in host memory with eval.cache); every process gets all features.
     """
 
     def __init__(self, c: ml_collections.ConfigDict, graphdef, data: ImageData, mesh):

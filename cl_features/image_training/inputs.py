@@ -62,7 +62,7 @@ def class_names(d: ml_collections.ConfigDict, source) -> list[str]:
     """The class names of a split opened by `open_split` (TFDS: the label feature's names)."""
     if hasattr(source, "class_names"):
         return list(source.class_names)
-    return list(image_sources.dataset_info(d.name, d.data_dir).class_names)
+    return [str(n) for n in image_sources.dataset_info(d.name, d.data_dir).features["label"].names]
 
 
 def open_data(c: ml_collections.ConfigDict) -> ImageData:

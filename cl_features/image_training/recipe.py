@@ -1,8 +1,6 @@
 """The optimisation recipe of an image run (config.train): steps, warmup, peak learning rate, the optimiser.
 
-lr = base_learning_rate * global_batch / 256 ('linear'; 'sqrt': base * sqrt(global_batch); 'none': base),
-linear warmup then cosine decay to 0; weight decay and (LARS) the trust ratio apply to conv / linear kernels only:
-BatchNorm scales and biases and every bias are excluded (`decay_mask`), unless `train.decay_bn_and_bias`.
+Weight decay and LARS's trust ratio apply to kernels only (`decay_mask`) unless `train.decay_bn_and_bias`.
 """
 
 from __future__ import annotations
