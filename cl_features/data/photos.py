@@ -39,23 +39,17 @@ def load_photo(name: str) -> np.ndarray:
     return photo
 
 
-def split_columns(width: int, split: str) -> tuple[int, int]:
-    """Columns [start, stop) of a photo `width` wide that `split` may crop: left/right half."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    half = width // 2
-    return (0, half) if split == "train" else (half, width)
-
-
 def photo_crop_boxes(
     *, size: int = 32, crops_per_image: int = 64, split: str = "train", seed: int = 0, max_zoom: float = 4.0
 ) -> dict[str, np.ndarray]:
     """Photo name -> crop boxes int64 [crops_per_image, 3] (top, left, side), drawn from
     `default_rng((seed, k, split index))`: sides uniform in [size, min(max_zoom * size, half)], uniform positions."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     boxes = {}
     for k, name in enumerate(PHOTO_NAMES):
         height, width = load_photo(name).shape[:2]
-        start, stop = split_columns(width, split)
+        start, stop = (0, width // 2) if split == "train" else (width // 2, width)  # left / right half
         max_side = min(int(max_zoom * size), height, stop - start)
         if max_side < size:
             raise ValueError(
@@ -69,7 +63,7 @@ def photo_crop_boxes(
     return boxes
 
 
-def crop_and_resize(photo: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+def _crop_and_resize(photo: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     """uint8 [H, W, 3], box (top, left, side) -> uint8 [size, size, 3] (bilinear, antialiased)."""
     top, left, side = (int(v) for v in box)
     crop = Image.fromarray(np.ascontiguousarray(photo[top : top + side, left : left + side]))
@@ -81,7 +75,7 @@ def load_photo_crops(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Crops of every photo -> (images uint8 [N, size, size, 3], labels int32 [N], names), grouped by class."""
     boxes = photo_crop_boxes(size=size, crops_per_image=crops_per_image, split=split, seed=seed, max_zoom=max_zoom)
-    images = np.stack([crop_and_resize(load_photo(name), box, size) for name in PHOTO_NAMES for box in boxes[name]])
+    images = np.stack([_crop_and_resize(load_photo(name), box, size) for name in PHOTO_NAMES for box in boxes[name]])
     labels = np.repeat(np.arange(len(PHOTO_NAMES), dtype=np.int32), crops_per_image)
     return images, labels, list(PHOTO_NAMES)
 

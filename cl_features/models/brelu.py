@@ -2,12 +2,8 @@
 
     f(x) = (h_1(x), ..., h_m(x)),  h_i(x) = ReLU(<w_i, x> - b_i) - ReLU(-<w_i, x> - b_i)
 
-Bias kinds:
-- "schedule" (the paper's): b_i = bias_scale * ||w_i||, no gradient through it; the caller passes
-  bias_scale = c * sigma * ramp(step) (see `bias_scale`), so a neuron ignores the noise <w_i, xi>
-  (std sigma * ||w_i||) but fires on a feature it has aligned with.
-- "learned": b_i is a trained parameter (initialised at bias_scale_init * ||w_i(0)||).
-- "none": b_i = 0.
+Bias kinds: "schedule" (the paper's: b_i = bias_scale * ||w_i||, no gradient through it, bias_scale from
+`bias_scale`), "learned" (a parameter, initialised at bias_scale_init * ||w_i(0)||) or "none" (b_i = 0).
 Activations: "symmetric" (the paper's) or "relu" (ReLU(<w_i, x> - b_i), a comparison).
 """
 
