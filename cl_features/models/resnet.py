@@ -12,6 +12,7 @@ statistics are the global ones. `dtype` is the compute dtype, `param_dtype` the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -167,16 +168,12 @@ class ResNet(nnx.Module):
 
         block_cls = _BLOCK_CLASSES[block]
         c_in = width
+        make_block = functools.partial(block_cls, layers=layers, zero_init_residual=zero_init_residual, rngs=rngs)
         stages = []
         for i, num_blocks in enumerate(stage_sizes):
             blocks = []
             for j in range(int(num_blocks)):
-                stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(
-                    block_cls(
-                        c_in, width * 2**i, stride, layers=layers, zero_init_residual=zero_init_residual, rngs=rngs
-                    )
-                )
+                blocks.append(make_block(c_in, width * 2**i, 2 if (i > 0 and j == 0) else 1))
                 c_in = blocks[-1].out_channels
             stages.append(nnx.List(blocks))
         self.stages = nnx.List(stages)
@@ -253,9 +250,7 @@ class WideResNet(nnx.Module):
         for c_out, stride in zip((16 * widen, 32 * widen, 64 * widen), (1, 2, 2)):
             blocks = []
             for j in range(n):
-                blocks.append(
-                    WideBlock(c_in, c_out, stride if j == 0 else 1, dropout=dropout, layers=layers, rngs=rngs)
-                )
+                blocks.append(WideBlock(c_in, c_out, 1 if j else stride, dropout=dropout, layers=layers, rngs=rngs))
                 c_in = c_out
             groups.append(nnx.List(blocks))
         self.stages = nnx.List(groups)
