@@ -160,6 +160,7 @@ class Evaluator:
         return out, {"train": (train_f, train_y), "test": (test_f, test_y)}
 
     def probe(self, feats: dict) -> dict:
+        """The offline linear probe (config.probe) on the frozen features `evaluate` returned."""
         p = self.c.probe
         (train_f, train_y), (test_f, test_y) = feats["train"], feats["test"]
         res = linear_probe.linear_probe(
@@ -169,7 +170,7 @@ class Evaluator:
             test_y,
             self.num_classes,
             method=p.method,
-            l2=list(p.l2) if isinstance(p.l2, tuple | list) else p.l2,
+            l2=p.l2,  # a number or a list / tuple of them
             val_fraction=p.val_fraction,
             max_iter=p.max_iter,
             seed=self.c.seed,
