@@ -22,7 +22,7 @@ from cl_features.image_training.inputs import ImageData
 from cl_features.image_training.network import ImageModel
 from cl_features.measure import collapse
 from cl_features.report import run_info
-from cl_features.train import checkpoint, loop, resumable
+from cl_features.train import checkpoint, config_guard, loop, resumable
 from cl_features.train import mesh as mesh_lib
 from cl_features.train.distributed import log_once
 from cl_features.train.metrics_log import MetricsLog
@@ -39,7 +39,7 @@ SUMMARY_KEYS = (
 )
 # Config fields a resumed run may change: frequencies, steps, devices (checkpoint module), evaluation, where the
 # data lives, and how the steps of a call are compiled.
-RESUME_MUTABLE_FIELDS = checkpoint.MUTABLE_FIELDS + ("train.epochs", "train.unroll", "eval", "probe", "data.data_dir")
+RESUME_MUTABLE_FIELDS = config_guard.MUTABLE_FIELDS + ("train.epochs", "train.unroll", "eval", "probe", "data.data_dir")
 TRAIN_STREAM = 2  # folded into the seed for the training steps' keys (1: initial weights, 4: kNN bank subset)
 
 
@@ -182,7 +182,7 @@ def run(
 
     With a workdir the run checkpoints every checkpoint.every steps and resumes from the newest checkpoint with
     the numbers an uninterrupted run would have had (docs/images.md); SIGTERM raises checkpoint.Preempted, a
-    changed config checkpoint.ConfigMismatch. `data`: the sources of `inputs.open_data(config)`, if opened.
+    changed config config_guard.ConfigMismatch. `data`: the sources of `inputs.open_data(config)`, if opened.
     """
     c = validate(config)
     data = data or inputs.open_data(c)  # missing data stops the run before anything is written

@@ -20,7 +20,7 @@ from cl_features import jsonio
 from cl_features.report import run_info
 from cl_features.sweep import batched, grid
 from cl_features.synthetic import arms, results
-from cl_features.train import checkpoint, resumable
+from cl_features.train import config_guard, resumable
 
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -64,7 +64,7 @@ def train_group(c, sweep: grid.Sweep, g: int, mesh, workdir: str | None, progres
     gc, steps = configs[0], configs[0].train.steps
     run_dir = os.path.join(workdir, "groups", group.name) if workdir else None
     path = os.path.join(run_dir, "results.json") if run_dir else None
-    done = arms.finished_results(path, record, steps, checkpoint.MUTABLE_FIELDS) if path else None
+    done = arms.finished_results(path, record, steps, config_guard.MUTABLE_FIELDS) if path else None
     if done is not None:
         _say(f"[sweep] group {g + 1}/{len(sweep.groups)} {group.name}: finished earlier, results from {path}")
         return done

@@ -21,13 +21,13 @@ from cl_features.augment import vectors
 from cl_features.config_checks import split_list
 from cl_features.report import run_info
 from cl_features.synthetic import results, task
-from cl_features.train import checkpoint, loop, resumable
+from cl_features.train import config_guard, loop, resumable
 from cl_features.train import mesh as mesh_lib
 from cl_features.train.metrics_log import log_figures
 
 # Config fields a resumed arm may change: frequencies, the number of steps and devices (checkpoint module), the
 # other arms and the final measurements.
-RESUME_MUTABLE_FIELDS = checkpoint.MUTABLE_FIELDS + ("arms", "measure")
+RESUME_MUTABLE_FIELDS = config_guard.MUTABLE_FIELDS + ("arms", "measure")
 
 
 def arm_names(c: ml_collections.ConfigDict) -> list[str]:
@@ -57,7 +57,7 @@ def finished_results(path: str, record: dict, steps: int, mutable_fields: tuple)
         return None
     done = saved.get("results")
     saved_steps = saved.get("steps", done.get("steps") if isinstance(done, dict) else None)
-    same = not checkpoint.config_diff(saved.get("config", {}), record, mutable_fields)
+    same = not config_guard.config_diff(saved.get("config", {}), record, mutable_fields)
     return done if same and done and saved_steps == steps else None
 
 
@@ -102,7 +102,7 @@ def train_arm(
     path = os.path.join(arm_dir, "results.json") if arm_dir else None
     record, steps = arm_run_config(c, arm), c.train.steps
     finished = path and out.start == steps
-    done = finished_results(path, record, steps, checkpoint.MUTABLE_FIELDS + ("arms",)) if finished else None
+    done = finished_results(path, record, steps, config_guard.MUTABLE_FIELDS + ("arms",)) if finished else None
     if done is not None:
         _say(verbose, f"[{arm}] finished earlier (step {out.start}): results from {path}")
         return done, weights, out.history
@@ -124,7 +124,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
     """All arms of the experiment; writes the workdir and its report (process 0); returns the summary dict.
 
     Started again in the same workdir it resumes (see train_arm); raises checkpoint.Preempted on SIGTERM after
-    saving, checkpoint.ConfigMismatch if the workdir's checkpoints were made with a config that changes the run.
+    saving, config_guard.ConfigMismatch if the workdir's checkpoints were made with a config that changes the run.
     """
     c = validate(config)
     mesh = mesh_lib.make_mesh(c.train.num_devices)

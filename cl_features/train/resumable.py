@@ -94,7 +94,7 @@ def train(
     config: the run's config as a dict (saved; compared on resume except `mutable_fields`); its train.log_every,
     train.schedule and checkpoint.* are read here. batch_iter: host batches (position checkpointed). part: (k, K),
     see loop.Progress. checked: `check_resume`'s result. Raises checkpoint.Preempted after saving on SIGTERM,
-    checkpoint.ConfigMismatch on a changed config.
+    config_guard.ConfigMismatch on a changed config.
     """
     metrics_path = os.path.join(run_dir, "metrics.jsonl") if run_dir else None
     start, initial, ckpt = 0, {}, None
