@@ -86,7 +86,8 @@ def interleaved(calls: dict, rounds: int, reps: dict | None = None) -> tuple[dic
     return wall, cpu
 
 
-def table(header, rows, right_from: int | None = None) -> list[str]:
-    """Markdown lines; columns from `right_from` on are right-aligned."""
+def table(header, rows, right_from: int | None = None) -> str:
+    """A markdown table; columns from `right_from` on are right-aligned."""
     rule = "".join("|---:" if right_from is not None and i >= right_from else "|---" for i in range(len(header)))
-    return ["| " + " | ".join(header) + " |", rule + "|"] + ["| " + " | ".join(str(v) for v in r) + " |" for r in rows]
+    lines = ["| " + " | ".join(header) + " |", rule + "|"] + ["| " + " | ".join(str(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)

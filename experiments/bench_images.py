@@ -32,10 +32,6 @@ from .configs import cifar10_simclr_resnet18, cifar10_simclr_wrn34x5
 CONFIGS = {"resnet18": cifar10_simclr_resnet18, "wrn34x5": cifar10_simclr_wrn34x5}
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("batch", 32, "Images per step (each gives two views).")
-flags.DEFINE_integer("steps", 5, "Timed rounds (one call of each step per round, after one warm-up call).")
-flags.DEFINE_enum("torch", "auto", ["auto", "on", "off"], "Time the PyTorch step (auto: if importable).")
-flags.DEFINE_enum("encoder", "resnet18", list(CONFIGS), "Whose SimCLR step (the PyTorch mirror: resnet18 only).")
 
 
 def make_config(batch: int, encoder: str = "resnet18"):
@@ -179,7 +175,7 @@ def main(argv):
         (what, cell(t * 1e3, ".0f"), cell(b / t, ".1f"), cell(flops / b / 1e9, ".4f"), cell(flops / t / 1e9, ".1f"))
         for what, t, flops in rows
     ]
-    print("\n".join(bench_common.table(("what", "ms/step", "images/s", "XLA GFLOP/image", "GFLOP/s"), cells)))
+    print(bench_common.table(("what", "ms/step", "images/s", "XLA GFLOP/image", "GFLOP/s"), cells))
     if torch_version:
         ratios = np.asarray(times["torch"]) / np.asarray(times["model"])
         full = np.asarray(times["torch"]) / np.asarray(times["full"])
@@ -191,4 +187,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    flags.DEFINE_integer("batch", 32, "Images per step (each gives two views).")
+    flags.DEFINE_integer("steps", 5, "Timed rounds (one call of each step per round, after one warm-up call).")
+    flags.DEFINE_enum("torch", "auto", ["auto", "on", "off"], "Time the PyTorch step (auto: if importable).")
+    flags.DEFINE_enum("encoder", "resnet18", list(CONFIGS), "Whose SimCLR step (the PyTorch mirror: resnet18 only).")
     app.run(main)

@@ -27,15 +27,6 @@ from absl import app, flags
 from . import bench_common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_float("seconds", 5.0, "Timing budget per throughput measurement.")
-flags.DEFINE_integer("overhead_steps", 1000, "Steps of each run in the checkpoint-overhead table.")
-flags.DEFINE_list(
-    "ckpt_sizes",
-    ["256x128", "1024x512", "2048x1024", "4096x2048"],
-    "d1 x width of the models whose checkpoints are timed.",
-)
-flags.DEFINE_list("every", ["0", "500", "100", "50"], "Checkpoint intervals for the overhead table (0: none).")
-flags.DEFINE_integer("worker_devices", 0, "Internal: run one throughput measurement on this many devices.")
 
 # Forced devices share the cores: on a loaded machine a device can reach a collective long after the others.
 PATIENT_COLLECTIVES = "--xla_cpu_collective_call_terminate_timeout_seconds=600 --xla_cpu_collective_timeout_seconds=600"
@@ -79,7 +70,7 @@ def throughput_worker(num_devices: int, seconds: float) -> dict:
     return {"devices": num_devices, "steps_per_s": steps / dt, "seconds": dt, "steps": steps}
 
 
-def throughput_table(seconds: float) -> list[str]:
+def throughput_table(seconds: float) -> str:
     results = []
     for n in (1, 2, 4):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
@@ -97,7 +88,7 @@ def throughput_table(seconds: float) -> list[str]:
     return bench_common.table(("forced CPU devices", "steps/s", "examples/s", "ratio to 1 device"), rows, right_from=0)
 
 
-def checkpoint_table(sizes: list[str], repeats: int = 3) -> list[str]:
+def checkpoint_table(sizes: list[str], repeats: int = 3) -> str:
     import jax
 
     from cl_features.train import checkpoint
@@ -129,7 +120,7 @@ def checkpoint_table(sizes: list[str], repeats: int = 3) -> list[str]:
     return bench_common.table(header, rows, right_from=1)
 
 
-def overhead_table(steps: int, intervals: list[int], repeats: int = 3) -> list[str]:
+def overhead_table(steps: int, intervals: list[int], repeats: int = 3) -> str:
     import jax
 
     from cl_features.train import checkpoint, loop
@@ -180,13 +171,22 @@ def main(argv):
     )
     print(f"# command: {' '.join(sys.orig_argv)}\n")
     print(f"Step throughput (global batch 512, d=64, d1=256, width 128, {FLAGS.seconds:g} s per point):\n")
-    print("\n".join(throughput_table(FLAGS.seconds)) + "\n")
+    print(throughput_table(FLAGS.seconds) + "\n")
     print("Checkpoint save / restore (Adam state, median of 3):\n")
-    print("\n".join(checkpoint_table(FLAGS.ckpt_sizes)) + "\n")
+    print(checkpoint_table(FLAGS.ckpt_sizes) + "\n")
     print(f"Checkpoint overhead ({FLAGS.overhead_steps} steps of the throughput step, 1 device, best of 3):\n")
-    print("\n".join(overhead_table(FLAGS.overhead_steps, [int(e) for e in FLAGS.every])))
+    print(overhead_table(FLAGS.overhead_steps, [int(e) for e in FLAGS.every]))
     print(f"\n# load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":
+    flags.DEFINE_float("seconds", 5.0, "Timing budget per throughput measurement.")
+    flags.DEFINE_integer("overhead_steps", 1000, "Steps of each run in the checkpoint-overhead table.")
+    flags.DEFINE_list(
+        "ckpt_sizes",
+        ["256x128", "1024x512", "2048x1024", "4096x2048"],
+        "d1 x width of the models whose checkpoints are timed.",
+    )
+    flags.DEFINE_list("every", ["0", "500", "100", "50"], "Checkpoint intervals for the overhead table (0: none).")
+    flags.DEFINE_integer("worker_devices", 0, "Internal: run one throughput measurement on this many devices.")
     app.run(main)

@@ -34,13 +34,6 @@ from absl import app, flags
 from . import bench_common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("sizes", ["default", "small"], "Sizes to time: default, small.")
-flags.DEFINE_integer("rounds", 5, "Interleaved timing rounds (one call of each program per round).")
-flags.DEFINE_integer("host_devices", 2, "Forced CPU devices the vmapped runs are sharded over (1: none).")
-flags.DEFINE_float("block", 0.5, "Seconds per timed block: each program repeats its call to fill about this.")
-flags.DEFINE_integer("alone", 3, "Runs built and timed alone for the sequential side.")
-flags.DEFINE_integer("runs", 0, "Runs in the sweep of every size timed (0: RUNS, the size's own).")
-flags.DEFINE_bool("profile", False, "Where the time goes instead (see the docstring).")
 
 SIZES = {"default": {}, "small": {"data.d1": 64, "data.d": 16, "train.batch_size": 128}}
 RUNS = {"default": 16, "small": 64}  # runs in the sweep of each size
@@ -147,40 +140,29 @@ SUMMARY = (
 )
 
 
+def _size_rows(size: str, r: dict) -> tuple[list, list]:
+    """The rows of every program of one size, and its summary row (its fastest vmapped program)."""
+    med, seq, cfg = statistics.median, r["sequential"], r["config"]
+    speed = lambda p: _median_ratio(seq["wall"], p["wall"])
+    cpu = lambda p: _median_ratio(seq["cpu"], p["cpu"])
+    rate = lambda p: runs_per_hour(med(p["wall"]), r["train_steps"])
+    named = [("sequential (each run alone, 1 device)", f"{seq['compile_s']:.1f} per run", seq)]
+    named += [(f"vmapped {r['runs']} runs, {v['label']}", f"{v['compile_s']:.1f}", v) for v in r["vmapped"]]
+    programs = [
+        [size, program, compile_s, f"{1e3 * med(p['wall']):.3f}", f"{1e3 * med(p['cpu']):.3f}", f"{rate(p):.0f}"]
+        + [f"{speed(p):.2f}x", f"{cpu(p):.2f}x"]
+        for program, compile_s, p in named
+    ]
+    best = max(r["vmapped"], key=speed)
+    summary = [size, cfg["d1"], cfg["d"], cfg["m"], cfg["batch"], r["runs"], f"{rate(seq):.0f}", f"{rate(best):.0f}"]
+    return programs, summary + [best["label"], f"{cpu(best):.2f}x", f"{speed(best):.2f}x"]
+
+
 def tables(results: dict) -> str:
     """Markdown: every program of every size, then one row per size (its fastest vmapped program)."""
-    med = statistics.median
-    programs, summary = [], []
-    for size, r in results.items():
-        seq, steps, cfg = r["sequential"], r["train_steps"], r["config"]
-        seq_rate = runs_per_hour(med(seq["wall"]), steps)
-        programs.append(
-            [size, "sequential (each run alone, 1 device)", f"{seq['compile_s']:.1f} per run"]
-            + [f"{1e3 * med(seq['wall']):.3f}", f"{1e3 * med(seq['cpu']):.3f}", f"{seq_rate:.0f}", "1.00x", "1.00x"]
-        )
-        best = None
-        for v in r["vmapped"]:
-            speed, cpu = _median_ratio(seq["wall"], v["wall"]), _median_ratio(seq["cpu"], v["cpu"])
-            rate = runs_per_hour(med(v["wall"]), steps)
-            programs.append(
-                [
-                    size,
-                    f"vmapped {r['runs']} runs, {v['label']}",
-                    f"{v['compile_s']:.1f}",
-                    f"{1e3 * med(v['wall']):.3f}",
-                ]
-                + [f"{1e3 * med(v['cpu']):.3f}", f"{rate:.0f}", f"{speed:.2f}x", f"{cpu:.2f}x"]
-            )
-            if best is None or speed > best[0]:
-                best = (speed, cpu, rate, v["label"])
-        speed, cpu, rate, label = best
-        summary.append(
-            [size, cfg["d1"], cfg["d"], cfg["m"], cfg["batch"], r["runs"], f"{seq_rate:.0f}", f"{rate:.0f}", label]
-            + [f"{cpu:.2f}x", f"{speed:.2f}x"]
-        )
-    return "\n".join(
-        bench_common.table(PROGRAMS.split("|"), programs) + [""] + bench_common.table(SUMMARY.split("|"), summary)
-    )
+    rows = [_size_rows(size, r) for size, r in results.items()]
+    programs = bench_common.table(PROGRAMS.split("|"), [row for size_rows, _ in rows for row in size_rows])
+    return programs + "\n\n" + bench_common.table(SUMMARY.split("|"), [summary for _, summary in rows])
 
 
 def classify(hlo_text: str) -> dict:
@@ -309,7 +291,7 @@ def main(argv):
     if FLAGS.profile:
         rows = [row for size in FLAGS.sizes for row in profile(size, FLAGS.host_devices)]
         header = ["size", "program", "traced ms per run-step", *KINDS, "not in an operation"]
-        print("\n".join(bench_common.table(header, rows)))
+        print(bench_common.table(header, rows))
     else:
         results = {
             size: measure(size, FLAGS.rounds, FLAGS.host_devices, FLAGS.alone, FLAGS.block, FLAGS.runs)
@@ -322,4 +304,11 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    flags.DEFINE_list("sizes", ["default", "small"], "Sizes to time: default, small.")
+    flags.DEFINE_integer("rounds", 5, "Interleaved timing rounds (one call of each program per round).")
+    flags.DEFINE_integer("host_devices", 2, "Forced CPU devices the vmapped runs are sharded over (1: none).")
+    flags.DEFINE_float("block", 0.5, "Seconds per timed block: each program repeats its call to fill about this.")
+    flags.DEFINE_integer("alone", 3, "Runs built and timed alone for the sequential side.")
+    flags.DEFINE_integer("runs", 0, "Runs in the sweep of every size timed (0: RUNS, the size's own).")
+    flags.DEFINE_bool("profile", False, "Where the time goes instead (see the docstring).")
     app.run(main)

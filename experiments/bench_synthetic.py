@@ -33,18 +33,8 @@ from cl_features.train import mesh as mesh_lib
 from . import bench_common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("sizes", ["default", "large"], "Sizes to time: default, large.")
-flags.DEFINE_float("seconds", 10.0, "Approximate timing budget per measurement.")
-flags.DEFINE_enum("torch", "auto", ["auto", "on", "off"], "Time the PyTorch eager step (auto: if importable).")
-flags.DEFINE_bool("parts", False, "Time the step's pieces against their baselines instead (see the docstring).")
-flags.DEFINE_bool("prng", False, "Time the step with cl_features.prng against jax.random (see the docstring).")
-flags.DEFINE_integer("rounds", 7, "--prng: interleaved timing rounds.")
 
 SIZES = {"default": {}, "large": {"data.d1": 1024, "data.d": 256, "model.width": 512, "train.batch_size": 1024}}
-
-
-def make_config(size: str):
-    return bench_common.synthetic_config(**SIZES[size])
 
 
 def step_matmul_flops(c) -> float:
@@ -112,7 +102,7 @@ def _argmax_accuracy(logits):
 
 
 def parts(seconds: float) -> None:
-    c = make_config("default")
+    c = bench_common.synthetic_config(**SIZES["default"])
     b, d1 = c.train.batch_size, c.data.d1
     logits = lambda k: _fresh_logits(k, b)
     bits = (lambda k: jax.random.bits(k, (b, d1), jnp.uint32), lambda k: prng.bits(k, (b, d1)))
@@ -133,7 +123,7 @@ def parts(seconds: float) -> None:
         ("train step, default size (steps/s)", "batch drawn in the loss", f"{plain:.1f}")
         + ("drawn a step ahead (sample_fn)", f"{ahead:.1f}", f"{ahead / plain:.2f}x")
     )
-    print("\n".join(bench_common.table(("piece", "baseline", "ms", "ours", "ms", "speed-up"), table)))
+    print(bench_common.table(("piece", "baseline", "ms", "ours", "ms", "speed-up"), table))
 
 
 class _JaxRandom:
@@ -165,7 +155,7 @@ PRNG_VARIANTS = {
 
 
 def prng_variants(seconds: float, rounds: int) -> None:
-    c = make_config("default")
+    c = bench_common.synthetic_config(**SIZES["default"])
     mesh = mesh_lib.make_mesh(1)
     dictionary = task.make_dictionary(c)
     calls, first = {}, {}
@@ -199,7 +189,7 @@ def prng_variants(seconds: float, rounds: int) -> None:
         for name, r in rates.items()
     ]
     header = ("variant", "steps/s", "speed vs first", "CPU ms/step", "CPU time vs first")
-    print("\n".join(bench_common.table(header, rows)))
+    print(bench_common.table(header, rows))
 
 
 def torch_steps_per_second(c, seconds: float) -> float:
@@ -254,7 +244,7 @@ def main(argv):
     print(f"measured float32 matmul rate (best of 1024^3, 2048^3): {rate / 1e9:.1f} GFLOP/s")
     rows = []
     for size in FLAGS.sizes:
-        c = make_config(size)
+        c = bench_common.synthetic_config(**SIZES[size])
         b, sps, flops = c.train.batch_size, jax_steps_per_second(c, FLAGS.seconds), step_matmul_flops(c)
         tsps = torch_steps_per_second(c, FLAGS.seconds) if torch_version else float("nan")
         rows.append(
@@ -262,8 +252,14 @@ def main(argv):
             + [f"{sps * flops / 1e9:.1f}", f"{sps * flops / rate:.0%}", f"{tsps:.1f}", f"{sps / tsps:.2f}x"]
         )
     header = "size|batch|d1|d|m|steps/s|examples/s|GFLOP/step|GFLOP/s|share of matmul|torch steps/s|jax/torch"
-    print("\n".join(bench_common.table(header.split("|"), rows)))
+    print(bench_common.table(header.split("|"), rows))
 
 
 if __name__ == "__main__":
+    flags.DEFINE_list("sizes", ["default", "large"], "Sizes to time: default, large.")
+    flags.DEFINE_float("seconds", 10.0, "Approximate timing budget per measurement.")
+    flags.DEFINE_enum("torch", "auto", ["auto", "on", "off"], "Time the PyTorch eager step (auto: if importable).")
+    flags.DEFINE_bool("parts", False, "Time the step's pieces against their baselines instead (see the docstring).")
+    flags.DEFINE_bool("prng", False, "Time the step with cl_features.prng against jax.random (see the docstring).")
+    flags.DEFINE_integer("rounds", 7, "--prng: interleaved timing rounds.")
     app.run(main)

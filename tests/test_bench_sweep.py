@@ -1,4 +1,5 @@
-"""experiments/bench_sweep.py's arithmetic on fake timings and a fake trace (nothing timed, no JAX program)."""
+"""experiments/bench_sweep.py's arithmetic on fake timings and a fake trace (nothing timed, no JAX program); the benches
+import side by side."""
 
 from experiments import bench_sweep
 
@@ -63,3 +64,11 @@ def test_profile_counts_leaf_operations_by_kind():
         "cross-device waits": 10e-6,
     }
     assert shares["uncovered"] == 1 - 80 / 200
+
+
+def test_the_benches_import_side_by_side():
+    """Each bench defines its flags only when run as a command, so importing several defines no flag twice."""
+    import importlib
+
+    for name in ("bench_synthetic", "bench_scaling", "bench_images"):
+        importlib.import_module(f"experiments.{name}")

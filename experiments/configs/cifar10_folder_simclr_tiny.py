@@ -15,7 +15,6 @@ from . import image_defaults
 def get_config():
     c = image_defaults.base()
     c.data.source = "folder"
-    c.data.image_size = 32
     c.model.encoder = "resnet_tiny"
     c.model.input_size = 16
     c.model.head_out_dim = 64
