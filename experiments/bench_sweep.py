@@ -82,9 +82,7 @@ class Timed:
         self.call()
         jax.block_until_ready(self.state)
         self.compile_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        self.call()
-        self.reps = max(1, round(block / max(time.perf_counter() - t0, 1e-6)))  # calls per timed block
+        self.reps = bench_common.calls_per_block(self.call, block)
 
     def call(self):
         import jax
@@ -105,9 +103,8 @@ def measure(size: str, rounds: int, host_devices: int, alone: int, block: float,
     vm = [Timed(c, group, group.traced, d, k, block) for _, d, k in variants]
     programs = seq + vm
     calls, reps = dict(enumerate(p.call for p in programs)), dict(enumerate(p.reps for p in programs))
-    wall, cpu = bench_common.interleaved(calls, rounds, reps)
-    wall = [[x / (p.steps * p.runs) for x in wall[i]] for i, p in enumerate(programs)]  # s per run-step per round
-    cpu = [[x / (p.steps * p.runs) for x in cpu[i]] for i, p in enumerate(programs)]
+    per_run_step = lambda seconds: [[x / (p.steps * p.runs) for x in seconds[i]] for i, p in enumerate(programs)]
+    wall, cpu = map(per_run_step, bench_common.interleaved(calls, rounds, reps))  # s per run-step per round
     n = len(seq)
     return {
         "config": {"d1": c.data.d1, "d": c.data.d, "m": c.model.width, "batch": c.train.batch_size},

@@ -35,12 +35,7 @@ def main(argv):
         print(f"missing: {line}")
 
 
-def define_flags() -> None:
-    """The command's flags; defined only when run as a command, so importing this module defines none."""
+if __name__ == "__main__":
     flags.DEFINE_string("workdir", None, "Workdir of a finished or interrupted run.", required=True)
     flags.DEFINE_string("kind", None, f"Report kind; default: run_info.json's 'kind', else {kinds.DEFAULT_KIND!r}.")
-
-
-if __name__ == "__main__":
-    define_flags()
     app.run(main)

@@ -82,7 +82,6 @@ def base() -> ml_collections.ConfigDict:
     c.eval.at_init = False  # also score the randomly initialised encoder (summary *_init)
     c.eval.cache = True  # keep the eval images in host memory after the first pass
 
-    # Checkpoints in <workdir>/checkpoints (TrainState + grain iterator); the same command resumes.
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 1000  # steps between saves (a multiple of train.steps_per_call); 0: only at the end
     c.checkpoint.max_to_keep = 2

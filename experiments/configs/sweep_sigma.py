@@ -26,7 +26,5 @@ def get_config():
     c.sweep.x = "data.sigma=0.5,0.75,1.0"
     c.sweep.y = ""  # a second swept field ("field=v1,v2,..."), or "" for one row
     c.sweep.objectives = ""  # objective.name values, one panel each ("": the config's objective.name)
-    # Runs side by side (vmapped) per device, the others of a group in turn inside the program; 0: all. One at a time
-    # is the fastest at the default size on CPU (BENCHMARKS.md, "Sweeps as one program").
-    c.sweep.vmap_runs = 1
+    c.sweep.vmap_runs = 1  # runs side by side per device, the rest in turn (0: all); fastest on CPU (BENCHMARKS.md)
     return c

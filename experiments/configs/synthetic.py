@@ -44,8 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.objective.vicreg_invariance = 25.0  # vicreg's weights (Bardes et al. 2022's)
     c.objective.vicreg_variance = 25.0
     c.objective.vicreg_covariance = 1.0
-    # lambda in (lambda/2) ||W||_F^2. It bounds the weights: without it the gaussian_noise arm's norms (and its
-    # loss) grow without limit under the stop-gradient objective.
+    # lambda in (lambda/2) ||W||_F^2; without it the gaussian_noise arm's weight norms (and loss) grow without limit
     c.objective.weight_decay = 2e-3
 
     c.augment = ml_collections.ConfigDict()
@@ -71,7 +70,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.measure.probe_tasks = 8  # labels y = sign(<u, z>) for this many random u
     c.measure.probe_l2 = 1e-3
 
-    # Checkpoints in <workdir>/<arm>/checkpoints; a run started in a workdir that holds them resumes.
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 1000  # steps between saves (a multiple of train.steps_per_call); 0: only at the end
     c.checkpoint.max_to_keep = 2  # newest checkpoints kept (2 leaves one to fall back on)
