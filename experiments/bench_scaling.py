@@ -102,18 +102,16 @@ def checkpoint_table(sizes: list[str], repeats: int = 3) -> str:
         block, written, restore = [], [], []
         for _ in range(repeats):
             with tempfile.TemporaryDirectory() as tmp:
-                ck = checkpoint.Checkpointer(tmp, config=c.to_dict())
-                t0 = time.perf_counter()
-                ck.save(0, state)  # state.step is 0: the saved step must match it
-                block.append(time.perf_counter() - t0)
-                ck.wait()
-                written.append(time.perf_counter() - t0)
-                ck.close()
-                ck = checkpoint.Checkpointer(tmp, config=c.to_dict())
-                t0 = time.perf_counter()
-                jax.block_until_ready(ck.restore(state).state)
-                restore.append(time.perf_counter() - t0)
-                ck.close()
+                with checkpoint.Checkpointer(tmp, config=c.to_dict()) as ck:
+                    t0 = time.perf_counter()
+                    ck.save(0, state)  # state.step is 0: the saved step must match it
+                    block.append(time.perf_counter() - t0)
+                    ck.wait()
+                    written.append(time.perf_counter() - t0)
+                with checkpoint.Checkpointer(tmp, config=c.to_dict()) as ck:
+                    t0 = time.perf_counter()
+                    jax.block_until_ready(ck.restore(state).state)
+                    restore.append(time.perf_counter() - t0)
         times = [f"{statistics.median(ts):.3f}" for ts in (block, written, restore)]
         rows.append([f"{d1} x {width}", f"{d1 * width:,}", f"{nbytes / 2**20:.1f}", *times])
     header = ("d1 x width", "parameters", "state MB", "save: blocking s", "save: written s", "restore s")
