@@ -122,14 +122,6 @@ def measure(size: str, rounds: int, host_devices: int, alone: int, block: float,
     }
 
 
-def _median_ratio(num: list[float], den: list[float]) -> float:
-    return statistics.median(a / b for a, b in zip(num, den, strict=True))
-
-
-def runs_per_hour(seconds_per_run_step: float, train_steps: int) -> float:
-    return 3600.0 / (train_steps * seconds_per_run_step)
-
-
 PROGRAMS = "size|program|compile s|ms per run-step|CPU ms per run-step|runs/h|vs sequential|CPU vs seq"
 SUMMARY = (
     "size|d1|d|m|batch|runs|sequential runs/h|vmapped runs/h|vmapped program|CPU time: sequential/vmapped|"
@@ -140,9 +132,10 @@ SUMMARY = (
 def _size_rows(size: str, r: dict) -> tuple[list, list]:
     """The rows of every program of one size, and its summary row (its fastest vmapped program)."""
     med, seq, cfg = statistics.median, r["sequential"], r["config"]
-    speed = lambda p: _median_ratio(seq["wall"], p["wall"])
-    cpu = lambda p: _median_ratio(seq["cpu"], p["cpu"])
-    rate = lambda p: runs_per_hour(med(p["wall"]), r["train_steps"])
+    median_ratio = lambda num, den: med(a / b for a, b in zip(num, den, strict=True))  # of the per-round ratios
+    speed = lambda p: median_ratio(seq["wall"], p["wall"])
+    cpu = lambda p: median_ratio(seq["cpu"], p["cpu"])
+    rate = lambda p: 3600.0 / (r["train_steps"] * med(p["wall"]))  # runs/h
     named = [("sequential (each run alone, 1 device)", f"{seq['compile_s']:.1f} per run", seq)]
     named += [(f"vmapped {r['runs']} runs, {v['label']}", f"{v['compile_s']:.1f}", v) for v in r["vmapped"]]
     programs = [
