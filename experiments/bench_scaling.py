@@ -180,11 +180,7 @@ def main(argv):
 if __name__ == "__main__":
     flags.DEFINE_float("seconds", 5.0, "Timing budget per throughput measurement.")
     flags.DEFINE_integer("overhead_steps", 1000, "Steps of each run in the checkpoint-overhead table.")
-    flags.DEFINE_list(
-        "ckpt_sizes",
-        ["256x128", "1024x512", "2048x1024", "4096x2048"],
-        "d1 x width of the models whose checkpoints are timed.",
-    )
+    flags.DEFINE_list("ckpt_sizes", "256x128,1024x512,2048x1024,4096x2048", "d1 x width of the checkpointed models.")
     flags.DEFINE_list("every", ["0", "500", "100", "50"], "Checkpoint intervals for the overhead table (0: none).")
     flags.DEFINE_integer("worker_devices", 0, "Internal: run one throughput measurement on this many devices.")
     app.run(main)
