@@ -1,10 +1,6 @@
-"""Model-free feature decoupling per augmentation set: which image statistics survive the two views.
-
-For each augmentation set (image_sets.VIEW_SETS) the two views of N images are drawn on device, and the
-cross-view Pearson correlation over the N positive pairs is measured for the dense statistics
-(`image_stats.dense_statistics`) and the sparse ones (`patch_codes.sparse_statistics`) of one or both
-dictionaries: 'rgb' (fitted to and applied on colour patches) or 'luminance' (on Y = 0.299 R + 0.587 G + 0.114 B
-in all three channels: shape, not colour).
+"""Model-free feature decoupling per augmentation set (image_sets.VIEW_SETS): the cross-view Pearson correlation,
+over N positive pairs drawn on device, of the dense statistics (`image_stats.dense_statistics`) and the sparse ones
+(`patch_codes.sparse_statistics`) of the 'rgb' dictionary and/or the 'luminance' one (`luminance_images`).
 
 Tables: {set_name: {'stats': {row: {'corr_mean', 'corr_median', 'n_dims'}}, 'dense_mean', 'sparse_mean': {kind},
 'ratio': {kind: dense_mean / sparse_mean}, 'num_images'}}, row a dense statistic or '<sparse statistic>/<kind>'.
