@@ -396,3 +396,5 @@ def test_fields_added_later_at_their_old_value_are_no_change():
     assert config_guard.config_diff(old, now) == [] and config_guard.config_diff(now, old) == []
     byol = {**now, "objective": {**now["objective"], "name": "byol"}}
     assert config_guard.config_diff(old, byol) == ["objective.name"]
+    with pytest.raises(config_guard.ConfigMismatch, match=r'objective.name: \(absent\) -> "byol"'):
+        config_guard.check_config(old, byol, config_guard.MUTABLE_FIELDS, "run/5")

@@ -1,10 +1,5 @@
-"""Checkpoints of one run (an orbax CheckpointManager): exact resume, preemption, corrupt fallback, config guard.
-
-A step `<directory>/<step>/` holds `state` (the TrainState), `meta` ({"step", "log": the last metrics row}),
-`config` (checked on resume) and, with host batches, `data` (grain iterator state). A half-written save is
-ignored; a step that fails to load is renamed `<step>.corrupt` and the one before used. After SIGTERM the next
-`maybe_save` saves and raises `Preempted`, on every process at the same step. Nothing non-finite is saved.
-"""
+"""Checkpoints of one run (README "Resuming"): `<directory>/<step>/` holds `state` (the TrainState), `meta`
+({"step", "log": the last metrics row}), `config` (checked on resume) and, with host batches, `data` (grain state)."""
 
 from __future__ import annotations
 
@@ -24,8 +19,6 @@ from jax.experimental import multihost_utils
 
 from cl_features import workdir
 from cl_features.train.config_guard import MUTABLE_FIELDS, ConfigMismatch, check_config, config_diff, describe_diff
-
-_MISSING = object()
 
 
 class Preempted(Exception):
@@ -49,8 +42,7 @@ def _not_orbax_info(record: logging.LogRecord) -> bool:  # orbax's INFO lines, s
     return record.levelno >= logging.WARNING or _not_orbax(record)
 
 
-def say(msg: str) -> None:
-    """A report line on process 0."""
+def say(msg: str) -> None:  # on process 0
     if jax.process_index() == 0:
         print(f"[checkpoint] {msg}", flush=True)
 
@@ -100,10 +92,10 @@ def _data(it, save: bool = False) -> dict:
     return {"data": (grain.checkpoint.CheckpointSave if save else grain.checkpoint.CheckpointRestore)(it)}
 
 
-class Checkpointer(contextlib.AbstractContextManager):  # `with` closes it
-    """One run's checkpoints in `directory`: `config` is saved with each and checked on restore (except
-    `mutable_fields`); a save every `every` steps (0: only at the end and on preemption), `max_to_keep` kept.
-    Saves are asynchronous."""
+class Checkpointer(contextlib.ExitStack):
+    """`config` is saved with each checkpoint and checked on restore (except `mutable_fields`); an async save every
+    `every` steps (0: only at the end and on preemption), `max_to_keep` kept. Leaving `with` or close() waits for
+    pending saves and puts back the SIGTERM handler that was there before."""
 
     def __init__(
         self, directory: str, *, config: dict, every: int = 0, max_to_keep: int = 2, mutable_fields=MUTABLE_FIELDS
@@ -115,17 +107,16 @@ class Checkpointer(contextlib.AbstractContextManager):  # `with` closes it
         logging.getLogger("absl").addFilter(_not_orbax_info)  # added once
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=True)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
-        main = threading.current_thread() is threading.main_thread()  # signal handlers live in the main thread
-        self._previous_handler = signal.signal(signal.SIGTERM, lambda *_: _sigterm.set()) if main else _MISSING
-
-    def step_path(self, step: int) -> str:
-        return os.path.join(self.directory, str(step))
+        super().__init__()  # its callbacks run last to first on close()
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            previous = signal.signal(signal.SIGTERM, lambda *_: _sigterm.set())  # None: not set from Python
+            self.callback(signal.signal, signal.SIGTERM, previous or signal.SIG_DFL)
+        self.callback(self._manager.close)
 
     def kept_message(self) -> str:
-        step = self._manager.latest_step()
-        if step is None:
+        if (step := self._manager.latest_step()) is None:
             return f"no checkpoint was saved yet in {self.directory}"
-        return f"the last good checkpoint is step {step} in {self.step_path(step)}"
+        return f"the last good checkpoint is step {step} in {os.path.join(self.directory, str(step))}"
 
     def restore(self, state, data_iter=None, saved: tuple[int, dict] | None = None) -> Restored | None:
         """The newest readable checkpoint, placed like `state` (None: none). saved: `saved_config`'s (step, config).
@@ -137,7 +128,7 @@ class Checkpointer(contextlib.AbstractContextManager):  # `with` closes it
         items = {"state": ocp.args.StandardRestore(abstract), "meta": ocp.args.JsonRestore(), **_data(data_iter)}
         bad = {}  # step: why it is unreadable
         for step in sorted(self._manager.all_steps(), reverse=True):
-            path = self.step_path(step)
+            path = os.path.join(self.directory, str(step))
             try:
                 config = saved[1] if saved is not None and saved[0] == step else _read_config(self._manager, step)
                 check_config(config, self.config, self.mutable_fields, path)
@@ -168,7 +159,7 @@ class Checkpointer(contextlib.AbstractContextManager):  # `with` closes it
     def _quarantine(self, steps) -> None:
         """Renames unusable step directories to `<step>.corrupt[.n]` (never deleted) so the step can be saved again."""
         for step in steps if jax.process_index() == 0 else ():
-            src = self.step_path(step)
+            src = os.path.join(self.directory, str(step))
             dst, n = src + ".corrupt", 1
             while workdir.path(dst).exists():
                 dst, n = f"{src}.corrupt.{n}", n + 1
@@ -205,15 +196,3 @@ class Checkpointer(contextlib.AbstractContextManager):  # `with` closes it
 
     def wait(self) -> None:
         self._manager.wait_until_finished()
-
-    def close(self) -> None:
-        """Waits for pending saves; puts back the SIGTERM handler that was there before."""
-        try:
-            self._manager.close()
-        finally:
-            if self._previous_handler is not _MISSING:  # None: not set from Python
-                signal.signal(signal.SIGTERM, self._previous_handler or signal.SIG_DFL)
-                self._previous_handler = _MISSING
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from flax import traverse_util
 
@@ -24,14 +23,14 @@ class ConfigMismatch(ValueError):
     """Resuming with a config that changes the meaning of the run."""
 
 
-def _flat(tree: dict) -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1} after a JSON round trip (tuples -> lists), ADDED_FIELDS filled in."""
-    return {**ADDED_FIELDS, **traverse_util.flatten_dict(json.loads(json.dumps(tree)), sep=".")}
+def _flat(tree: dict) -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1} after a JSON round trip (tuples -> lists)."""
+    return traverse_util.flatten_dict(json.loads(json.dumps(tree)), sep=".")
 
 
 def config_diff(saved: dict, current: dict, mutable: tuple[str, ...] = MUTABLE_FIELDS) -> list[str]:
-    """Dotted fields whose values differ (or are on one side only), except `mutable` ones and their children."""
-    a, b = _flat(saved), _flat(current)
+    """Dotted fields that differ or are on one side only (ADDED_FIELDS: absent is the old value), not `mutable` ones."""
+    a, b = {**ADDED_FIELDS, **_flat(saved)}, {**ADDED_FIELDS, **_flat(current)}
     changed = sorted(k for k in a.keys() | b.keys() if a.get(k, _MISSING) != b.get(k, _MISSING))
     return [k for k in changed if not any(k == m or k.startswith(m + ".") for m in mutable)]
 
@@ -45,8 +44,7 @@ def describe_diff(saved: dict, current: dict, fields: list[str]) -> str:
 
 def check_config(saved: dict, current: dict, mutable: tuple[str, ...], path: str) -> None:
     """Raises ConfigMismatch (one line naming the fields) if resuming `path` (saved with `saved`) changes the run."""
-    fields = config_diff(saved, current, mutable)
-    if fields:
+    if fields := config_diff(saved, current, mutable):
         raise ConfigMismatch(
             f"refusing to resume {path}: the config changes the run in {', '.join(fields)} "
             f"({describe_diff(saved, current, fields)}); use another workdir or restore these values "
