@@ -217,15 +217,8 @@ def augment_image(key, img, cfg: dict, out_size: int):
 
     j = cfg["color_jitter"]
     if j["enabled"]:
-        s = j["strength"]
-        params, order, ops = sample_jitter(
-            u["color_jitter"][1:],
-            j["brightness"] * s,
-            j["contrast"] * s,
-            j["saturation"] * s,
-            j["hue"] * s,
-            j["random_order"],
-        )
+        magnitudes = [j[op] * j["strength"] for op in JITTER_OPS]
+        params, order, ops = sample_jitter(u["color_jitter"][1:], *magnitudes, j["random_order"])
         if ops:
             img = _maybe(u["color_jitter"][0], j["prob"], lambda x: jitter_colors(x, params, order, ops), img)
 

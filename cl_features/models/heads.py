@@ -4,6 +4,7 @@ and a BYOL target copy (`EMATarget` variables: not Params, so the optimiser skip
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -33,31 +34,14 @@ class ProjectionHead(nnx.Module):
         dtype: Dtype = jnp.float32,
         param_dtype: Dtype = jnp.float32,
     ):
-        self.in_dim, self.out_dim, self.num_layers, self.use_bn = in_dim, out_dim, num_layers, use_bn
+        self.use_bn = use_bn
         dims = [in_dim] + [hidden_dim] * (num_layers - 1)
-        self.hidden = nnx.List(
-            [
-                nnx.Linear(d_in, hidden_dim, use_bias=not use_bn, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-                for d_in in dims[:-1]
-            ]
-        )
-        self.norms = nnx.List(
-            [
-                nnx.BatchNorm(
-                    hidden_dim,
-                    use_running_average=False,
-                    momentum=bn_momentum,
-                    epsilon=1e-5,
-                    dtype=dtype,
-                    param_dtype=param_dtype,
-                    rngs=rngs,
-                )
-                for _ in dims[:-1]
-            ]
-            if use_bn
-            else []
-        )
-        self.out = nnx.Linear(dims[-1], out_dim, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        # every hidden Linear, then every BN: the order of their parameter draws
+        self.hidden = nnx.List([nnx.Linear(d_in, hidden_dim, use_bias=not use_bn, **kw) for d_in in dims[:-1]])
+        bn = functools.partial(nnx.BatchNorm, use_running_average=False, momentum=bn_momentum, epsilon=1e-5, **kw)
+        self.norms = nnx.List([bn(hidden_dim) for _ in dims[:-1]] if use_bn else [])
+        self.out = nnx.Linear(dims[-1], out_dim, **kw)
 
     def __call__(self, h: jax.Array) -> jax.Array:
         """h: [batch, in_dim] -> z: [batch, out_dim]."""
@@ -82,7 +66,6 @@ class LinearClassifier(nnx.Module):
         dtype: Dtype = jnp.float32,
         param_dtype: Dtype = jnp.float32,
     ):
-        self.in_dim, self.num_classes = in_dim, num_classes
         kernel_init = nnx.initializers.zeros_init() if zero_init else nnx.initializers.lecun_normal()
         self.linear = nnx.Linear(
             in_dim, num_classes, kernel_init=kernel_init, dtype=dtype, param_dtype=param_dtype, rngs=rngs

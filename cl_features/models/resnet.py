@@ -241,7 +241,6 @@ class WideResNet(nnx.Module):
             raise ValueError(f"depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 34, 40, ...), got {depth}")
         layers = _Layers(dtype, param_dtype, bn_momentum, bn_epsilon)
         n = (depth - 4) // 6
-        self.depth, self.widen, self.blocks_per_group = depth, widen, n
         self.in_channels = in_channels
         self.dtype = dtype
         self.stem_conv = layers.conv(in_channels, 16, 3, 1, rngs=rngs)
