@@ -21,6 +21,7 @@ from cl_features.report import run_info
 from cl_features.sweep import batched, grid
 from cl_features.synthetic import arms, results
 from cl_features.train import config_guard, resumable
+from cl_features.train.distributed import log_once
 
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -43,30 +44,31 @@ class _Progress:
         self.mark = (now, done)
         left = (self.total - done) / self.rate if self.rate else None
         eta, rate = ("--", "--") if left is None else (f"{left // 60:.0f}m{left % 60:02.0f}s", f"{self.rate:.0f}")
-        _say(
+        log_once(
             f"[sweep] group {g + 1}/{self.groups} {group.name} ({len(group.runs)} runs) step {step}/{self.steps}  "
             f"recovered {recovered:.3f}  {rate} run-steps/s  sweep {done / self.total:.0%}  ETA {eta}"
         )
 
 
-def _group_record(c, sweep: grid.Sweep, g: int, mesh) -> tuple[list, dict]:
-    """The configs of a group's runs and what its checkpoints record (its first run's config and the runs)."""
+def _group_record(c, sweep: grid.Sweep, g: int, mesh, workdir: str | None) -> tuple[list, dict, str | None]:
+    """The configs of a group's runs, what its checkpoints record (its first run's config and the runs) and its
+    directory (None without a workdir)."""
     group = sweep.groups[g]
     configs = [grid.run_config(c, sweep.runs[i]) for i in group.runs]
     pad = batched.padded_runs(len(group.runs), mesh.shape[batched.RUN_AXIS], c.sweep.vmap_runs)
-    return configs, dict(configs[0].to_dict(), runs=group.traced, padded_runs=pad)
+    run_dir = os.path.join(workdir, "groups", group.name) if workdir else None
+    return configs, dict(configs[0].to_dict(), runs=group.traced, padded_runs=pad), run_dir
 
 
 def train_group(c, sweep: grid.Sweep, g: int, mesh, workdir: str | None, progress: _Progress, checked=None) -> list:
     """Trains and measures one group; returns the results of its runs (in order). checked: check_resume's answer."""
     t0, group = time.perf_counter(), sweep.groups[g]
-    configs, record = _group_record(c, sweep, g, mesh)
+    configs, record, run_dir = _group_record(c, sweep, g, mesh, workdir)
     gc, steps = configs[0], configs[0].train.steps
-    run_dir = os.path.join(workdir, "groups", group.name) if workdir else None
     path = os.path.join(run_dir, "results.json") if run_dir else None
     done = arms.finished_results(path, record, steps, config_guard.MUTABLE_FIELDS) if path else None
     if done is not None:
-        _say(f"[sweep] group {g + 1}/{len(sweep.groups)} {group.name}: finished earlier, results from {path}")
+        log_once(f"[sweep] group {g + 1}/{len(sweep.groups)} {group.name}: finished earlier, results from {path}")
         return done
     program = batched.build(gc, group.arm, group.traced, mesh, c.sweep.vmap_runs)
 
@@ -107,9 +109,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | None) -> dict:
     mesh = batched.make_mesh(config.train.num_devices)
     checked = [None] * len(sweep.groups)
     if workdir:
-        for g, group in enumerate(sweep.groups):  # a refused resume leaves the workdir as it was
-            configs, record = _group_record(config, sweep, g, mesh)
-            run_dir = os.path.join(workdir, "groups", group.name)
+        for g in range(len(sweep.groups)):  # a refused resume leaves the workdir as it was
+            configs, record, run_dir = _group_record(config, sweep, g, mesh, workdir)
             steps = configs[0].train.steps
             checked[g] = resumable.check_resume(
                 run_dir, record, mutable_fields=arms.RESUME_MUTABLE_FIELDS, total_steps=steps
@@ -119,7 +120,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | None) -> dict:
 
     t0, progress = time.perf_counter(), _Progress(sweep, config.train.steps)
     found = [None] * len(sweep.runs)
-    _say(f"[sweep] {len(sweep.runs)} runs in {len(sweep.groups)} compiled groups on {mesh.size} device(s)")
+    log_once(f"[sweep] {len(sweep.runs)} runs in {len(sweep.groups)} compiled groups on {mesh.size} device(s)")
     for g, group in enumerate(sweep.groups):
         for i, r in zip(group.runs, train_group(config, sweep, g, mesh, workdir, progress, checked[g]), strict=True):
             found[i] = r
@@ -135,8 +136,3 @@ def run(config: ml_collections.ConfigDict, workdir: str | None) -> dict:
         jsonio.dump(out, os.path.join(workdir, "sweep.json"))
         phase.write_figures(workdir)
     return out
-
-
-def _say(msg: str) -> None:
-    if jax.process_index() == 0:
-        print(msg, flush=True)

@@ -23,6 +23,7 @@ from cl_features.report import run_info
 from cl_features.synthetic import results, task
 from cl_features.train import config_guard, loop, resumable
 from cl_features.train import mesh as mesh_lib
+from cl_features.train.distributed import log_once
 from cl_features.train.metrics_log import log_figures
 
 # Config fields a resumed arm may change: frequencies, the number of steps and devices (checkpoint module), the
@@ -104,7 +105,8 @@ def train_arm(
     finished = path and out.start == steps
     done = finished_results(path, record, steps, config_guard.MUTABLE_FIELDS + ("arms",)) if finished else None
     if done is not None:
-        _say(verbose, f"[{arm}] finished earlier (step {out.start}): results from {path}")
+        if verbose:
+            log_once(f"[{arm}] finished earlier (step {out.start}): results from {path}")
         return done, weights, out.history
     res = results.measure(c, arm, model, dictionary)
     res["final_loss"] = out.last_row["contrastive_loss"] if out.last_row else float("nan")
@@ -155,7 +157,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
             checked=checked.get(arm),
         )
         summary["arms"][arm] = res
-        _say(verbose, f"[{arm}] " + "  ".join(f"{k}={res[k]:.4g}" for k in report.COLUMNS if k in res))
+        if verbose:
+            log_once(f"[{arm}] " + "  ".join(f"{k}={res[k]:.4g}" for k in report.COLUMNS if k in res))
     if workdir and jax.process_index() == 0:
         workdir_lib.savez(
             os.path.join(workdir, "weights.npz"),
@@ -167,8 +170,3 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
         pngs = {os.path.splitext(k)[0]: p for k, p in figures.items() if k.endswith(".png")}
         log_figures(workdir, c.train.steps, pngs)
     return summary
-
-
-def _say(verbose: bool, msg: str) -> None:
-    if verbose and jax.process_index() == 0:
-        print(msg, flush=True)
