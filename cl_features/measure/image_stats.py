@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from cl_features.augment.color import LUMA_WEIGHTS
+
 DENSE_STATS = ("mean_colour", "colour_histogram", "low_frequency_energy")
 # Rec. 601 luma weights.
-_LUMA = np.array([0.299, 0.587, 0.114])
+_LUMA = np.array(LUMA_WEIGHTS)
 # Slack for values a hair outside [0, 1] from float round-off in augmentations.
 _RANGE_TOL = 1e-4
 

@@ -17,12 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cl_features.augment import image_ops, image_sets
+from cl_features.augment import color, image_ops, image_sets
 from cl_features.measure import bootstrap, correlation, image_stats, patch_codes
 from cl_features.measure.image_stats import check_positive_int
 
 DICTIONARY_KINDS = ("rgb", "luminance")
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+_LUMA = np.array(color.LUMA_WEIGHTS, np.float32)
 
 
 def luminance_images(images) -> np.ndarray:
