@@ -407,7 +407,7 @@ def _write_folder(root, n_per_class, rng):
 def test_an_image_folder_feeds_the_decoupling_experiment(tmp_path, monkeypatch):
     """data.source=folder: every image of the two folders read (num_images None), one pair per measured image,
     a bootstrap interval and a spread over two seeds for every number of model_free.json. Started again, the
-    tables come from the workdir; with another model_free field they are measured again."""
+    tables come from the workdir; with other measuring code or another model_free field they are measured again."""
     rng = np.random.default_rng(0)
     _write_folder(tmp_path / "train", 8, rng)
     _write_folder(tmp_path / "test", 7, rng)
@@ -437,6 +437,11 @@ def test_an_image_folder_feeds_the_decoupling_experiment(tmp_path, monkeypatch):
     monkeypatch.setattr(study.measurements, "model_free_tables", measured)
     study.run(c, str(tmp_path / "w"), verbose=False)
     assert json.load(open(tmp_path / "w" / "model_free.json")) == tables
+    monkeypatch.setattr(study, "model_free_code", lambda: "other code")
+    with pytest.raises(AssertionError, match="measured again"):
+        study.run(c, str(tmp_path / "w"), verbose=False)
+    monkeypatch.undo()
+    monkeypatch.setattr(study.measurements, "model_free_tables", measured)
     c.model_free.resamples = 100
     with pytest.raises(AssertionError, match="measured again"):
         study.run(c, str(tmp_path / "w"), verbose=False)

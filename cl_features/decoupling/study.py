@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import time
 
 import jax
 import ml_collections
+import numpy as np
 
 from cl_features import jsonio
 from cl_features import workdir as workdir_lib
@@ -22,12 +25,24 @@ from cl_features.train import resumable
 MODEL_FREE_CACHE = "model_free_tables.json"  # in the workdir: a restarted study does not measure them again
 
 
+def model_free_code() -> str:
+    """sha256 of the sources that compute the model-free tables and of jax's and numpy's versions."""
+    from cl_features.augment import color, image_ops, image_sets
+    from cl_features.measure import bootstrap, correlation, image_stats, model_free, patch_codes
+
+    h = hashlib.sha256(f"jax {jax.__version__} numpy {np.__version__}".encode())
+    for m in (color, image_ops, image_sets, bootstrap, correlation, image_stats, model_free, patch_codes, measurements):
+        h.update(inspect.getsource(m).encode())
+    return h.hexdigest()
+
+
 def _cached_model_free(c: ml_collections.ConfigDict, workdir: str | None, tables: dict | None = None):
     """Writes `tables` to the workdir's cache (tables given), or reads them back if the fields they depend on
-    (seed, data, model_free) are those of `c`; None when there is nothing to read."""
+    (seed, data, model_free) and the code that measures them are those of now; None when there is nothing to read."""
     if not workdir or jax.process_index() != 0 and tables is not None:
         return None
-    key = json.loads(json.dumps({"seed": c.seed, "data": c.data.to_dict(), "model_free": c.model_free.to_dict()}))
+    key = {"seed": c.seed, "data": c.data.to_dict(), "model_free": c.model_free.to_dict(), "code": model_free_code()}
+    key = json.loads(json.dumps(key))
     path = workdir_lib.path(workdir, MODEL_FREE_CACHE)
     if tables is not None:
         jsonio.dump({"config": key, "tables": tables}, str(path), sort_keys=False)
@@ -86,7 +101,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, *, verbose: bool
             tables = measurements.model_free_tables(c, measured, fit, mf, say)
             _cached_model_free(c, workdir, tables)
         else:
-            say(f"model-free: the tables of {workdir}/{MODEL_FREE_CACHE} (measured with this config)")
+            say(f"model-free: the tables of {workdir}/{MODEL_FREE_CACHE} (measured with this config and code)")
         for name, t in tables.items():
             sparse = "  ".join(f"sparse/{k} {v:.3f}" for k, v in t["sparse_mean"].items())
             say(f"model-free {name:16s} dense {t['dense_mean']:.3f}  {sparse}")
