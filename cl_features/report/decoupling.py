@@ -207,13 +207,12 @@ def write_report(
     workdir_lib.path(outdir, "figures").mkdir(parents=True, exist_ok=True)
     paths: dict[str, str] = {}
 
-    def dump(name: str, obj) -> None:
-        paths[name] = os.path.join(outdir, name)
-        jsonio.dump(obj, paths[name], sort_keys=False)  # keep the tables' order
-
-    def figure(name: str) -> str:
-        paths[name] = os.path.join(outdir, "figures", name)
+    def out(name: str, folder: str = "") -> str:  # the path of a file written, kept in `paths`
+        paths[name] = os.path.join(outdir, folder, name)
         return paths[name]
+
+    def dump(name: str, obj) -> None:
+        jsonio.dump(obj, out(name), sort_keys=False)  # keep the tables' order
 
     sections = ["# Feature decoupling report\n"]
     if notes:
@@ -228,16 +227,15 @@ def write_report(
             continue
         md = to_markdown(table)
         dump(f"{name}.json", table)
-        paths[f"{name}.md"] = os.path.join(outdir, f"{name}.md")
-        workdir_lib.write_text(paths[f"{name}.md"], md)
-        draw(table, figure(f"{name}.png"))
+        workdir_lib.write_text(out(f"{name}.md"), md)
+        draw(table, out(f"{name}.png", "figures"))
         sections += [f"## {title}\n", md, f"![{name.replace('_', '-')}](figures/{name}.png)\n"]
     if model_seeds:
         dump("representation_seeds.json", model_seeds)
     arrays = {}
     if tsne_maps:
         title = "t-SNE of the representation, coloured by class"
-        tsne.figure(tsne_maps, tsne_labels, figure("tsne.png"), class_names=class_names, title=title)
+        tsne.figure(tsne_maps, tsne_labels, out("tsne.png", "figures"), class_names=class_names, title=title)
         sections.append("![t-SNE](figures/tsne.png)\n")
         arrays.update({f"tsne/{k}": np.asarray(v) for k, v in tsne_maps.items()})
         arrays["tsne_labels"] = np.asarray(tsne_labels)
@@ -245,13 +243,12 @@ def write_report(
         values = {n: m["vis_activation"] for n, m in (models or {}).items() if "vis_activation" in m}
         title = f"activation maximisation, layer {vis_layer} (number: mean activation reached)" if vis_layer else None
         feature_vis.grid_figure(
-            vis, figure("feature_vis.png"), channels=vis_channels, values=values or None, title=title
+            vis, out("feature_vis.png", "figures"), channels=vis_channels, values=values or None, title=title
         )
         sections.append("![feature visualisation](figures/feature_vis.png)\n")
         arrays.update({f"vis/{k}": np.asarray(v) for k, v in vis.items()})
     if arrays:
-        paths["pictures.npz"] = os.path.join(outdir, "pictures.npz")
-        workdir_lib.savez(paths["pictures.npz"], compressed=True, **arrays)
+        workdir_lib.savez(out("pictures.npz"), compressed=True, **arrays)
     if config is not None:
         dump("config.json", config)
     dump(
@@ -263,9 +260,9 @@ def write_report(
             "notes": list(notes),
         },
     )
-    paths["summary.md"] = os.path.join(outdir, "summary.md")
+    summary = out("summary.md")
     sections.append("## Files\n\n" + "".join(f"- {os.path.relpath(p, outdir)}\n" for p in paths.values()))
-    workdir_lib.write_text(paths["summary.md"], "\n".join(sections))
+    workdir_lib.write_text(summary, "\n".join(sections))
     return paths
 
 
