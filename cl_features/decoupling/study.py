@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
+import pathlib
 import time
 
 import jax
 import ml_collections
 import numpy as np
 
+import cl_features
 from cl_features import jsonio
 from cl_features import workdir as workdir_lib
 from cl_features.config_checks import at_least, require, split_list
@@ -26,13 +27,12 @@ MODEL_FREE_CACHE = "model_free_tables.json"  # in the workdir: a restarted study
 
 
 def model_free_code() -> str:
-    """sha256 of the sources that compute the model-free tables and of jax's and numpy's versions."""
-    from cl_features.augment import color, image_ops, image_sets
-    from cl_features.measure import bootstrap, correlation, image_stats, model_free, patch_codes
-
+    """sha256 of every source file of the package (reading, augmenting and measuring the images) and of jax's and
+    numpy's versions: what else, beside the config, the model-free tables depend on."""
     h = hashlib.sha256(f"jax {jax.__version__} numpy {np.__version__}".encode())
-    for m in (color, image_ops, image_sets, bootstrap, correlation, image_stats, model_free, patch_codes, measurements):
-        h.update(inspect.getsource(m).encode())
+    root = pathlib.Path(cl_features.__file__).parent
+    for f in sorted(root.rglob("*.py")):
+        h.update(f"{f.relative_to(root)}\n".encode() + f.read_bytes())
     return h.hexdigest()
 
 
